@@ -1,0 +1,166 @@
+"""Value types shared by the core and every channel: inbound, outbound, answers, events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+QuestionType = Literal["nps", "csat", "ces", "rating", "yes_no", "choice", "text", "number"]
+InputMode = Literal["dtmf", "speech", "text", "button", "link"]
+InboundKind = Literal["start", "reply", "end"]
+
+QUESTION_TYPES: tuple[str, ...] = (
+    "nps", "csat", "ces", "rating", "yes_no", "choice", "text", "number",
+)  # fmt: skip
+INPUT_MODES: tuple[str, ...] = ("dtmf", "speech", "text", "button", "link")
+CHANNELS: tuple[str, ...] = ("ivr", "sms", "email", "telegram", "whatsapp", "api")
+ANSWER_FORMAT_VERSION = 1
+
+
+def iso(moment: datetime) -> str:
+    """ISO 8601 with offset, to the millisecond."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: Seda keeps every time with its offset")
+    return moment.isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class Respondent:
+    """A stable pseudonymous id plus the addresses seen (tel:+98..., mailto:..., telegram:123)."""
+
+    id: str
+    addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One thing a channel received: a survey start, a reply, or the end of a conversation."""
+
+    kind: InboundKind
+    channel: str
+    provider: str
+    address: str
+    received_at: datetime
+    text: str = ""
+    input_mode: InputMode = "text"
+    transcript: str | None = None
+    confidence: float | None = None
+    message_id: str | None = None
+    survey_id: str | None = None  # kind "start": which survey
+    language: str | None = None  # kind "start": the respondent's language
+    context: dict[str, str] = field(default_factory=dict)
+    reason: str | None = None  # kind "end": hangup, expired, ...
+
+
+OutboundKind = Literal["prompt", "invalid", "closing", "notice"]
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """One prompt for a channel to render its own way (audio, SMS text, buttons)."""
+
+    kind: OutboundKind
+    text: str
+    language: str
+    question_id: str | None = None
+    question_type: str | None = None
+    audio: str | None = None
+    choices: tuple[tuple[str, str, str | None], ...] = ()  # (answer code, label, dtmf key)
+
+    def to_json(self) -> dict[str, Any]:
+        """The prompt as the API channel returns it."""
+        out: dict[str, Any] = {"kind": self.kind, "text": self.text, "language": self.language}
+        if self.question_id is not None:
+            out["question_id"] = self.question_id
+            out["question_type"] = self.question_type
+        if self.choices:
+            out["choices"] = [{"code": c, "label": label, "key": k} for c, label, k in self.choices]
+        return out
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Answer format v1: one answered question (schema: gateway/schemas/answer.v1.json)."""
+
+    id: str
+    response_id: str
+    survey_id: str
+    survey_version: int
+    question_id: str
+    question_type: str
+    value: int | bool | str | None
+    raw: str
+    input_mode: InputMode
+    attempt: int
+    language: str
+    channel: str
+    provider: str
+    respondent: Respondent
+    context: dict[str, str]
+    answered_at: datetime
+    received_at: datetime
+    transcript: str | None = None
+    confidence: float | None = None
+    message_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The answer as it leaves Seda (checked against the published schema in tests)."""
+        out: dict[str, Any] = {
+            "format": ANSWER_FORMAT_VERSION,
+            "id": self.id,
+            "response_id": self.response_id,
+            "survey_id": self.survey_id,
+            "survey_version": self.survey_version,
+            "question_id": self.question_id,
+            "question_type": self.question_type,
+            "value": self.value,
+            "raw": self.raw,
+            "input_mode": self.input_mode,
+            "attempt": self.attempt,
+            "language": self.language,
+            "channel": self.channel,
+            "provider": self.provider,
+            "respondent": {
+                "id": self.respondent.id,
+                "addresses": list(self.respondent.addresses),
+            },
+            "context": dict(self.context),
+            "answered_at": iso(self.answered_at),
+            "received_at": iso(self.received_at),
+        }
+        if self.input_mode == "speech":
+            out["transcript"] = self.transcript
+            out["confidence"] = self.confidence
+        if self.message_id is not None:
+            out["message_id"] = self.message_id
+        return out
+
+
+EventType = Literal[
+    "answer.recorded",
+    "response.completed",
+    "response.abandoned",
+    "respondent.opted_out",
+    "respondent.opted_in",
+]
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something the backends hear about; delivered through the outbox in order per response."""
+
+    id: str
+    type: EventType
+    response_id: str | None
+    occurred_at: datetime
+    data: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        """The envelope every backend receives."""
+        return {
+            "id": self.id,
+            "type": self.type,
+            "timestamp": iso(self.occurred_at),
+            "data": self.data,
+        }
