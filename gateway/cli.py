@@ -1,0 +1,170 @@
+"""The `seda` command: run, validate, simulate, outbox."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from gateway import engine, logs, outbox_cli
+from gateway.config import Config, ConfigError, load
+from gateway.flows.loader import SurveyError, load_surveys, validate_paths
+from gateway.ids import IdFactory, system_clock
+from gateway.model import Inbound, Outbound, Respondent
+
+DEFAULT_CONFIG = Path("config/gateway.yaml")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `seda` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+        return code
+    except ConfigError as exc:
+        print(f"seda: configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seda", description="Seda: voice-of-customer gateway")
+    parser.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, help="gateway YAML (config/gateway.yaml)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="start every enabled channel")
+    run.set_defaults(handler=_run)
+
+    validate = sub.add_parser("validate", help="check survey files; every error at once")
+    validate.add_argument("paths", nargs="*", type=Path, help="files or folders (config/flows)")
+    validate.set_defaults(handler=_validate)
+
+    simulate = sub.add_parser("simulate", help="answer a survey in the terminal")
+    simulate.add_argument("survey", help="survey id")
+    simulate.add_argument("--lang", default=None, help="language (the survey's first by default)")
+    simulate.add_argument("--flows", type=Path, default=None, help="folder of survey files")
+    simulate.set_defaults(handler=_simulate)
+
+    outbox = sub.add_parser("outbox", help="inspect, retry and replay deliveries")
+    outbox_cli.add_arguments(outbox)
+    outbox.set_defaults(handler=_outbox)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from gateway.server import create_app
+
+    config = load(args.config)
+    logs.setup(config.log_level)
+    web.run_app(
+        create_app(config),
+        host=config.host,
+        port=config.port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=10,
+    )
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    paths = args.paths or [Path("config/flows")]
+    problems = validate_paths(paths)
+    for problem in problems:
+        print(problem)
+    errors = sum(1 for p in problems if p.severity == "error")
+    warnings = len(problems) - errors
+    print(f"{errors} error(s), {warnings} warning(s)", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    flows = args.flows
+    if flows is None:
+        flows = load(args.config).flows if args.config.exists() else Path("config/flows")
+    try:
+        surveys = load_surveys(flows)
+    except SurveyError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    if args.survey not in surveys:
+        print(f"seda: no survey {args.survey!r} in {flows}", file=sys.stderr)
+        return 1
+    return simulate(surveys[args.survey], args.lang, sys.stdin, sys.stdout)
+
+
+def simulate(survey_obj: object, language: str | None, stdin: TextIO, stdout: TextIO) -> int:
+    """Run a survey against typed replies; prints prompts and the answers as JSON lines."""
+    from gateway.flows.model import Survey
+
+    assert isinstance(survey_obj, Survey)
+    survey = survey_obj
+    clock = system_clock
+    new_id = IdFactory(clock)
+    address = "api:simulator"
+    respondent = Respondent(id="r_simulator", addresses=(address,))
+    start = Inbound("start", "api", "simulator", address, clock(), language=language)
+    try:
+        step = engine.start(survey, start, respondent, clock(), new_id)
+    except engine.EngineError as exc:
+        print(f"seda: {exc}", file=sys.stderr)
+        return 1
+    _show(step.outbound, stdout)
+    session = step.session
+    while session is not None and session.status == "open":
+        stdout.write("> ")
+        stdout.flush()
+        line = stdin.readline()
+        if not line:
+            step = engine.abandon(survey, session, respondent, clock(), new_id, "ended")
+            stdout.write("\n(abandoned)\n")
+            return 0
+        reply = Inbound("reply", "api", "simulator", address, clock(), text=line.rstrip("\n"))
+        step = engine.step(survey, session, reply, respondent, clock(), new_id)
+        for answer in step.answers:
+            stdout.write(json.dumps(answer.to_json(), ensure_ascii=False) + "\n")
+        _show(step.outbound, stdout)
+        session = step.session
+    stdout.write(f"({session.status if session else 'ended'})\n")
+    return 0
+
+
+def _show(outbound: Sequence[Outbound], stdout: TextIO) -> None:
+    for item in outbound:
+        stdout.write(f"[{item.kind}] {item.text}\n")
+        for code, label, key in item.choices:
+            stdout.write(f"   {key or '-'}: {label} ({code})\n")
+
+
+def _outbox(args: argparse.Namespace) -> int:
+    from gateway.store import Store
+
+    config: Config = load(args.config)
+
+    async def go() -> int:
+        routes = {
+            name: frozenset(spec["events"]) if spec.get("events") else None
+            for name, spec in config.backends.items()
+        }
+        store = await Store.open(config.database, backends=routes, clock=system_clock)
+        try:
+            return await outbox_cli.run(args, store)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Gateway configuration: YAML with ${ENV} substitution, checked against a JSON Schema."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """The parsed gateway configuration, with paths resolved against the working directory."""
+
+    path: Path
+    data: dict[str, Any]
+
+    @property
+    def host(self) -> str:
+        """Address the HTTP server listens on."""
+        return str(self.data["server"].get("host", "127.0.0.1"))
+
+    @property
+    def port(self) -> int:
+        """Port the HTTP server listens on."""
+        return int(self.data["server"].get("port", 8080))
+
+    @property
+    def max_body(self) -> int:
+        """Largest accepted request body in bytes."""
+        return int(self.data["server"].get("max_body", 256 * 1024))
+
+    @property
+    def database(self) -> Path:
+        """The SQLite database file."""
+        return Path(self.data.get("database", "var/seda.db"))
+
+    @property
+    def flows(self) -> Path:
+        """Folder of survey YAML files."""
+        return Path(self.data.get("flows", "config/flows"))
+
+    @property
+    def api_token(self) -> str:
+        """Bearer token the API requires (empty: no token, loopback use only)."""
+        return str(self.data.get("api", {}).get("token", "") or "")
+
+    @property
+    def secret(self) -> str:
+        """Key for respondent pseudonyms and tokens (empty: generated and kept in the database)."""
+        return str(self.data.get("secret", "") or "")
+
+    @property
+    def backends(self) -> dict[str, dict[str, Any]]:
+        """Backends by name."""
+        return dict(self.data.get("backends", {}))
+
+    @property
+    def channels(self) -> dict[str, dict[str, Any]]:
+        """Enabled channels by name."""
+        found = self.data.get("channels", {})
+        return {name: spec for name, spec in found.items() if spec.get("enabled", True)}
+
+    @property
+    def retry(self) -> dict[str, Any]:
+        """Outbox retry policy."""
+        return dict(self.data.get("retry", {}))
+
+    @property
+    def log_level(self) -> str:
+        """Log level name."""
+        return str(self.data.get("log", {}).get("level", "info")).upper()
+
+
+def duration(text: str | int | float) -> timedelta:
+    """`90s`, `30m`, `24h`, `3d` or a number of seconds as a timedelta."""
+    if isinstance(text, int | float):
+        return timedelta(seconds=text)
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise ConfigError(f"{text!r} is not a duration like 30s, 5m, 24h or 3d")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def substitute(value: Any, env: Mapping[str, str], where: str = "") -> Any:
+    """Replace ${VAR} and ${VAR:-default} inside string values (never inside YAML syntax)."""
+    if isinstance(value, dict):
+        return {
+            k: substitute(v, env, f"{where}.{k}" if where else str(k)) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [substitute(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def one(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{where}: environment variable {name} is not set (and has no default)")
+
+    return _ENV.sub(one, value)
+
+
+def schema() -> dict[str, Any]:
+    """The published JSON Schema of gateway.yaml."""
+    text = resources.files("gateway").joinpath("schemas/gateway.schema.json").read_text("utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def load(path: Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read, substitute and validate a gateway configuration file."""
+    try:
+        raw = yaml.safe_load(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the configuration must be a mapping")
+    data = substitute(raw, os.environ if env is None else env)
+    validator = jsonschema.Draft202012Validator(schema())
+    problems = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if problems:
+        lines = [
+            f"{path}: {'.'.join(str(p) for p in e.absolute_path) or '(top)'}: {e.message}"
+            for e in problems
+        ]
+        raise ConfigError("\n".join(lines))
+    if "retry" in data and "horizon" in data["retry"]:
+        duration(data["retry"]["horizon"])
+    return Config(path=path, data=data)

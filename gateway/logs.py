@@ -1,0 +1,68 @@
+"""Structured logs, one JSON line per event, with personal data redacted."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+_EMAIL = re.compile(r"(?:mailto:)?[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# Phone numbers in any digit script, with or without tel: and separators.
+_PHONE = re.compile(r"(?:tel:|whatsapp:)?\+?[\d٠-٩۰-۹][\d٠-٩۰-۹ ()\-]{5,}[\d٠-٩۰-۹]")
+_SENSITIVE_KEYS = frozenset({"text", "raw", "body", "transcript", "address", "secret", "token"})
+
+
+def redact(text: str) -> str:
+    """Hide email addresses and phone numbers in free text."""
+    text = _EMAIL.sub("<email>", text)
+    return _PHONE.sub("<phone>", text)
+
+
+def _clean(value: Any, key: str = "") -> Any:
+    if key in _SENSITIVE_KEYS:
+        return "<redacted>"
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _clean(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, event, and redacted fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render a record."""
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": redact(record.getMessage()),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            line.update(_clean(fields))
+        if record.exc_info and record.exc_info[0] is not None:
+            line["error"] = record.exc_info[0].__name__
+            line["detail"] = redact(str(record.exc_info[1]))
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def setup(level: str = "INFO") -> None:
+    """Send every log record to stderr as redacted JSON lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def fields(**values: Any) -> dict[str, Any]:
+    """Structured fields for a log call: `log.info("event", extra=fields(a=1))`."""
+    return {"fields": values}

@@ -1,0 +1,75 @@
+"""The one place that names channels: import strings, loaded only when a channel is enabled."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from gateway.model import Outbound
+    from gateway.router import Gateway
+
+CHANNELS: Mapping[str, str] = {
+    "api": "gateway.api:ApiChannel",
+    "ivr": "ivr_flows.channel:IvrChannel",
+    "sms": "sms.channel:SmsChannel",
+    "email": "email_in.channel:EmailChannel",
+    "telegram": "social.telegram:TelegramChannel",
+    "whatsapp": "social.whatsapp:WhatsAppChannel",
+}
+
+
+class Channel(Protocol):
+    """What every channel adapter offers: its routes, and a start and stop."""
+
+    name: str
+
+    def routes(self) -> list[web.RouteDef]:
+        """HTTP routes this channel contributes (may be empty)."""
+        ...
+
+    async def start(self) -> None:
+        """Begin listening or polling."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop cleanly."""
+        ...
+
+
+class Inviter(Protocol):
+    """Optional capability: a channel that can reach a respondent first (SMS, email, chat)."""
+
+    async def invite(self, address: str, prompts: list[Outbound]) -> None:
+        """Send the first prompts of a new response to the address."""
+        ...
+
+
+class ChannelFactory(Protocol):
+    """Builds a channel from its config section."""
+
+    def __call__(self, gateway: Gateway, spec: Mapping[str, Any]) -> Channel:
+        """A ready (not yet started) channel."""
+        ...
+
+
+class UnknownChannel(LookupError):
+    """A configured channel that Seda does not have (or whose package is not installed)."""
+
+
+def load(name: str) -> ChannelFactory:
+    """Import a channel's factory by its registered name."""
+    target = CHANNELS.get(name)
+    if target is None:
+        known = ", ".join(sorted(CHANNELS))
+        raise UnknownChannel(f"unknown channel {name!r} (known: {known})")
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise UnknownChannel(f"channel {name!r} is not available in this build ({exc})") from None
+    factory: ChannelFactory = getattr(module, attr)
+    return factory

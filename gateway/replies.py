@@ -1,0 +1,389 @@
+"""What a reply means: numbers, yes/no, choices and opt-out words in English, Persian, Arabic.
+
+DESIGN.md section 5. Matching works on a folded copy; the raw reply is never changed.
+A phrase matches a run of whole words with the spaces between them ignored, so a Persian
+word written joined, with a space or with a ZWNJ (میخواهم, می خواهم, می‌خواهم) is one word.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+from gateway import replies_words as words
+from gateway.flows.model import SCALES, Question
+from gateway.model import QUESTION_TYPES, InputMode
+
+WINDOW = 8  # numbers and yes/no words count only among the reply's first words
+NUMERIC: frozenset[str] = frozenset({"nps", "csat", "ces", "rating", "number"})
+
+ControlWord = Literal["opt_out", "opt_in"]
+V = TypeVar("V")
+
+
+@dataclass(frozen=True)
+class Interpretation:
+    """What a reply answers to one question: a value, or in English why there is none."""
+
+    ok: bool
+    value: int | bool | str | None = None
+    reason: str = ""
+
+
+_DIGITS = str.maketrans(
+    {chr(base + i): str(i) for base in (0x06F0, 0x0660) for i in range(10)},
+)
+_INVISIBLE = "\u200b\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff"
+_FOLD = str.maketrans(
+    {
+        "ي": "ی",
+        "ى": "ی",
+        "ئ": "ی",
+        "ك": "ک",
+        "ة": "ه",
+        "ۀ": "ه",
+        "ە": "ه",
+        "ھ": "ه",
+        "أ": "ا",
+        "إ": "ا",
+        "آ": "ا",
+        "ٱ": "ا",
+        "ؤ": "و",
+        # ZWNJ splits a Persian word into its parts; phrase matching joins them again.
+        "\u200c": " ",
+        "\u0640": None,
+        "\u0670": None,
+        **{chr(mark): None for mark in range(0x064B, 0x0660)},
+        # ZWJ, zero-width space, BOM and the bidi marks that right-to-left keyboards insert.
+        **{char: None for char in _INVISIBLE},
+        "'": None,
+        "\u2019": None,
+        "\u02bc": None,
+    }
+)
+_MINUS = "-\u2212\u2013"
+_THOUSANDS = ",٬"
+_TOKEN = re.compile(
+    rf"(?<!\w)[{_MINUS}][0-9]+(?:[.٫][0-9]+)?"
+    rf"|[0-9]{{1,3}}(?:[{_THOUSANDS}][0-9]{{3}})+(?![0-9])"
+    r"|[0-9]+(?:[.٫][0-9]+)?|/|[^\W\d_]+"
+)
+
+
+def normalize_digits(text: str) -> str:
+    """Persian (U+06F0-06F9) and Arabic-Indic (U+0660-0669) digits to ASCII, mixed allowed."""
+    return text.translate(_DIGITS)
+
+
+def fold(text: str) -> str:
+    """The matching form of a reply or a word: NFKC, casefold, one Arabic/Persian alphabet."""
+    folded = _folded(text)
+    start, end = 0, len(folded)
+    while start < end and _is_edge(folded[start]):
+        start += 1
+    while end > start and _is_edge(folded[end - 1]):
+        end -= 1
+    return folded[start:end]
+
+
+def _folded(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).casefold().translate(_FOLD)
+    return " ".join(text.split())
+
+
+def _is_edge(char: str) -> bool:
+    category = unicodedata.category(char)
+    return category[0] in "PSZ" or category in ("Mn", "Me", "Cf", "Cc")
+
+
+def _tokens(text: str) -> list[str]:
+    """Words, whole numbers, signed or decimal numbers and slashes of the folded text."""
+    return _TOKEN.findall(normalize_digits(_folded(text)))
+
+
+def _key(phrase: str) -> str:
+    """The form a phrase is looked up by: its tokens joined without spaces."""
+    return "".join(_tokens(phrase))
+
+
+def _index(pairs: Iterable[tuple[str, V]]) -> dict[str, V]:
+    index: dict[str, V] = {}
+    for phrase, value in pairs:
+        key = _key(phrase)
+        if index.setdefault(key, value) != value:
+            raise ValueError(f"word table: {phrase!r} means both {index[key]!r} and {value!r}")
+    return index
+
+
+_SPELLINGS = {language: words.number_spellings(language) for language in words.LANGUAGES}
+_NUMBERS = _index(
+    (spelling, value)
+    for table in _SPELLINGS.values()
+    for value, spellings in table.items()
+    for spelling in spellings
+)
+_YES_NO: dict[str, bool | None] = _index(
+    [(w, True) for ws in words.YES.values() for w in ws]
+    + [(w, False) for ws in words.NO.values() for w in ws]
+    + [(w, None) for w in words.UNSURE]
+)
+_YES_NO_WHOLE_ONLY = {_key(w) for w in words.YES_NO_WHOLE_ONLY}
+_OUT_OF = {_key(w) for w in words.OUT_OF}
+_NEGATIVE = {_key(w) for w in words.NEGATIVE}
+_OPT_OUT = {_key(w) for w in words.OPT_OUT}
+_OPT_IN = {_key(w) for w in words.OPT_IN}
+
+Span = tuple[int, int, str]  # start and end token, and what matched there
+
+
+def _spans(tokens: Sequence[str], keys: Collection[str]) -> list[Span]:
+    """Every run of consecutive tokens that, joined, is one of keys."""
+    longest = max(map(len, keys), default=0)
+    found: list[Span] = []
+    for start in range(len(tokens)):
+        joined = ""
+        for end in range(start + 1, len(tokens) + 1):
+            joined += tokens[end - 1]
+            if len(joined) > longest:
+                break
+            if joined in keys:
+                found.append((start, end, joined))
+    return found
+
+
+def _outermost(spans: Sequence[Span]) -> list[Span]:
+    """Drop matches inside a longer one: "twenty one" is not also 20 and 1."""
+    return [
+        (start, end, what)
+        for start, end, what in spans
+        if not any(s <= start and end <= e and (s, e) != (start, end) for s, e, _ in spans)
+    ]
+
+
+def interpret(
+    question: Question, raw: str, language: str, input_mode: InputMode = "text"
+) -> Interpretation:
+    """What `raw` answers to `question`; words of any language count, `language` goes first."""
+    if question.type not in QUESTION_TYPES:
+        raise ValueError(f"unknown question type {question.type!r}")
+    if not any(not char.isspace() and unicodedata.category(char) != "Cf" for char in raw):
+        return _invalid("empty reply")
+    if input_mode == "dtmf":
+        return _dtmf(question, raw)
+    if question.type in NUMERIC:
+        return _number(question, raw)
+    if question.type == "yes_no":
+        return _yes_no(raw)
+    if question.type == "choice":
+        return _choice(question, raw, language)
+    return _text(question, raw.strip())
+
+
+def _invalid(reason: str) -> Interpretation:
+    return Interpretation(ok=False, reason=reason)
+
+
+def _dtmf(question: Question, raw: str) -> Interpretation:
+    keys = normalize_digits(_folded(raw))
+    if not re.fullmatch("[0-9]+", keys):
+        return _invalid("dtmf: digits only")
+    if question.type in NUMERIC:
+        return _in_range(question, int(keys))
+    if question.type == "yes_no":
+        return _yes_no_code(keys) or _invalid("dtmf: 1 is yes, 2 is no")
+    if question.type == "choice":
+        ids = [c.id for c in question.choices if normalize_digits(c.key or "") == keys]
+        return (
+            Interpretation(ok=True, value=ids[0]) if ids else _invalid(f"no choice has key {keys}")
+        )
+    return _text(question, raw.strip())
+
+
+def _text(question: Question, text: str) -> Interpretation:
+    return Interpretation(ok=True, value=text[: question.max_length])
+
+
+def _bounds(question: Question) -> tuple[int | None, int | None]:
+    low, high = question.minimum, question.maximum
+    if question.type in SCALES:
+        scale_low, scale_high = SCALES[question.type]
+        return (scale_low if low is None else low, scale_high if high is None else high)
+    return low, high
+
+
+def _in_range(question: Question, value: int) -> Interpretation:
+    low, high = _bounds(question)
+    too_low = low is not None and value < low
+    too_high = high is not None and value > high
+    if low is not None and high is not None and (too_low or too_high):
+        return _invalid(f"out of range {low}-{high}")
+    if too_low:
+        return _invalid(f"below minimum {low}")
+    if too_high:
+        return _invalid(f"above maximum {high}")
+    return Interpretation(ok=True, value=value)
+
+
+def _number(question: Question, raw: str) -> Interpretation:
+    tokens = _tokens(raw)[: 2 * WINDOW]  # room for a phrase that starts inside the window
+    window = tokens[:WINDOW]
+    found: list[tuple[int, int, int]] = []
+    # Digits are meant; words in a sentence with digits are often not (یک "a", نه "no").
+    for at, token in enumerate(window):
+        if token[0] in _MINUS:
+            return _invalid("negative number")
+        if token[0].isdigit():
+            whole = token.translate({ord(c): None for c in _THOUSANDS})
+            if not whole.isdigit():
+                return _invalid("not a whole number")
+            found.append((at, at + 1, int(whole)))
+    if not found:
+        found = [
+            (start, end, _NUMBERS[what])
+            for start, end, what in _outermost(_spans(tokens, _NUMBERS))
+            if start < WINDOW
+        ]
+    if any(start > 0 and tokens[start - 1] in _NEGATIVE for start, _, _ in found):
+        return _invalid("negative number")
+    values = sorted({value for _, _, value in _without_scale_top(question, tokens, found)})
+    if not values:
+        return _invalid("no number found")
+    if len(values) > 1:
+        return _invalid("ambiguous: " + ", ".join(map(str, values)))
+    return _in_range(question, values[0])
+
+
+def _without_scale_top(
+    question: Question, tokens: Sequence[str], found: Sequence[tuple[int, int, int]]
+) -> list[tuple[int, int, int]]:
+    """Drop the "10" of "8/10", "8 out of 10", "۸ از ۱۰" when 10 is the scale's top."""
+    _, high = _bounds(question)
+    kept: list[tuple[int, int, int]] = []
+    for number in found:
+        if kept and number[2] == high and "".join(tokens[kept[-1][1] : number[0]]) in _OUT_OF:
+            continue
+        kept.append(number)
+    return kept
+
+
+def _yes_no_code(text: str) -> Interpretation | None:
+    if text in ("1", "2"):
+        return Interpretation(ok=True, value=text == "1")
+    return None
+
+
+def _yes_no(raw: str) -> Interpretation:
+    tokens = _tokens(raw)[: 2 * WINDOW]
+    code = _yes_no_code("".join(tokens))
+    if code is not None:
+        return code
+    spans = [
+        (start, end, what)
+        for start, end, what in _spans(tokens, _YES_NO)
+        if start < WINDOW and (what not in _YES_NO_WHOLE_ONLY or (start, end) == (0, len(tokens)))
+    ]
+    meanings = {_YES_NO[what] for _, _, what in _outermost(spans)} - {None}
+    if len(meanings) > 1:
+        return _invalid("ambiguous: both yes and no")
+    if not meanings:
+        return _invalid("no yes/no word found")
+    return Interpretation(ok=True, value=meanings.pop())
+
+
+def _choice(question: Question, raw: str, language: str) -> Interpretation:
+    tokens = _tokens(raw)
+    whole = "".join(tokens)
+    found: list[Span] = []
+    for choice in question.choices:
+        if whole and _key(choice.id) == whole:
+            found.append((0, len(tokens), choice.id))
+        key = _key(choice.key or "")
+        if key.isdigit():
+            found += [
+                (at, at + 1, choice.id) for at, token in enumerate(tokens[:WINDOW]) if token == key
+            ]
+        elif key and key == whole:
+            found.append((0, len(tokens), choice.id))
+    others = sorted(
+        {lang for c in question.choices for lang in [*c.label, *c.keywords]} - {language}
+    )
+    bare = [_bare(token) for token in tokens]
+    for languages in ([language], others):
+        phrases = _choice_phrases(question, languages)
+        spans = _spans(bare, phrases)
+        found += [(start, end, id_) for start, end, what in spans for id_ in phrases[what]]
+        if spans:
+            break
+    ids = sorted({id_ for _, _, id_ in _outermost(found)})
+    if len(ids) > 1:
+        return _invalid("ambiguous: " + ", ".join(ids))
+    if not ids:
+        return _invalid("no choice matched")
+    return Interpretation(ok=True, value=ids[0])
+
+
+def _choice_phrases(question: Question, languages: Sequence[str]) -> dict[str, set[str]]:
+    """Folded labels and keywords in these languages, each with the choices it names."""
+    phrases: dict[str, set[str]] = {}
+    for choice in question.choices:
+        for phrase in _choice_words(choice.label, choice.keywords, languages):
+            if key := "".join(map(_bare, _tokens(phrase))):
+                phrases.setdefault(key, set()).add(choice.id)
+    return phrases
+
+
+def _bare(token: str) -> str:
+    """A word without the Arabic clitics و "and" and ال "the": والخدمة and خدمة match الخدمة."""
+    for clitic in ("و", "ال"):
+        if token.startswith(clitic) and len(token) - len(clitic) >= 3:
+            token = token[len(clitic) :]
+    return token
+
+
+def _choice_words(
+    label: Mapping[str, str], keywords: Mapping[str, tuple[str, ...]], languages: Sequence[str]
+) -> list[str]:
+    return [
+        phrase
+        for language in languages
+        for phrase in ([label[language]] if language in label else [])
+        + list(keywords.get(language, ()))
+    ]
+
+
+def control_word(raw: str, channel: str) -> ControlWord | None:
+    """Opt-out or opt-in when the whole reply is such a word (11 and 12 on SMS only), else None."""
+    whole = _key(raw)
+    if whole in _OPT_OUT:
+        return "opt_out"
+    if whole in _OPT_IN:
+        return "opt_in"
+    if channel == "sms":
+        return words.SMS_CODES.get(normalize_digits(fold(raw)))
+    return None
+
+
+def vocabulary(question: Question, language: str) -> list[str]:
+    """Every word or phrase that answers `question` in `language`, as written (for grammars)."""
+    if question.type in NUMERIC:
+        low, high = _bounds(question)
+        return [
+            spelling
+            for value, spellings in _SPELLINGS.get(language, {}).items()
+            if (low is None or value >= low) and (high is None or value <= high)
+            for spelling in spellings
+        ]
+    if question.type == "yes_no":
+        return [*words.YES.get(language, ()), *words.NO.get(language, ())]
+    if question.type == "choice":
+        return list(
+            dict.fromkeys(
+                phrase
+                for choice in question.choices
+                for phrase in _choice_words(choice.label, choice.keywords, [language])
+            )
+        )
+    return []

@@ -1,0 +1,194 @@
+"""Word tables for gateway.replies: numbers, yes/no and opt-out words in en, fa and ar.
+
+Spellings are written as people type them; gateway.replies folds them before matching,
+so أربعة and اربعة, or ي and ی, need not both be listed for matching (only for grammars).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+LANGUAGES: tuple[str, ...] = ("en", "fa", "ar")
+
+# Values 0-19, the tens and 100; compounds 21-99 come from number_spellings().
+NUMBERS: Mapping[str, Mapping[int, tuple[str, ...]]] = {
+    "en": {
+        0: ("zero",),
+        1: ("one",),
+        2: ("two",),
+        3: ("three",),
+        4: ("four",),
+        5: ("five",),
+        6: ("six",),
+        7: ("seven",),
+        8: ("eight",),
+        9: ("nine",),
+        10: ("ten",),
+        11: ("eleven",),
+        12: ("twelve",),
+        13: ("thirteen",),
+        14: ("fourteen",),
+        15: ("fifteen",),
+        16: ("sixteen",),
+        17: ("seventeen",),
+        18: ("eighteen",),
+        19: ("nineteen",),
+        20: ("twenty",),
+        30: ("thirty",),
+        40: ("forty", "fourty"),
+        50: ("fifty",),
+        60: ("sixty",),
+        70: ("seventy",),
+        80: ("eighty",),
+        90: ("ninety",),
+        100: ("one hundred", "a hundred", "hundred"),
+    },
+    "fa": {
+        0: ("صفر",),
+        1: ("یک",),
+        2: ("دو",),
+        3: ("سه",),
+        4: ("چهار",),
+        5: ("پنج",),
+        6: ("شش", "شیش"),
+        7: ("هفت",),
+        8: ("هشت",),
+        9: ("نه",),
+        10: ("ده",),
+        11: ("یازده",),
+        12: ("دوازده",),
+        13: ("سیزده",),
+        14: ("چهارده",),
+        15: ("پانزده", "پونزده"),
+        16: ("شانزده", "شونزده"),
+        17: ("هفده", "هیفده"),
+        18: ("هجده", "هیجده", "هژده"),
+        19: ("نوزده",),
+        20: ("بیست",),
+        30: ("سی",),
+        40: ("چهل",),
+        50: ("پنجاه",),
+        60: ("شصت",),
+        70: ("هفتاد",),
+        80: ("هشتاد",),
+        90: ("نود",),
+        100: ("صد", "یکصد", "یک صد"),
+    },
+    "ar": {
+        0: ("صفر",),
+        1: ("واحد", "واحدة", "أحد", "احد", "إحدى"),
+        2: ("اثنان", "اثنين", "اتنين", "اثنتان", "اثنتين"),
+        3: ("ثلاثة", "ثلاث", "تلاتة", "تلات"),
+        4: ("أربعة", "اربعة", "أربع", "اربع"),
+        5: ("خمسة", "خمس"),
+        6: ("ستة", "ست"),
+        7: ("سبعة", "سبع"),
+        8: ("ثمانية", "ثمان", "ثماني", "تمانية", "تمنية"),
+        9: ("تسعة", "تسع"),
+        10: ("عشرة", "عشر"),
+        11: ("أحد عشر", "إحدى عشرة", "حداشر", "احداشر"),
+        12: ("اثنا عشر", "اثني عشر", "اثنتا عشرة", "اثنتي عشرة", "اتناشر", "اطناشر"),
+        13: ("تلتاشر",),
+        14: ("اربعتاشر",),
+        15: ("خمستاشر",),
+        16: ("ستاشر",),
+        17: ("سبعتاشر",),
+        18: ("تمنتاشر",),
+        19: ("تسعتاشر",),
+        20: ("عشرون", "عشرين"),
+        30: ("ثلاثون", "ثلاثين", "تلاتين"),
+        40: ("أربعون", "أربعين", "اربعين"),
+        50: ("خمسون", "خمسين"),
+        60: ("ستون", "ستين"),
+        70: ("سبعون", "سبعين"),
+        80: ("ثمانون", "ثمانين", "تمانين"),
+        90: ("تسعون", "تسعين"),
+        100: ("مئة", "مائة", "مية", "ميه"),
+    },
+}
+
+
+def number_spellings(language: str) -> dict[int, tuple[str, ...]]:
+    """Every spelling of 0-100 in one language, compounds included ("twenty one", "بیست و یک")."""
+    table = NUMBERS[language]
+    spellings = {value: list(words) for value, words in table.items()}
+    for tens in range(20, 100, 10):
+        for unit in range(1, 10):
+            spellings[tens + unit] = [
+                _compound(language, tens_word, unit_word)
+                for tens_word in table[tens]
+                for unit_word in table[unit]
+            ]
+    if language == "ar":  # 13-19: "ثلاثة عشر", "ثلاث عشرة"
+        for unit in range(3, 10):
+            teens = [f"{word} {ten}" for word in table[unit] for ten in ("عشر", "عشرة")]
+            spellings[10 + unit] = teens + spellings[10 + unit]
+    return {value: tuple(spellings[value]) for value in sorted(spellings)}
+
+
+def _compound(language: str, tens_word: str, unit_word: str) -> str:
+    if language == "fa":
+        return f"{tens_word} و {unit_word}"
+    if language == "ar":
+        return f"{unit_word} و{tens_word}"
+    return f"{tens_word} {unit_word}"
+
+
+YES: Mapping[str, tuple[str, ...]] = {
+    "en": ("yes", "y", "yeah", "yea", "yep", "yup", "sure", "ok", "okay", "correct", "of course"),
+    "fa": ("بله", "بلی", "آره", "آری", "اره", "بعله", "چرا", "درسته", "حتما"),
+    "ar": ("نعم", "أجل", "اي", "ايوه", "أيوه", "صح", "اكيد", "طبعا"),
+}
+NO: Mapping[str, tuple[str, ...]] = {
+    "en": ("no", "n", "nope", "nah", "not really", "no thanks"),
+    "fa": ("نه", "خیر", "نخیر", "na"),
+    "ar": ("لا", "كلا", "لأ"),
+}
+# Count only as the whole reply: single letters, and words that mean something else in a
+# sentence (چرا is also "why", اي also the exclamation "ای").
+YES_NO_WHOLE_ONLY: frozenset[str] = frozenset({"y", "n", "na", "چرا", "اي"})
+# Neither yes nor no, though they hold a yes/no word ("not sure", "لا أعرف").
+UNSURE: tuple[str, ...] = (
+    "not sure",
+    "dont know",
+    "do not know",
+    "no idea",
+    "idk",
+    "maybe",
+    "نمی دانم",
+    "نمی دونم",
+    "مطمئن نیستم",
+    "شاید",
+    "لا أعرف",
+    "لا ادري",
+    "مش عارف",
+    "مش متأكد",
+    "غير متأكد",
+    "ربما",
+)
+
+# Between two numbers, these make the second one the scale's top: "8/10", "۸ از ۱۰", "٨ من ١٠".
+OUT_OF: tuple[str, ...] = ("/", "of", "out of", "از", "من")
+NEGATIVE: tuple[str, ...] = ("minus", "negative", "منفی", "سالب", "ناقص")
+
+OPT_OUT: tuple[str, ...] = (
+    "stop",
+    "stopall",
+    "unsubscribe",
+    "cancel",
+    "end",
+    "quit",
+    "لغو",
+    "لغو 11",
+    "توقف",
+    "انصراف",
+    "إلغاء",
+    "الغاء",
+    "الغا",
+    "ايقاف",
+    "إيقاف",
+)
+OPT_IN: tuple[str, ...] = ("start", "unstop")
+# Iranian informational SMS lines: 11 opts out, 12 opts in again (DESIGN.md section 5).
+SMS_CODES: Mapping[str, Literal["opt_out", "opt_in"]] = {"11": "opt_out", "12": "opt_in"}

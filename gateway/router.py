@@ -1,0 +1,293 @@
+"""The router: loads a respondent's session, runs one engine step and commits it, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from gateway import engine, replies
+from gateway.flows.model import Survey
+from gateway.ids import Clock, IdFactory
+from gateway.logs import fields
+from gateway.model import Inbound, Outbound, Respondent
+from gateway.session import Session
+from gateway.store import SessionRow, StepWrite, Store
+
+log = logging.getLogger("seda.router")
+
+Outcome = Literal["accepted", "ignored", "rejected"]
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a channel tells its provider: the outcome, and the prompts to send back."""
+
+    outcome: Outcome
+    reason: str = ""
+    response_id: str | None = None
+    outbound: tuple[Outbound, ...] = ()
+    completed: bool = False
+    duplicate: bool = False
+    answers: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The result as stored for de-duplication and returned by the API."""
+        return {
+            "status": self.outcome,
+            "reason": self.reason,
+            "response_id": self.response_id,
+            "prompts": [o.to_json() for o in self.outbound],
+            "completed": self.completed,
+            "answers": self.answers,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Result:
+        """A stored result, replayed for a duplicate message."""
+        prompts = tuple(
+            Outbound(
+                p["kind"],
+                p["text"],
+                p["language"],
+                question_id=p.get("question_id"),
+                question_type=p.get("question_type"),
+                choices=tuple((c["code"], c["label"], c["key"]) for c in p.get("choices", [])),
+            )
+            for p in data.get("prompts", [])
+        )
+        return cls(
+            outcome=data["status"],
+            reason=data.get("reason", ""),
+            response_id=data.get("response_id"),
+            outbound=prompts,
+            completed=bool(data.get("completed")),
+            duplicate=True,
+            answers=int(data.get("answers", 0)),
+        )
+
+
+class Rejected(ValueError):
+    """The request cannot be honoured; nothing was changed. `status` is the HTTP code to use."""
+
+    def __init__(self, message: str, status: int = 422):
+        super().__init__(message)
+        self.status = status
+
+
+class Gateway:
+    """The core service every channel talks to."""
+
+    def __init__(
+        self,
+        store: Store,
+        surveys: Mapping[str, Survey],
+        *,
+        secret: bytes,
+        clock: Clock,
+        new_id: IdFactory,
+    ):
+        self.store = store
+        self.surveys = dict(surveys)
+        self.clock = clock
+        self.new_id = new_id
+        self._secret = secret
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._waiting: dict[tuple[str, str], int] = {}
+        self.answers_recorded: dict[tuple[str, str], int] = {}
+
+    def respondent(self, address: str) -> Respondent:
+        """The stable pseudonymous respondent for an address."""
+        digest = hmac.new(self._secret, address.encode("utf-8"), hashlib.sha256).digest()
+        pseudonym = base64.b32encode(digest[:15]).decode("ascii").lower()
+        return Respondent(id=f"r_{pseudonym}", addresses=(address,))
+
+    async def invite(self, inbound: Inbound, invitation_id: str | None = None) -> Result:
+        """Start a survey for a respondent (an open response on the same address is superseded)."""
+        survey = self.surveys.get(inbound.survey_id or "")
+        if survey is None:
+            raise Rejected(f"unknown survey {inbound.survey_id!r}", 422)
+        if inbound.language is not None and inbound.language not in survey.languages:
+            langs = ", ".join(survey.languages)
+            raise Rejected(f"survey {survey.id} has no language {inbound.language!r} ({langs})")
+        respondent = self.respondent(inbound.address)
+        async with self._lock(inbound.channel, inbound.address):
+            if invitation_id is not None:
+                seen = await self.store.inbound_result(inbound.channel, "invitation", invitation_id)
+                if seen is not None:
+                    return Result.from_json(seen)
+            if await self.store.is_suppressed(respondent.id):
+                raise Rejected("the respondent has opted out of surveys", 409)
+            now = self.clock()
+            old = await self._open_session(inbound.channel, inbound.address)
+            if old is not None:
+                superseded = self._end(old, respondent, "superseded")
+                await self.store.commit(self._write(superseded))
+            started = engine.start(survey, inbound, respondent, now, self.new_id)
+            assert started.session is not None
+            result = Result(
+                "accepted",
+                response_id=started.session.response_id,
+                outbound=started.outbound,
+            )
+            inbound_key = None
+            if invitation_id is not None:
+                inbound_key = (inbound.channel, "invitation", invitation_id, result.to_json())
+            await self.store.commit(self._write(started, inbound_key))
+        log.info("invitation", extra=fields(survey=survey.id, channel=inbound.channel))
+        return result
+
+    async def receive(self, inbound: Inbound) -> Result:
+        """A respondent's reply: de-duplicate, step the engine, commit, then answer."""
+        async with self._lock(inbound.channel, inbound.address):
+            if inbound.message_id is not None:
+                seen = await self.store.inbound_result(
+                    inbound.channel, inbound.provider, inbound.message_id
+                )
+                if seen is not None:
+                    return Result.from_json(seen)
+            step, result = await self._reply(inbound)
+            inbound_key = None
+            if inbound.message_id is not None:
+                inbound_key = (
+                    inbound.channel,
+                    inbound.provider,
+                    inbound.message_id,
+                    result.to_json(),
+                )
+            if step is not None or inbound_key is not None:
+                write = self._write(step, inbound_key) if step else StepWrite(inbound=inbound_key)
+                await self.store.commit(write)
+        if step is not None and step.answers:
+            key = (inbound.channel, step.answers[0].survey_id)
+            self.answers_recorded[key] = self.answers_recorded.get(key, 0) + len(step.answers)
+        return result
+
+    async def end(self, channel: str, address: str, reason: str) -> Result:
+        """The conversation ended outside the survey (hang-up): abandon the open response."""
+        async with self._lock(channel, address):
+            session = await self._open_session(channel, address)
+            if session is None:
+                return Result("ignored", "no open survey")
+            step = self._end(session, self.respondent(address), reason)
+            await self.store.commit(self._write(step))
+            return Result("accepted", reason, response_id=session.response_id)
+
+    async def expire_due(self, limit: int = 100) -> int:
+        """Abandon open responses whose expiry has passed; returns how many."""
+        rows = await self.store.expired_sessions(self.clock(), limit)
+        for row in rows:
+            await self.end(row.channel, row.address, "expired")
+        return len(rows)
+
+    async def _reply(self, inbound: Inbound) -> tuple[engine.Step | None, Result]:
+        now = self.clock()
+        respondent = self.respondent(inbound.address)
+        control = replies.control_word(inbound.text, inbound.channel)
+        session = await self._open_session(inbound.channel, inbound.address)
+        if control == "opt_in":
+            step = engine.opt_in(inbound, respondent, now, self.new_id)
+            return step, Result("accepted", "opted in", outbound=step.outbound)
+        if control == "opt_out":
+            survey = self.surveys.get(session.survey_id) if session else None
+            step = engine.opt_out(survey, session, inbound, respondent, now, self.new_id)
+            return step, Result("accepted", "opted out", outbound=step.outbound)
+        if session is None:
+            return None, Result("ignored", "no open survey for this respondent")
+        if session.expires_at is not None and session.expires_at <= now:
+            step = self._end(session, respondent, "expired")
+            return step, Result("ignored", "the survey has expired", session.response_id)
+        survey = self.surveys.get(session.survey_id)
+        if survey is None or survey.version != session.survey_version:
+            step = self._end(session, respondent, "survey_changed")
+            return step, Result("ignored", "the survey was changed", session.response_id)
+        step = engine.step(survey, session, inbound, respondent, now, self.new_id)
+        outcome: Outcome = "accepted" if step.accepted else "rejected"
+        done = step.session is not None and step.session.status == "completed"
+        result = Result(
+            outcome,
+            step.reason,
+            session.response_id,
+            step.outbound,
+            completed=done,
+            answers=len(step.answers),
+        )
+        return step, result
+
+    def _end(self, session: Session, respondent: Respondent, reason: str) -> engine.Step:
+        survey = self.surveys.get(session.survey_id)
+        if survey is None:
+            closed = session.evolve(status="abandoned", updated_at=self.clock(), expires_at=None)
+            return engine.Step(session=closed)
+        return engine.abandon(survey, session, respondent, self.clock(), self.new_id, reason)
+
+    async def _open_session(self, channel: str, address: str) -> Session | None:
+        row = await self.store.open_session(channel, address)
+        return Session.from_json(row.data) if row is not None else None
+
+    def _write(
+        self,
+        step: engine.Step,
+        inbound_key: tuple[str, str, str, dict[str, Any]] | None = None,
+    ) -> StepWrite:
+        row = None
+        if step.session is not None:
+            s = step.session
+            row = SessionRow(
+                response_id=s.response_id,
+                channel=s.channel,
+                address=s.address,
+                survey_id=s.survey_id,
+                status=s.status,
+                data=s.to_json(),
+                expires_at=s.expires_at,
+            )
+        events = tuple(
+            (event.response_id or _respondent_key(event.data), event.to_json())
+            for event in step.events
+        )
+        suppress: tuple[tuple[str, str], ...] = ()
+        unsuppress: tuple[str, ...] = ()
+        respondent_id = step.session.respondent_id if step.session else None
+        for event in step.events:
+            if event.type in ("respondent.opted_out", "respondent.opted_in"):
+                respondent_id = event.data["respondent"]["id"]
+        if step.control == "opt_out" and respondent_id:
+            suppress = ((respondent_id, "opted_out"),)
+        if step.control == "opt_in" and respondent_id:
+            unsuppress = (respondent_id,)
+        return StepWrite(
+            session=row,
+            answers=tuple(a.to_json() for a in step.answers),
+            events=events,
+            inbound=inbound_key,
+            suppress=suppress,
+            unsuppress=unsuppress,
+        )
+
+    @asynccontextmanager
+    async def _lock(self, channel: str, address: str) -> AsyncIterator[None]:
+        # One step at a time per conversation; the dict only holds keys in use.
+        key = (channel, address)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._waiting[key] = self._waiting.get(key, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._waiting[key] -= 1
+            if self._waiting[key] == 0:
+                del self._waiting[key]
+                del self._locks[key]
+
+
+def _respondent_key(data: Mapping[str, Any]) -> str:
+    respondent = data.get("respondent") or {}
+    return str(respondent.get("id", "respondent"))

@@ -1,0 +1,207 @@
+"""The aiohttp application: health, metrics, and every enabled channel's routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client.core import Metric
+
+from gateway import registry
+from gateway.api import check_token
+from gateway.backends import build_backend
+from gateway.config import Config, ConfigError, duration
+from gateway.flows.loader import SurveyError, load_surveys
+from gateway.flows.model import Survey
+from gateway.forwarder import Forwarder, RetryPolicy
+from gateway.ids import Clock, IdFactory, system_clock
+from gateway.logs import fields
+from gateway.metrics import CONTENT_TYPE, Metrics, counter_family
+from gateway.router import Gateway
+from gateway.store import Store
+
+log = logging.getLogger("seda.server")
+
+GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+FORWARDER: web.AppKey[Forwarder] = web.AppKey("forwarder", Forwarder)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+EXPIRY_SWEEP_SECONDS = 30.0
+
+
+async def create_app(config: Config, clock: Clock = system_clock) -> web.Application:
+    """The whole gateway as one aiohttp application; the store is opened here."""
+    metrics = Metrics()
+    token = config.api_token
+    if not token:
+        log.warning("no api.token configured: the API answers loopback clients only")
+    try:
+        surveys = load_surveys(config.flows)
+    except SurveyError as exc:
+        raise ConfigError("\n".join(str(p) for p in exc.problems)) from None
+    factories = {}
+    for name in config.channels:
+        try:
+            factories[name] = registry.load(name)
+        except registry.UnknownChannel as exc:
+            raise ConfigError(f"{config.path}: channels.{name}: {exc}") from None
+    gateway, forwarder, closers = await _open_core(config, surveys, clock)
+    metrics.add_source(lambda: _live_counters(gateway, forwarder))
+
+    @web.middleware
+    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        status = 500
+        try:
+            if request.path.startswith("/api/"):
+                check_token(request, token)
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        except Exception:
+            log.exception("request failed", extra=fields(route=route))
+            status = 500
+            return web.json_response({"error": "internal error; please retry"}, status=500)
+        finally:
+            elapsed = time.perf_counter() - started
+            metrics.requests.labels(route, f"{status // 100}xx").observe(elapsed)
+
+    app = web.Application(client_max_size=config.max_body, middlewares=[observe])
+    app[METRICS] = metrics
+    app[GATEWAY] = gateway
+    app[FORWARDER] = forwarder
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/metrics", _metrics)
+    channels = [factory(gateway, config.channels[name]) for name, factory in factories.items()]
+    for channel in channels:
+        app.router.add_routes(channel.routes())
+    app.cleanup_ctx.append(_running(gateway, forwarder, channels, closers))
+    log.info(
+        "seda ready",
+        extra=fields(surveys=sorted(surveys), channels=sorted(factories), db=str(config.database)),
+    )
+    return app
+
+
+async def _open_core(
+    config: Config, surveys: dict[str, Survey], clock: Clock
+) -> tuple[Gateway, Forwarder, list[Callable[[], Awaitable[None]]]]:
+    routes = {
+        name: frozenset(spec["events"]) if spec.get("events") else None
+        for name, spec in config.backends.items()
+    }
+    store = await Store.open(config.database, backends=routes, clock=clock)
+    backends = {
+        name: build_backend(name, spec, clock=clock) for name, spec in config.backends.items()
+    }
+    for name, spec in config.backends.items():
+        if spec["type"] == "webhook" and not spec.get("secret"):
+            log.warning(
+                "webhook backend has no secret: deliveries are unsigned", extra=fields(backend=name)
+            )
+    retry = config.retry
+    policy = RetryPolicy(
+        base=float(retry.get("base", 1.0)),
+        cap=float(retry.get("cap", 300.0)),
+        horizon=duration(retry.get("horizon", "3d")),
+    )
+    forwarder = Forwarder(
+        store, backends, clock=clock, policy=policy, poll_interval=float(retry.get("poll", 1.0))
+    )
+    store.on_commit = forwarder.wake
+    secret = config.secret or await store.meta_set_if_absent("secret", secrets.token_hex(32))
+    gateway = Gateway(
+        store, surveys, secret=secret.encode("utf-8"), clock=clock, new_id=IdFactory(clock)
+    )
+    closers: list[Callable[[], Awaitable[None]]] = [b.close for b in backends.values()]
+    closers.append(store.close)
+    return gateway, forwarder, closers
+
+
+def _running(
+    gateway: Gateway,
+    forwarder: Forwarder,
+    channels: list[registry.Channel],
+    closers: list[Callable[[], Awaitable[None]]],
+) -> Callable[[web.Application], contextlib.AbstractAsyncContextManager[None]]:
+    @contextlib.asynccontextmanager
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        forwarder.start()
+        sweeper = asyncio.create_task(_sweep_expired(gateway))
+        for channel in channels:
+            await channel.start()
+        try:
+            yield
+        finally:
+            for channel in reversed(channels):
+                await channel.stop()
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            await forwarder.stop()
+            for close in closers:
+                await close()
+            log.info("seda stopped")
+
+    return lifecycle
+
+
+async def _sweep_expired(gateway: Gateway) -> None:
+    while True:
+        await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
+        try:
+            while await gateway.expire_due() > 0:
+                pass
+        except Exception:
+            log.exception("expiry sweep failed")
+
+
+def _live_counters(gateway: Gateway, forwarder: Forwarder) -> Iterable[Metric]:
+    yield counter_family(
+        "seda_answers",
+        "Answers recorded by channel and survey",
+        ["channel", "survey"],
+        {k: float(v) for k, v in gateway.answers_recorded.items()},
+    )
+    yield counter_family(
+        "seda_delivery_failures",
+        "Failed delivery attempts by backend",
+        ["backend"],
+        {(k,): float(v) for k, v in forwarder.failures.items()},
+    )
+    yield counter_family(
+        "seda_deliveries",
+        "Events delivered by backend",
+        ["backend"],
+        {(k,): float(v) for k, v in forwarder.delivered.items()},
+    )
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    now = gateway.clock()
+    stats = await gateway.store.outbox_stats(now)
+    dead = await gateway.store.dead_count()
+    metrics = request.app[METRICS]
+    metrics.set_outbox(stats, dead)
+    return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+def default_config_path() -> Path:
+    """config/gateway.yaml under the working directory."""
+    return Path("config/gateway.yaml")

@@ -1,0 +1,79 @@
+"""One run of one survey for one respondent, as the engine sees it between steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Literal
+
+SessionStatus = Literal["open", "completed", "abandoned"]
+
+
+@dataclass(frozen=True)
+class Session:
+    """The state of a response: where the respondent is and what was answered so far."""
+
+    response_id: str
+    survey_id: str
+    survey_version: int
+    language: str
+    channel: str
+    provider: str
+    address: str
+    respondent_id: str
+    started_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None
+    question_id: str | None
+    attempt: int = 1
+    status: SessionStatus = "open"
+    context: dict[str, str] = field(default_factory=dict)
+    answers: dict[str, Any] = field(default_factory=dict)  # question id -> normalised value
+
+    def evolve(self, **changes: Any) -> Session:
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        """The session as stored."""
+        return {
+            "response_id": self.response_id,
+            "survey_id": self.survey_id,
+            "survey_version": self.survey_version,
+            "language": self.language,
+            "channel": self.channel,
+            "provider": self.provider,
+            "address": self.address,
+            "respondent_id": self.respondent_id,
+            "started_at": self.started_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "question_id": self.question_id,
+            "attempt": self.attempt,
+            "status": self.status,
+            "context": dict(self.context),
+            "answers": dict(self.answers),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Session:
+        """Rebuild a stored session."""
+        expires = data.get("expires_at")
+        return cls(
+            response_id=data["response_id"],
+            survey_id=data["survey_id"],
+            survey_version=int(data["survey_version"]),
+            language=data["language"],
+            channel=data["channel"],
+            provider=data["provider"],
+            address=data["address"],
+            respondent_id=data["respondent_id"],
+            started_at=datetime.fromisoformat(data["started_at"]),
+            updated_at=datetime.fromisoformat(data["updated_at"]),
+            expires_at=datetime.fromisoformat(expires) if expires else None,
+            question_id=data.get("question_id"),
+            attempt=int(data.get("attempt", 1)),
+            status=data.get("status", "open"),
+            context=dict(data.get("context", {})),
+            answers=dict(data.get("answers", {})),
+        )

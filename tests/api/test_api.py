@@ -1,0 +1,184 @@
+"""The generic API channel through the real aiohttp app, store and jsonl backend."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gateway.config import load
+from gateway.server import create_app
+from tests.answer_schema import assert_valid_answer
+from tests.conftest import read_jsonl, write_config
+
+PHONE = "tel:+989121234567"
+
+
+@pytest.fixture
+async def client(tmp_path: Path, aiohttp_client: Any) -> TestClient:  # type: ignore[type-arg]
+    app = await create_app(load(write_config(tmp_path)))
+    return await aiohttp_client(app)  # type: ignore[no-any-return]
+
+
+async def invite(client: TestClient, **extra: Any) -> dict[str, Any]:  # type: ignore[type-arg]
+    body = {
+        "survey": "post_call_nps",
+        "respondent": PHONE,
+        "language": "fa",
+        "context": {"agent": "a7", "queue": "billing"},
+        **extra,
+    }
+    resp = await client.post("/api/v1/invitations", json=body)
+    assert resp.status in (200, 201), await resp.text()
+    return await resp.json()  # type: ignore[no-any-return]
+
+
+async def say(client: TestClient, text: str, message_id: str | None = None) -> dict[str, Any]:  # type: ignore[type-arg]
+    body: dict[str, Any] = {"respondent": PHONE, "text": text}
+    if message_id:
+        body["message_id"] = message_id
+    resp = await client.post("/api/v1/messages", json=body)
+    assert resp.status == 200, await resp.text()
+    return await resp.json()  # type: ignore[no-any-return]
+
+
+async def wait_for_lines(path: Path, count: int) -> list[dict[str, Any]]:
+    for _ in range(200):
+        lines = read_jsonl(path)
+        if len(lines) >= count:
+            return lines
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"only {len(read_jsonl(path))} of {count} events reached {path}")
+
+
+async def test_persian_survey_end_to_end(client: TestClient, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    started = await invite(client)
+    assert started["status"] == "accepted"
+    assert started["prompts"][0]["question_id"] == "nps"
+    first = await say(client, "۹", "m1")
+    assert first["status"] == "accepted" and first["answers"] == 1
+    assert first["prompts"][0]["question_id"] == "resolved"
+    last = await say(client, "بله", "m2")
+    assert last["completed"] is True
+
+    events = await wait_for_lines(tmp_path / "answers.jsonl", 3)
+    answers = [e["data"] for e in events if e["type"] == "answer.recorded"]
+    for answer in answers:
+        assert_valid_answer(answer)
+    nps = next(a for a in answers if a["question_id"] == "nps")
+    assert (nps["raw"], nps["value"], nps["context"]) == (
+        "۹",
+        9,
+        {"agent": "a7", "queue": "billing"},
+    )
+    assert nps["respondent"]["addresses"] == [PHONE]
+    assert [e["type"] for e in events] == [
+        "answer.recorded",
+        "answer.recorded",
+        "response.completed",
+    ]
+
+    got = await client.get(f"/api/v1/responses/{started['response_id']}")
+    assert got.status == 200
+    state = await got.json()
+    assert state["status"] == "completed"
+    assert [a["value"] for a in state["answers"]] == [9, True]
+
+
+async def test_repeated_message_id_changes_nothing(client: TestClient, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    await invite(client)
+    first = await say(client, "3", "same-id")
+    again = await say(client, "3", "same-id")
+    assert first["prompts"] == again["prompts"]
+    got = await client.get(f"/api/v1/responses/{first['response_id']}")
+    state = await got.json()
+    assert [a["value"] for a in state["answers"]] == [3]
+    assert state["question_id"] == "reason"
+
+
+async def test_invalid_reply_gets_the_invalid_prompt(client: TestClient) -> None:  # type: ignore[type-arg]
+    await invite(client)
+    result = await say(client, "خیلی خوب بود")
+    assert result["status"] == "rejected"
+    assert result["prompts"][0]["kind"] == "invalid"
+
+
+BAD_REQUESTS = [
+    ("not json", "/api/v1/messages", b"{nope", 400, "not valid JSON"),
+    ("array body", "/api/v1/messages", b"[]", 400, "JSON object"),
+    ("no text", "/api/v1/messages", b'{"respondent": "tel:+98912"}', 422, "text is required"),
+    ("bad address", "/api/v1/messages", b'{"respondent": "0912", "text": "9"}', 422, "respondent"),
+    ("unknown survey", "/api/v1/invitations", b'{"survey": "nope", "respondent": "tel:+98912"}', 422, "unknown survey"),
+    ("unknown language", "/api/v1/invitations", b'{"survey": "post_call_nps", "respondent": "tel:+98912", "language": "de"}', 422, "no language"),
+    ("nested context", "/api/v1/invitations", b'{"survey": "post_call_nps", "respondent": "tel:+98912", "context": {"a": {"b": 1}}}', 422, "context.a"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("label", "path", "body", "status", "reason"), BAD_REQUESTS, ids=[c[0] for c in BAD_REQUESTS]
+)
+async def test_bad_requests_are_refused_and_change_nothing(
+    client: TestClient,  # type: ignore[type-arg]
+    tmp_path: Path,
+    label: str,
+    path: str,
+    body: bytes,
+    status: int,
+    reason: str,
+) -> None:
+    resp = await client.post(path, data=body, headers={"Content-Type": "application/json"})
+    assert resp.status == status
+    assert reason in (await resp.json())["error"]
+    await asyncio.sleep(0.1)
+    assert read_jsonl(tmp_path / "answers.jsonl") == []
+
+
+async def test_oversized_body_gets_413(client: TestClient) -> None:  # type: ignore[type-arg]
+    body = b'{"respondent": "tel:+98912", "text": "' + b"9" * 300_000 + b'"}'
+    resp = await client.post(
+        "/api/v1/messages", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert resp.status == 413
+
+
+async def test_reply_without_survey_is_ignored(client: TestClient) -> None:  # type: ignore[type-arg]
+    result = await say(client, "9")
+    assert result["status"] == "ignored"
+
+
+async def test_opt_out_blocks_later_invitations(client: TestClient) -> None:  # type: ignore[type-arg]
+    await invite(client)
+    result = await say(client, "لغو")
+    assert result["status"] == "accepted" and result["reason"] == "opted out"
+    resp = await client.post(
+        "/api/v1/invitations",
+        json={"survey": "post_call_nps", "respondent": PHONE, "language": "fa"},
+    )
+    assert resp.status == 409
+    await say(client, "START")
+    assert (await invite(client))["status"] == "accepted"
+
+
+async def test_metrics_and_health(client: TestClient) -> None:  # type: ignore[type-arg]
+    await invite(client)
+    await say(client, "9")
+    health = await client.get("/healthz")
+    assert health.status == 200
+    text = await (await client.get("/metrics")).text()
+    assert 'seda_answers_total{channel="api",survey="post_call_nps"} 1.0' in text
+    assert "seda_outbox_depth" in text
+    assert "seda_request_seconds_bucket" in text
+
+
+async def test_token_is_required_when_configured(tmp_path: Path, aiohttp_client: Any) -> None:
+    app = await create_app(load(write_config(tmp_path, api={"token": "s3cret"})))
+    client = await aiohttp_client(app)
+    body = {"survey": "post_call_nps", "respondent": PHONE}
+    assert (await client.post("/api/v1/invitations", json=body)).status == 401
+    ok = await client.post(
+        "/api/v1/invitations", json=body, headers={"Authorization": "Bearer s3cret"}
+    )
+    assert ok.status == 201
