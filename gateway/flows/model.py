@@ -16,7 +16,10 @@ SCALES: Mapping[str, tuple[int, int]] = {"nps": (0, 10), "csat": (1, 5), "ces": 
 class Condition(Protocol):
     """A parsed `if:` expression of a next rule."""
 
-    source: str
+    @property
+    def source(self) -> str:
+        """The condition's text as written in the survey."""
+        ...
 
     def evaluate(self, env: Mapping[str, object]) -> bool:
         """True when the rule applies; env holds value, answers, context, language, channel."""
