@@ -34,17 +34,17 @@ class Config:
     @property
     def host(self) -> str:
         """Address the HTTP server listens on."""
-        return str(self.data["server"].get("host", "127.0.0.1"))
+        return str(self.data.get("server", {}).get("host", "127.0.0.1"))
 
     @property
     def port(self) -> int:
         """Port the HTTP server listens on."""
-        return int(self.data["server"].get("port", 8080))
+        return int(self.data.get("server", {}).get("port", 8080))
 
     @property
     def max_body(self) -> int:
         """Largest accepted request body in bytes."""
-        return int(self.data["server"].get("max_body", 256 * 1024))
+        return int(self.data.get("server", {}).get("max_body", 256 * 1024))
 
     @property
     def database(self) -> Path:

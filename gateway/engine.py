@@ -110,7 +110,7 @@ def step(
         )
     if session.attempt <= question.retries:
         retry = session.evolve(attempt=session.attempt + 1, updated_at=now)
-        invalid = invalid_prompt(survey, question, session.language)
+        invalid = invalid_prompt(question, session.language)
         return Step(session=retry, outbound=(invalid,), accepted=False, reason=reading.reason)
     if question.on_fail == "end":
         ended = abandon(survey, session, respondent, now, new_id, "no_valid_answer")
@@ -206,23 +206,16 @@ def prompt_for(question: Question, language: str) -> Outbound:
     )
 
 
-def invalid_prompt(survey: Survey, question: Question, language: str) -> Outbound:
-    """The invalid-reply prompt of a question (its own, else the survey's)."""
-    text = question.invalid.get(language) or survey_invalid(survey, language)
+def invalid_prompt(question: Question, language: str) -> Outbound:
+    """The invalid-reply prompt of a question (the loader merges in the survey-wide one)."""
     return Outbound(
         "invalid",
-        text,
+        question.invalid.get(language, ""),
         language,
         question_id=question.id,
         question_type=question.type,
         choices=_choices(question, language),
     )
-
-
-def survey_invalid(survey: Survey, language: str) -> str:
-    """The survey-level invalid-reply prompt, if any."""
-    invalid: Mapping[str, str] = getattr(survey, "invalid", {}) or {}
-    return invalid.get(language, "")
 
 
 def condition_env(session: Session, value: object) -> dict[str, object]:

@@ -1,0 +1,63 @@
+"""Backends receive Seda's events (answers, completed responses, opt-outs); one module each."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from gateway.ids import Clock
+
+# Backend type -> module with `build(name, spec, *, clock) -> Backend`, imported only when used.
+REGISTRY: dict[str, str] = {
+    "jsonl": "gateway.backends.jsonl",
+    "webhook": "gateway.backends.webhook",
+}
+
+
+class Backend(Protocol):
+    """Where events go: deliver one event, or raise DeliveryError."""
+
+    name: str
+
+    async def deliver(self, event: dict[str, Any]) -> None:
+        """Hand one event (the JSON envelope) to the backend; return only once it has it."""
+        ...
+
+    async def close(self) -> None:
+        """Release files and connections."""
+        ...
+
+
+class DeliveryError(Exception):
+    """A delivery failed; says whether a retry can help, when, and whether to stop the backend."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+        disable: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after  # seconds, from the receiver (Retry-After)
+        self.disable = disable  # the receiver is gone for good (HTTP 410): stop this backend
+
+
+def build_backend(name: str, spec: Mapping[str, Any], *, clock: Clock) -> Backend:
+    """Make the backend a config entry describes (its `type` picks the module)."""
+    kind = spec.get("type")
+    if kind not in REGISTRY:
+        known = ", ".join(sorted(REGISTRY))
+        raise ValueError(f"backend {name!r}: unknown type {kind!r} (known: {known})")
+    module = importlib.import_module(REGISTRY[str(kind)])
+    backend: Backend = module.build(name, spec, clock=clock)
+    return backend
+
+
+def event_types(spec: Mapping[str, Any]) -> frozenset[str] | None:
+    """The event types a backend's config asks for (its `events` list), None for all."""
+    events = spec.get("events")
+    return None if events is None else frozenset(str(e) for e in events)

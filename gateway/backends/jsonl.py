@@ -1,0 +1,65 @@
+"""The jsonl backend: one event per line appended to a local file, fsynced before success."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from gateway.backends import DeliveryError
+from gateway.ids import Clock
+
+
+class JsonlBackend:
+    """Appends each event as one compact JSON line; a replay appends it again (same id)."""
+
+    def __init__(self, name: str, path: Path) -> None:
+        self.name = name
+        self.path = path
+        self._file: IO[bytes] | None = None
+        self._lock = asyncio.Lock()
+
+    async def deliver(self, event: dict[str, Any]) -> None:
+        """Append the event and fsync the file."""
+        line = json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n"
+        async with self._lock:
+            try:
+                await asyncio.to_thread(self._append, line.encode("utf-8"))
+            except OSError as exc:
+                # Drop the handle: the next attempt reopens (the disk may come back).
+                await asyncio.to_thread(self._close_file)
+                raise DeliveryError(
+                    f"cannot write {self.path.name}: {exc.strerror or type(exc).__name__}",
+                    retryable=True,
+                ) from exc
+
+    async def close(self) -> None:
+        """Close the file."""
+        async with self._lock:
+            await asyncio.to_thread(self._close_file)
+
+    def _append(self, data: bytes) -> None:
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "ab")  # noqa: SIM115 (kept open across deliveries)
+        self._file.write(data)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def _close_file(self) -> None:
+        if self._file is not None:
+            file, self._file = self._file, None
+            with contextlib.suppress(OSError):
+                file.close()
+
+
+def build(name: str, spec: Mapping[str, Any], *, clock: Clock) -> JsonlBackend:
+    """A jsonl backend from its config entry (`path`)."""
+    path = spec.get("path")
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"backend {name!r}: type jsonl needs a `path`")
+    return JsonlBackend(name, Path(path))

@@ -1,0 +1,455 @@
+"""Sessions, answers and the outbox in SQLite, written by one task that group-commits steps."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from gateway.ids import Clock
+from gateway.store_schema import (
+    OUTBOX_COLUMNS,
+    PROMOTE_NEXT,
+    RESET_HEADS,
+    STEP_SQL,
+    OutboxRow,
+    SessionRow,
+    StepWrite,
+    StoreError,
+    connect,
+    dumps,
+    from_ts,
+    migrate,
+    outbox_row,
+    session_row,
+    to_ts,
+    where_equal,
+)
+
+__all__ = ["OutboxRow", "SessionRow", "StepWrite", "Store", "StoreError"]
+
+log = logging.getLogger(__name__)
+
+BATCH_CAP = 500  # writes per group commit
+
+_Pending = tuple[StepWrite, "asyncio.Future[None]"]
+_T = TypeVar("_T")
+
+
+class Store:
+    """The durable state of the gateway; create it with `await Store.open(...)`."""
+
+    def __init__(
+        self,
+        writer: aiosqlite.Connection,
+        reader: aiosqlite.Connection,
+        backends: Mapping[str, frozenset[str] | None],
+        clock: Clock,
+    ) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._backends = dict(backends)
+        self._clock = clock
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._lock = asyncio.Lock()  # one transaction at a time on the writer connection
+        self._closed = False
+        self.on_commit: Callable[[], None] | None = None
+        self.batches_committed = 0
+        self._task = asyncio.get_running_loop().create_task(self._write_loop(), name="store-writer")
+        self._task.add_done_callback(lambda _: self._fail_queued("the store writer stopped"))
+
+    @classmethod
+    async def open(
+        cls, path: Path, *, backends: Mapping[str, frozenset[str] | None], clock: Clock
+    ) -> Store:
+        """Open (creating if needed) the database, check durability settings and migrate it."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = await connect(path, writer=True)
+        try:
+            await migrate(writer)
+            reader = await connect(path, writer=False)
+        except BaseException:
+            await writer.close()
+            raise
+        return cls(writer, reader, backends, clock)
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the store stamps rows with."""
+        return self._clock
+
+    @property
+    def backend_names(self) -> tuple[str, ...]:
+        """The configured backends, in configuration order."""
+        return tuple(self._backends)
+
+    async def close(self) -> None:
+        """Commit what is already queued, stop the writer and close both connections."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put_nowait(None)
+        try:
+            await asyncio.wait({self._task})
+        finally:
+            self._fail_queued("store closed before the write was committed")
+            await self._writer.close()
+            await self._reader.close()
+
+    # -- group commit -------------------------------------------------------------------------
+
+    async def commit(self, write: StepWrite) -> None:
+        """Return once `write` is committed (raise StoreError if it was not)."""
+        if self._closed or self._task.done():
+            raise StoreError("store is closed")
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((write, done))
+        await done
+
+    async def _write_loop(self) -> None:
+        stop = False
+        while not stop:
+            item = await self._queue.get()
+            if item is None:
+                break
+            batch = [item]
+            while len(batch) < BATCH_CAP:
+                try:
+                    item = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            try:
+                await self._run_batch(batch)
+            except Exception as exc:  # never let the writer die: fail this batch, go on
+                log.exception("store writer error")
+                for _, done in batch:
+                    _resolve(done, StoreError(f"store writer error: {type(exc).__name__}"))
+
+    async def _run_batch(self, batch: list[_Pending]) -> None:
+        errors = [await self._transaction([write for write, _ in batch])] * len(batch)
+        if errors[0] is not None and len(batch) > 1:
+            # Find the bad write(s): each write alone, so only their callers see an error.
+            errors = [await self._transaction([write]) for write, _ in batch]
+        for (_, done), error in zip(batch, errors, strict=True):
+            _resolve(done, error)
+        if any(error is None for error in errors):
+            self._notify()
+
+    async def _transaction(self, writes: Sequence[StepWrite]) -> StoreError | None:
+        """Commit `writes` in one transaction; return the error instead of raising it."""
+        try:
+            await self._atomic(lambda: self._apply(writes))
+        except Exception as exc:
+            return _store_error(exc)
+        self.batches_committed += 1
+        return None
+
+    async def _atomic(self, work: Callable[[], Awaitable[_T]]) -> _T:
+        async with self._lock:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                result = await work()
+                await self._writer.execute("COMMIT")
+            except BaseException:
+                if self._writer.in_transaction:
+                    await self._writer.execute("ROLLBACK")
+                raise
+            return result
+
+    async def _apply(self, writes: Sequence[StepWrite]) -> None:
+        now = self._clock().timestamp()
+        rows: dict[str, list[tuple[Any, ...]]] = {table: [] for table in STEP_SQL}
+        suppressed: dict[str, str | None] = {}  # the net effect, in write order
+        for write in writes:
+            if (s := write.session) is not None:
+                expires = None if s.expires_at is None else to_ts(s.expires_at)
+                key = (s.response_id, s.channel, s.address, s.survey_id, s.status)
+                rows["sessions"].append((*key, dumps(s.data), now, expires))
+            for answer in write.answers:
+                ids = (answer["id"], answer["response_id"], answer["question_id"])
+                rows["answers"].append((*ids, dumps(answer), now))
+            if write.inbound is not None:
+                channel, provider, message_id, result = write.inbound
+                rows["inbound_ids"].append((channel, provider, message_id, dumps(result), now))
+            for order_key, event in write.events:
+                event_id, event_type, payload = str(event["id"]), str(event["type"]), dumps(event)
+                for backend, types in self._backends.items():
+                    if types is None or event_type in types:
+                        item = (event_id, backend, order_key, event_type, payload)
+                        rows["outbox"].append((*item, now, now, now))
+            for respondent_id, reason in write.suppress:
+                suppressed[respondent_id] = reason
+            for respondent_id in write.unsuppress:
+                suppressed[respondent_id] = None
+        for respondent_id, why in suppressed.items():
+            if why is None:
+                rows["unsuppress"].append((respondent_id,))
+            else:
+                rows["suppress"].append((respondent_id, why, now))
+        for table, sql in STEP_SQL.items():
+            if rows[table]:
+                await self._writer.executemany(sql, rows[table])
+
+    def _notify(self) -> None:
+        if self.on_commit is not None:
+            try:
+                self.on_commit()
+            except Exception:
+                log.exception("on_commit callback failed")
+
+    def _fail_queued(self, reason: str) -> None:
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None:
+                _resolve(item[1], StoreError(reason))
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def open_session(self, channel: str, address: str) -> SessionRow | None:
+        """The open session of this address on this channel, if any."""
+        rows = await self._read(
+            "SELECT * FROM sessions WHERE channel = ? AND address = ? AND status = 'open'",
+            (channel, address),
+        )
+        return session_row(rows[0]) if rows else None
+
+    async def session(self, response_id: str) -> SessionRow | None:
+        """A session by its response id, whatever its status."""
+        rows = await self._read("SELECT * FROM sessions WHERE response_id = ?", (response_id,))
+        return session_row(rows[0]) if rows else None
+
+    async def answers_for(self, response_id: str) -> list[dict[str, Any]]:
+        """The answers of one response, in the order they were stored."""
+        rows = await self._read(
+            "SELECT data FROM answers WHERE response_id = ? ORDER BY rowid", (response_id,)
+        )
+        return [json.loads(row["data"]) for row in rows]
+
+    async def inbound_result(
+        self, channel: str, provider: str, message_id: str
+    ) -> dict[str, Any] | None:
+        """What an already-handled provider message produced, or None if it is new."""
+        rows = await self._read(
+            "SELECT result FROM inbound_ids WHERE channel = ? AND provider = ? AND message_id = ?",
+            (channel, provider, message_id),
+        )
+        return json.loads(rows[0]["result"]) if rows else None
+
+    async def is_suppressed(self, respondent_id: str) -> bool:
+        """Whether this respondent opted out."""
+        rows = await self._read(
+            "SELECT 1 FROM suppressions WHERE respondent_id = ?", (respondent_id,)
+        )
+        return bool(rows)
+
+    async def meta_get(self, key: str) -> str | None:
+        """A stored setting."""
+        rows = await self._read("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0]["value"]) if rows else None
+
+    async def meta_set_if_absent(self, key: str, value: str) -> str:
+        """Store `value` unless the key has one already; return the value that is stored."""
+        if self._closed:
+            raise StoreError("store is closed")
+        async with self._lock:
+            await self._writer.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                (key, value),
+            )
+            rows = list(
+                await self._writer.execute_fetchall("SELECT value FROM meta WHERE key = ?", (key,))
+            )
+        return str(rows[0]["value"])
+
+    async def expired_sessions(self, now: datetime, limit: int = 100) -> list[SessionRow]:
+        """Open sessions whose expiry time has passed, oldest first."""
+        rows = await self._read(
+            "SELECT * FROM sessions WHERE status = 'open' AND expires_at IS NOT NULL"
+            " AND expires_at <= ? ORDER BY expires_at LIMIT ?",
+            (to_ts(now), limit),
+        )
+        return [session_row(row) for row in rows]
+
+    async def outbox_stats(self, now: datetime) -> dict[str, tuple[int, float]]:
+        """Per backend: pending rows and the age in seconds of the oldest one."""
+        stats = {name: (0, 0.0) for name in self._backends}
+        rows = await self._read(
+            "SELECT backend, COUNT(*) AS n, MIN(queued_at) AS oldest FROM outbox"
+            " WHERE status = 'pending' GROUP BY backend"
+        )
+        for row in rows:
+            stats[row["backend"]] = (int(row["n"]), max(0.0, to_ts(now) - float(row["oldest"])))
+        return stats
+
+    async def dead_count(self) -> dict[str, int]:
+        """Per backend: rows in the dead letter."""
+        counts = dict.fromkeys(self._backends, 0)
+        rows = await self._read(
+            "SELECT backend, COUNT(*) AS n FROM outbox WHERE status = 'dead' GROUP BY backend"
+        )
+        counts.update({row["backend"]: int(row["n"]) for row in rows})
+        return counts
+
+    # -- outbox -------------------------------------------------------------------------------
+
+    async def claim_ready(self, backend: str, now: datetime, limit: int) -> list[OutboxRow]:
+        """The due head (lowest pending seq) of each order key, oldest first."""
+        rows = await self._read(
+            f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE backend = ? AND status = 'pending'"
+            " AND head = 1 AND next_attempt_at <= ? ORDER BY seq LIMIT ?",
+            (backend, to_ts(now), limit),
+        )
+        return [outbox_row(row) for row in rows]
+
+    async def next_due(self, backend: str, after: datetime) -> datetime | None:
+        """The earliest retry time after `after` among the heads of this backend."""
+        rows = await self._read(
+            "SELECT MIN(next_attempt_at) AS due FROM outbox WHERE backend = ?"
+            " AND status = 'pending' AND head = 1 AND next_attempt_at > ?",
+            (backend, to_ts(after)),
+        )
+        return from_ts(rows[0]["due"]) if rows else None
+
+    async def mark_delivered(self, seqs: Sequence[int]) -> None:
+        """Record successful deliveries."""
+        now = to_ts(self._clock())
+        await self._finish(
+            "UPDATE outbox SET status = 'delivered', head = 0, attempts = attempts + 1,"
+            " delivered_at = ?, last_error = NULL WHERE seq = ? AND status = 'pending'",
+            [(now, seq) for seq in seqs],
+        )
+
+    async def mark_retry(self, seq: int, next_attempt_at: datetime, error: str) -> None:
+        """Record a failed attempt and when to try again."""
+        await self._change(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?"
+            " WHERE seq = ? AND status = 'pending'",
+            [(to_ts(next_attempt_at), error, seq)],
+        )
+
+    async def mark_dead(self, seq: int, error: str) -> None:
+        """Move a row to the dead letter."""
+        await self._finish(
+            "UPDATE outbox SET status = 'dead', head = 0, attempts = attempts + 1,"
+            " last_error = ? WHERE seq = ? AND status = 'pending'",
+            [(error, seq)],
+        )
+
+    async def disable_backend(self, name: str, reason: str) -> None:
+        """Stop delivering to a backend until an operator enables it again."""
+        await self._change(
+            "INSERT INTO backend_state (name, disabled_at, reason) VALUES (?, ?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET disabled_at = excluded.disabled_at,"
+            " reason = excluded.reason",
+            [(name, to_ts(self._clock()), reason)],
+        )
+
+    async def enable_backend(self, name: str) -> bool:
+        """Resume delivery to a backend; False if it was not disabled."""
+        return await self._change("DELETE FROM backend_state WHERE name = ?", [(name,)]) > 0
+
+    async def disabled_backends(self) -> dict[str, str]:
+        """Disabled backends and why."""
+        rows = await self._read("SELECT name, reason FROM backend_state ORDER BY name")
+        return {row["name"]: row["reason"] for row in rows}
+
+    async def list_outbox(
+        self, status: str | None = None, backend: str | None = None, limit: int = 100
+    ) -> list[OutboxRow]:
+        """Outbox rows, oldest first, optionally of one status and one backend."""
+        where, params = where_equal(status=status, backend=backend)
+        rows = await self._read(
+            f"SELECT {OUTBOX_COLUMNS} FROM outbox{where} ORDER BY seq LIMIT ?", (*params, limit)
+        )
+        return [outbox_row(row) for row in rows]
+
+    async def retry_dead(
+        self, backend: str | None = None, seqs: Sequence[int] | None = None
+    ) -> int:
+        """Put dead letters back in the queue now; return how many."""
+        where, params = where_equal(status="dead", backend=backend)
+        if seqs is not None:
+            where += f" AND seq IN ({', '.join('?' * len(seqs))})" if seqs else " AND 0"
+            params = (*params, *seqs)
+        return await self._requeue(where, params)
+
+    async def replay(
+        self, backend: str, since: datetime | None = None, response_id: str | None = None
+    ) -> int:
+        """Send delivered events again (same event ids, so receivers de-duplicate)."""
+        where, params = where_equal(status="delivered", backend=backend)
+        if since is not None:
+            where, params = f"{where} AND created_at >= ?", (*params, to_ts(since))
+        if response_id is not None:
+            where, params = f"{where} AND order_key = ?", (*params, response_id)
+        return await self._requeue(where, params)
+
+    async def _finish(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """Take rows out of pending (`sql` ends in `seq = ?`) and promote the next heads."""
+
+        async def work() -> None:
+            await self._writer.executemany(sql, rows)
+            await self._writer.executemany(PROMOTE_NEXT, [(row[-1],) for row in rows])
+
+        await self._change_with(work)
+
+    async def _requeue(self, where: str, params: tuple[Any, ...]) -> int:
+        now = to_ts(self._clock())
+
+        async def work() -> int:
+            sql = f"SELECT DISTINCT backend, order_key FROM outbox{where}"
+            keys = [tuple(row) for row in await self._writer.execute_fetchall(sql, params)]
+            cursor = await self._writer.execute(
+                "UPDATE outbox SET status = 'pending', head = 0, attempts = 0,"
+                f" next_attempt_at = ?, queued_at = ?, delivered_at = NULL{where}",
+                (now, now, *params),
+            )
+            await self._writer.executemany(RESET_HEADS, keys)
+            return cursor.rowcount
+
+        return await self._change_with(work)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    async def _read(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        if self._closed:
+            raise StoreError("store is closed")
+        return list(await self._reader.execute_fetchall(sql, tuple(params)))
+
+    async def _change(self, sql: str, rows: list[tuple[Any, ...]]) -> int:
+        """Run one statement over `rows` in its own transaction; return the rows changed."""
+        cursor = await self._change_with(lambda: self._writer.executemany(sql, rows))
+        return cursor.rowcount
+
+    async def _change_with(self, work: Callable[[], Awaitable[_T]]) -> _T:
+        if self._closed:
+            raise StoreError("store is closed")
+        return await self._atomic(work)
+
+
+def _resolve(done: asyncio.Future[None], error: BaseException | None) -> None:
+    if done.done():  # the caller went away; its write was still handled
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)
+
+
+def _store_error(exc: BaseException) -> StoreError:
+    if isinstance(exc, StoreError):
+        return exc
+    error = StoreError(f"write not committed: {type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error

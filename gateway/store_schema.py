@@ -1,0 +1,292 @@
+"""The store's data: row types, the SQLite schema and its migrations, durability checks."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+BUSY_TIMEOUT_MS = 10_000
+OUTBOX_COLUMNS = (
+    "seq, event_id, backend, order_key, event_type, payload, status, attempts, "
+    "next_attempt_at, created_at, queued_at, last_error, delivered_at"
+)
+
+# What a group commit runs, in this order, each as one executemany over the whole batch.
+STEP_SQL: dict[str, str] = {
+    "sessions": "INSERT INTO sessions (response_id, channel, address, survey_id, status, data,"
+    " updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (response_id) DO UPDATE SET channel = excluded.channel,"
+    " address = excluded.address, survey_id = excluded.survey_id, status = excluded.status,"
+    " data = excluded.data, updated_at = excluded.updated_at, expires_at = excluded.expires_at",
+    "answers": "INSERT INTO answers (id, response_id, question_id, data, created_at)"
+    " VALUES (?, ?, ?, ?, ?)",
+    "inbound_ids": "INSERT INTO inbound_ids (channel, provider, message_id, result, created_at)"
+    " VALUES (?, ?, ?, ?, ?)",
+    # A new row is the head of its order key when nothing else of that key is pending.
+    "outbox": "INSERT INTO outbox (event_id, backend, order_key, event_type, payload,"
+    " next_attempt_at, created_at, queued_at, head) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
+    " NOT EXISTS (SELECT 1 FROM outbox WHERE backend = ?2 AND order_key = ?3"
+    " AND status = 'pending')",
+    "suppress": "INSERT INTO suppressions (respondent_id, reason, created_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (respondent_id) DO NOTHING",
+    "unsuppress": "DELETE FROM suppressions WHERE respondent_id = ?",
+}
+
+# After row ? left pending: the next pending row of its order key becomes the head.
+PROMOTE_NEXT = (
+    "UPDATE outbox SET head = 1 WHERE seq = (SELECT MIN(p.seq) FROM outbox AS p, outbox AS x"
+    " WHERE x.seq = ?1 AND p.backend = x.backend AND p.order_key = x.order_key"
+    " AND p.status = 'pending')"
+)
+# After rows re-entered pending: recompute the head of order key (?1 backend, ?2 key).
+RESET_HEADS = (
+    "UPDATE outbox SET head = (seq = (SELECT MIN(h.seq) FROM outbox AS h WHERE h.backend = ?1"
+    " AND h.order_key = ?2 AND h.status = 'pending'))"
+    " WHERE backend = ?1 AND order_key = ?2 AND status = 'pending'"
+)
+
+
+class StoreError(Exception):
+    """The store could not do what was asked; the message says why (never with personal data)."""
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    """One survey run for one address, as stored."""
+
+    response_id: str
+    channel: str
+    address: str
+    survey_id: str
+    status: str  # open | completed | abandoned
+    data: dict[str, Any]
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class StepWrite:
+    """Everything one step changes, committed atomically."""
+
+    session: SessionRow | None = None  # upsert by response_id
+    answers: tuple[dict[str, Any], ...] = ()  # answer JSON with "id", "response_id", "question_id"
+    events: tuple[tuple[str, dict[str, Any]], ...] = ()  # (order_key, event JSON with id, type)
+    inbound: tuple[str, str, str, dict[str, Any]] | None = None  # channel, provider, id, result
+    suppress: tuple[tuple[str, str], ...] = ()  # (respondent_id, reason)
+    unsuppress: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One event waiting for (or done with) one backend."""
+
+    seq: int
+    event_id: str
+    backend: str
+    order_key: str
+    event_type: str
+    event: dict[str, Any]
+    status: str  # pending | delivered | dead
+    attempts: int  # in the current delivery cycle (reset by retry and replay)
+    next_attempt_at: datetime
+    created_at: datetime
+    queued_at: datetime  # when the current delivery cycle began; the retry horizon counts from it
+    last_error: str | None
+    delivered_at: datetime | None
+
+
+# One entry per schema version; entry i takes the database from user_version i to i + 1.
+# Never edit a released entry: append a new one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE sessions (
+        response_id TEXT PRIMARY KEY,
+        channel TEXT NOT NULL,
+        address TEXT NOT NULL,
+        survey_id TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('open', 'completed', 'abandoned')),
+        data TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        expires_at REAL
+    );
+    CREATE UNIQUE INDEX sessions_open_address
+        ON sessions (channel, address) WHERE status = 'open';
+    CREATE INDEX sessions_open_expiry
+        ON sessions (expires_at) WHERE status = 'open' AND expires_at IS NOT NULL;
+    CREATE TABLE answers (
+        id TEXT PRIMARY KEY,
+        response_id TEXT NOT NULL,
+        question_id TEXT NOT NULL,
+        data TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX answers_response ON answers (response_id);
+    CREATE TABLE inbound_ids (
+        channel TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        result TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (channel, provider, message_id)
+    );
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL,
+        backend TEXT NOT NULL,
+        order_key TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'delivered', 'dead')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        created_at REAL NOT NULL,
+        queued_at REAL NOT NULL,
+        last_error TEXT,
+        delivered_at REAL,
+        head INTEGER NOT NULL DEFAULT 0,  -- 1: the lowest pending seq of its (backend, order_key)
+        UNIQUE (event_id, backend)
+    );
+    CREATE INDEX outbox_head ON outbox (backend, order_key, status, seq);
+    CREATE INDEX outbox_ready
+        ON outbox (backend, next_attempt_at) WHERE status = 'pending' AND head = 1;
+    CREATE INDEX outbox_status ON outbox (status, backend, seq);
+    CREATE TABLE suppressions (
+        respondent_id TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE backend_state (
+        name TEXT PRIMARY KEY,
+        disabled_at REAL NOT NULL,
+        reason TEXT NOT NULL
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+async def configure(conn: aiosqlite.Connection, *, writer: bool) -> None:
+    """Set WAL, synchronous=FULL and the busy timeout, and read them back."""
+    await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    if writer:
+        await conn.execute("PRAGMA journal_mode = WAL")
+    await conn.execute("PRAGMA synchronous = FULL")
+    await conn.execute("PRAGMA foreign_keys = ON")
+    mode = await _pragma(conn, "journal_mode")
+    if str(mode).lower() != "wal":
+        raise StoreError(
+            f"SQLite journal_mode is {mode!r}, not 'wal': the database file must be on a local "
+            "filesystem that supports WAL (not a network share, not in memory)"
+        )
+    sync = await _pragma(conn, "synchronous")
+    if sync != 2:
+        raise StoreError(
+            f"SQLite synchronous is {sync!r}, not 2 (FULL): commits would not be durable"
+        )
+    if not writer:
+        await conn.execute("PRAGMA query_only = ON")
+
+
+async def connect(path: Path, *, writer: bool) -> aiosqlite.Connection:
+    """A configured connection (autocommit: the store issues BEGIN IMMEDIATE itself)."""
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    try:
+        await configure(conn, writer=writer)
+    except BaseException:
+        await conn.close()
+        raise
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+async def migrate(conn: aiosqlite.Connection) -> int:
+    """Bring the schema to SCHEMA_VERSION, one transaction per migration; return the version."""
+    version = int(await _pragma(conn, "user_version"))
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"database schema version {version} is newer than this Seda ({SCHEMA_VERSION}): "
+            "upgrade Seda or restore a matching backup"
+        )
+    for number in range(version, SCHEMA_VERSION):
+        version_sql = f"PRAGMA user_version = {number + 1};"
+        script = f"BEGIN IMMEDIATE;\n{MIGRATIONS[number]}\n{version_sql}\nCOMMIT;"
+        try:
+            await conn.executescript(script)
+        except Exception as exc:
+            if conn.in_transaction:
+                await conn.rollback()
+            raise StoreError(f"schema migration {number + 1} failed: {exc}") from exc
+    return SCHEMA_VERSION
+
+
+async def _pragma(conn: aiosqlite.Connection, name: str) -> Any:
+    rows = await conn.execute_fetchall(f"PRAGMA {name}")
+    return next(iter(rows))[0]
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON that keeps Persian and Arabic letters readable."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def to_ts(moment: datetime) -> float:
+    """An aware datetime as unix seconds."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: the store keeps aware UTC times")
+    return moment.timestamp()
+
+
+def from_ts(value: float | None) -> datetime | None:
+    """Unix seconds (or NULL) as an aware UTC datetime."""
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def session_row(row: sqlite3.Row) -> SessionRow:
+    """A sessions row as a SessionRow."""
+    return SessionRow(
+        response_id=row["response_id"],
+        channel=row["channel"],
+        address=row["address"],
+        survey_id=row["survey_id"],
+        status=row["status"],
+        data=json.loads(row["data"]),
+        expires_at=from_ts(row["expires_at"]),
+    )
+
+
+def outbox_row(row: sqlite3.Row) -> OutboxRow:
+    """An outbox row (selected with OUTBOX_COLUMNS) as an OutboxRow."""
+    return OutboxRow(
+        seq=row["seq"],
+        event_id=row["event_id"],
+        backend=row["backend"],
+        order_key=row["order_key"],
+        event_type=row["event_type"],
+        event=json.loads(row["payload"]),
+        status=row["status"],
+        attempts=row["attempts"],
+        next_attempt_at=datetime.fromtimestamp(row["next_attempt_at"], UTC),
+        created_at=datetime.fromtimestamp(row["created_at"], UTC),
+        queued_at=datetime.fromtimestamp(row["queued_at"], UTC),
+        last_error=row["last_error"],
+        delivered_at=from_ts(row["delivered_at"]),
+    )
+
+
+def where_equal(**columns: str | None) -> tuple[str, tuple[Any, ...]]:
+    """A WHERE clause (or nothing) matching the given columns; None means any value."""
+    used = {name: value for name, value in columns.items() if value is not None}
+    if not used:
+        return "", ()
+    return " WHERE " + " AND ".join(f"{name} = ?" for name in used), tuple(used.values())

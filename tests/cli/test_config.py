@@ -1,0 +1,62 @@
+"""gateway.yaml: environment substitution, schema errors with their path, the shipped default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ConfigError, duration, load
+from tests.conftest import ROOT
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(text, "utf-8")
+    return path
+
+
+def test_the_shipped_default_loads() -> None:
+    config = load(ROOT / "config/gateway.yaml", env={})
+    assert (config.host, config.port) == ("127.0.0.1", 8080)
+    assert config.database == Path("var/seda.db")
+    assert config.backends["answers_file"] == {"type": "jsonl", "path": "var/answers.jsonl"}
+    assert list(config.channels) == ["api"]
+
+
+def test_environment_is_substituted_in_values_only(tmp_path: Path) -> None:
+    path = write(tmp_path, "api: {token: '${TOKEN}'}\nserver: {port: '${PORT:-9000}'}\n")
+    config = load(path, env={"TOKEN": "abc: {x: 1}"})
+    assert config.api_token == "abc: {x: 1}"  # stays a string, never becomes YAML
+    assert config.port == 9000
+
+
+CASES = [
+    ("missing variable", "api: {token: '${NOPE}'}\n", "api.token: environment variable NOPE"),
+    ("unknown key", "servre: {port: 1}\n", "Additional properties are not allowed ('servre'"),
+    ("webhook without url", "backends: {crm: {type: webhook}}\n", "backends.crm: 'url' is a required property"),
+    ("bad backend type", "backends: {crm: {type: kafka}}\n", "backends.crm.type"),
+    ("bad secret", "backends: {crm: {type: webhook, url: 'http://x', secret: 'plain'}}\n", "backends.crm.secret"),
+    ("not a mapping", "- a\n- b\n", "must be a mapping"),
+    ("bad yaml", "server: {port: [1\n", "not valid YAML"),
+    ("bad horizon", "retry: {horizon: soon}\n", "'soon' is not a duration"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("label", "text", "message"), CASES, ids=[c[0] for c in CASES])
+def test_errors_say_where(tmp_path: Path, label: str, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(write(tmp_path, text), env={})
+    assert message in str(caught.value)
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such configuration file"):
+        load(tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("30m", 1800), ("24h", 86400), ("3d", 259200), (5, 5)]
+)
+def test_durations(text: str | int, seconds: int) -> None:
+    assert duration(text).total_seconds() == seconds

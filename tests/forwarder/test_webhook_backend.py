@@ -1,0 +1,186 @@
+"""The webhook backend against a real receiver on loopback: headers, signature, status mapping."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import socket
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.backends import DeliveryError, build_backend
+from gateway.backends.webhook import WebhookBackend, redact_url, secret_key, sign
+from tests.forwarder.receiver import Answer, Received, Receiver
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "webhooks"
+SECRET = "whsec_" + base64.b64encode(bytes(range(32))).decode()
+T0 = datetime(2024, 5, 1, 9, 30, tzinfo=UTC)
+EVENT = {
+    "id": "0190a1b2-0000-7000-8000-000000000001",
+    "type": "answer.recorded",
+    "timestamp": "2024-05-01T09:30:00.000+00:00",
+    "data": {"raw": "۹", "value": 9},
+}
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    peer = Receiver(key=secret_key(SECRET))
+    yield peer
+    await peer.close()
+
+
+def webhook(url: str, **spec: Any) -> WebhookBackend:
+    backend = build_backend("crm", {"type": "webhook", "url": url, **spec}, clock=lambda: T0)
+    assert isinstance(backend, WebhookBackend)
+    return backend
+
+
+def test_sign_reproduces_the_standard_webhooks_vector() -> None:
+    vector = json.loads((DATA / "standard_webhooks_vector.json").read_text("utf-8"))
+    got = sign(vector["secret"], vector["msg_id"], vector["timestamp"], vector["payload"])
+    assert got == vector["signature"]
+
+
+@pytest.mark.parametrize(
+    ("secret", "problem"),
+    [
+        ("whsec_not base64!", "not whsec_"),
+        ("whsec_" + base64.b64encode(b"short").decode(), "5 bytes"),
+    ],
+)
+def test_bad_secrets_are_refused_without_echoing_them(secret: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem) as caught:
+        webhook("https://cem.example/hook", secret=secret)
+    assert secret.removeprefix("whsec_") not in str(caught.value)
+
+
+def test_redact_url_drops_credentials_and_query() -> None:
+    assert redact_url("https://u:p@cem.example:8443/in/seda?token=abc#x") == (
+        "https://cem.example:8443/in/seda"
+    )
+
+
+async def test_delivery_is_signed_and_verifies_at_the_receiver(receiver: Receiver) -> None:
+    url = await receiver.start()
+    backend = webhook(url, secret=SECRET, timeout=2, headers={"Authorization": "Bearer t"})
+    try:
+        await backend.deliver(EVENT)
+        await backend.deliver(EVENT)
+    finally:
+        await backend.close()
+    first, again = receiver.requests
+    assert first.signature_ok and again.signature_ok
+    assert first.webhook_id == again.webhook_id == EVENT["id"]
+    assert first.timestamp == str(int(T0.timestamp()))
+    assert first.headers["Content-Type"] == "application/json"
+    assert first.headers["Authorization"] == "Bearer t"
+    assert first.event == EVENT
+    assert "۹".encode() in first.body  # UTF-8 as is, not \\u escapes
+
+
+async def test_without_a_secret_no_signature_is_sent(receiver: Receiver) -> None:
+    backend = webhook(await receiver.start())
+    try:
+        await backend.deliver(EVENT)
+    finally:
+        await backend.close()
+    assert "webhook-signature" not in {k.lower() for k in receiver.requests[0].headers}
+    assert receiver.requests[0].webhook_id == EVENT["id"]
+
+
+# label, status, response headers, expected (None = success, else retryable, retry_after, disable)
+CASES: list[tuple[str, int, dict[str, str], tuple[bool, float | None, bool] | None]] = [
+    ("ok", 200, {}, None),
+    ("accepted", 202, {}, None),
+    ("gone", 410, {}, (False, None, True)),
+    ("rate limited", 429, {"Retry-After": "7"}, (True, 7.0, False)),
+    ("unavailable until a date", 503, {"Retry-After": "Wed, 01 May 2024 09:32:00 GMT"},
+     (True, 120.0, False)),
+    ("unavailable, bad date", 503, {"Retry-After": "soon"}, (True, None, False)),
+    ("server error", 500, {}, (True, None, False)),
+    ("request timeout", 408, {}, (True, None, False)),
+    ("bad request", 400, {}, (False, None, False)),
+    ("unauthorized", 401, {}, (False, None, False)),
+    ("not found", 404, {}, (False, None, False)),
+    ("redirect", 301, {"Location": "http://127.0.0.1:1/x"}, (False, None, False)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("label", "status", "headers", "expected"), CASES, ids=[c[0] for c in CASES]
+)
+async def test_status_mapping(
+    receiver: Receiver,
+    label: str,
+    status: int,
+    headers: dict[str, str],
+    expected: tuple[bool, float | None, bool] | None,
+) -> None:
+    async def answer(_: Received) -> Answer:
+        return status, headers
+
+    receiver.behaviour = answer
+    backend = webhook(await receiver.start(), secret=SECRET)
+    try:
+        if expected is None:
+            await backend.deliver(EVENT)
+            return
+        with pytest.raises(DeliveryError) as caught:
+            await backend.deliver(EVENT)
+    finally:
+        await backend.close()
+    error = caught.value
+    assert (error.retryable, error.retry_after, error.disable) == expected
+    assert str(status) in str(error)
+
+
+async def test_no_answer_in_time_is_retryable(receiver: Receiver) -> None:
+    receiver.behaviour = receiver.hang
+    backend = webhook(await receiver.start(), timeout=0.2)
+    try:
+        with pytest.raises(DeliveryError, match=r"no answer within 0.2 s") as caught:
+            await backend.deliver(EVENT)
+    finally:
+        await backend.close()
+    assert caught.value.retryable
+
+
+async def test_connection_refused_is_retryable() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    backend = webhook(f"http://127.0.0.1:{port}/hook", timeout=1)
+    try:
+        with pytest.raises(DeliveryError, match="connection failed") as caught:
+            await backend.deliver(EVENT)
+    finally:
+        await backend.close()
+    assert caught.value.retryable
+
+
+async def test_logs_hold_no_secret_query_or_body(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def refuse(_: Received) -> Answer:
+        return 400, {}
+
+    receiver.behaviour = refuse
+    url = await receiver.start() + "?token=hush"
+    backend = webhook(url, secret=SECRET)
+    caplog.set_level(logging.DEBUG)
+    try:
+        with pytest.raises(DeliveryError) as caught:
+            await backend.deliver(EVENT)
+    finally:
+        await backend.close()
+    ours = [r for r in caplog.records if r.name != "aiohttp.access"]  # that one is the CEM's
+    logged = " ".join(f"{r.getMessage()} {getattr(r, 'fields', '')}" for r in ours)
+    for text in (logged, str(caught.value), repr(backend)):
+        assert "hush" not in text and SECRET[6:] not in text and "۹" not in text
+    assert "/hook" in logged

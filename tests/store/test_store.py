@@ -1,0 +1,322 @@
+"""The SQLite store: durability settings, migrations, group commit, reads, the outbox queue."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import pytest
+
+from gateway.store import SessionRow, StepWrite, Store, StoreError
+from gateway.store_schema import SCHEMA_VERSION, configure
+
+T0 = datetime(2024, 5, 1, 9, 30, tzinfo=UTC)
+BACKENDS: dict[str, frozenset[str] | None] = {
+    "crm": None,
+    "answers_file": frozenset({"answer.recorded"}),
+}
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def store(tmp_path: Path, clock: Clock) -> AsyncIterator[Store]:
+    opened = await Store.open(tmp_path / "db" / "seda.db", backends=BACKENDS, clock=clock)
+    yield opened
+    await opened.close()
+
+
+def session(response_id: str, address: str = "tel:+989120000001", **kw: Any) -> SessionRow:
+    values: dict[str, Any] = {
+        "channel": "sms",
+        "address": address,
+        "survey_id": "post_call_nps",
+        "status": "open",
+        "data": {"step": 0, "note": "سلام"},
+        "expires_at": None,
+    }
+    values.update(kw)
+    return SessionRow(response_id=response_id, **values)
+
+
+def answer(answer_id: str, response_id: str, question_id: str = "nps") -> dict[str, Any]:
+    return {"id": answer_id, "response_id": response_id, "question_id": question_id, "value": 9}
+
+
+def event(event_id: str, kind: str = "answer.recorded") -> dict[str, Any]:
+    return {"id": event_id, "type": kind, "timestamp": "2024-05-01T09:30:00.000+00:00", "data": {}}
+
+
+def sql(path: Path, query: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(query).fetchall()
+
+
+# -- durability and schema ----------------------------------------------------------------------
+
+
+async def test_wal_and_full_sync_are_set_and_read_back(tmp_path: Path, store: Store) -> None:
+    assert sql(tmp_path / "db" / "seda.db", "PRAGMA journal_mode") == [("wal",)]
+    async with aiosqlite.connect(tmp_path / "db" / "seda.db", isolation_level=None) as conn:
+        await configure(conn, writer=True)
+        assert list(await conn.execute_fetchall("PRAGMA synchronous")) == [(2,)]
+
+
+async def test_a_database_without_wal_is_refused(clock: Clock) -> None:
+    with pytest.raises(StoreError, match="journal_mode is 'memory', not 'wal'"):
+        await Store.open(Path(":memory:"), backends=BACKENDS, clock=clock)
+
+
+async def test_migrations_run_once_and_reopen_is_idempotent(tmp_path: Path, clock: Clock) -> None:
+    path = tmp_path / "seda.db"
+    for round_ in range(3):
+        store = await Store.open(path, backends=BACKENDS, clock=clock)
+        await store.commit(StepWrite(session=session(f"r{round_}", address=f"a{round_}")))
+        await store.close()
+        assert sql(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert sql(path, "SELECT response_id FROM sessions ORDER BY 1") == [("r0",), ("r1",), ("r2",)]
+
+
+async def test_a_newer_schema_is_refused(tmp_path: Path, clock: Clock) -> None:
+    path = tmp_path / "seda.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(StoreError, match="newer than this Seda"):
+        await Store.open(path, backends=BACKENDS, clock=clock)
+
+
+# -- group commit -------------------------------------------------------------------------------
+
+
+async def test_concurrent_commits_share_few_transactions(tmp_path: Path, clock: Clock) -> None:
+    path = tmp_path / "seda.db"
+    store = await Store.open(path, backends=BACKENDS, clock=clock)
+    writes = [
+        StepWrite(
+            session=session(f"r{n}", address=f"tel:+98912{n:07d}"),
+            answers=(answer(f"a{n}", f"r{n}"),),
+            events=((f"r{n}", event(f"e{n}")),),
+            inbound=("sms", "kavenegar", f"m{n}", {"ok": True}),
+        )
+        for n in range(200)
+    ]
+    await asyncio.gather(*(store.commit(w) for w in writes))
+    assert 1 <= store.batches_committed <= 10
+    await store.close()
+
+    store = await Store.open(path, backends=BACKENDS, clock=clock)
+    try:
+        assert sql(path, "SELECT COUNT(*) FROM sessions") == [(200,)]
+        assert sql(path, "SELECT COUNT(*) FROM answers") == [(200,)]
+        assert sql(path, "SELECT COUNT(*) FROM inbound_ids") == [(200,)]
+        assert sql(path, "SELECT backend, COUNT(*) FROM outbox GROUP BY 1 ORDER BY 1") == [
+            ("answers_file", 200),
+            ("crm", 200),
+        ]
+        assert await store.answers_for("r7") == [answer("a7", "r7")]
+    finally:
+        await store.close()
+
+
+async def test_a_bad_write_fails_only_its_own_caller(store: Store) -> None:
+    await store.commit(StepWrite(session=session("taken", address="tel:+989121111111")))
+    before = store.batches_committed
+    good = [StepWrite(session=session(f"g{n}", address=f"tel:+98912222{n:04d}")) for n in range(10)]
+    bad = StepWrite(session=session("clash", address="tel:+989121111111"))
+    results = await asyncio.gather(
+        *(store.commit(w) for w in [*good[:5], bad, *good[5:]]), return_exceptions=True
+    )
+    assert [type(r).__name__ for r in results] == ["NoneType"] * 5 + ["StoreError"] + [
+        "NoneType"
+    ] * 5
+    assert "UNIQUE" in str(results[5])
+    assert store.batches_committed - before == 10  # the batch failed; each good write alone
+    for n in range(10):
+        assert await store.session(f"g{n}") is not None
+    assert await store.session("clash") is None
+    await store.commit(StepWrite(session=session("after", address="tel:+989123333333")))
+
+
+async def test_a_write_missing_an_event_id_is_refused(store: Store) -> None:
+    with pytest.raises(StoreError, match="KeyError"):
+        await store.commit(StepWrite(events=(("r1", {"type": "answer.recorded"}),)))
+
+
+async def test_on_commit_is_called_after_each_batch(store: Store) -> None:
+    calls: list[int] = []
+    store.on_commit = lambda: calls.append(store.batches_committed)
+    await store.commit(StepWrite(session=session("r1")))
+    assert calls == [store.batches_committed]
+
+
+async def test_close_commits_queued_writes_and_refuses_new_ones(store: Store) -> None:
+    queued = asyncio.ensure_future(store.commit(StepWrite(session=session("r1"))))
+    await asyncio.sleep(0)
+    await store.close()
+    await queued
+    with pytest.raises(StoreError, match="closed"):
+        await store.commit(StepWrite(session=session("r2", address="x")))
+    with pytest.raises(StoreError, match="closed"):
+        await store.session("r1")
+
+
+# -- sessions, answers, de-duplication, suppressions, meta --------------------------------------
+
+
+async def test_only_one_open_session_per_channel_and_address(store: Store) -> None:
+    await store.commit(StepWrite(session=session("r1")))
+    with pytest.raises(StoreError):
+        await store.commit(StepWrite(session=session("r2")))
+    await store.commit(StepWrite(session=session("r3", channel="whatsapp")))
+    await store.commit(StepWrite(session=session("r1", status="completed")))
+    await store.commit(StepWrite(session=session("r2")))
+    row = await store.open_session("sms", "tel:+989120000001")
+    assert row is not None and row.response_id == "r2"
+    assert row.data == {"step": 0, "note": "سلام"}
+    completed = await store.session("r1")
+    assert completed is not None and completed.status == "completed"
+
+
+async def test_reads(store: Store, clock: Clock) -> None:
+    expires = T0 + timedelta(minutes=30)
+    await store.commit(
+        StepWrite(
+            session=session("r1", expires_at=expires),
+            answers=(answer("a2", "r1", "q1"), answer("a1", "r1", "q2")),
+            inbound=("sms", "twilio", "SM1", {"reply": "ممنون"}),
+            suppress=(("p1", "STOP"), ("p2", "لغو")),
+        )
+    )
+    await store.commit(StepWrite(suppress=(("p3", "STOP"),), unsuppress=("p2",)))
+    assert [a["id"] for a in await store.answers_for("r1")] == ["a2", "a1"]
+    assert await store.inbound_result("sms", "twilio", "SM1") == {"reply": "ممنون"}
+    assert await store.inbound_result("sms", "twilio", "SM2") is None
+    assert [await store.is_suppressed(p) for p in ("p1", "p2", "p3")] == [True, False, True]
+    row = await store.session("r1")
+    assert row is not None and row.expires_at == expires
+    assert await store.expired_sessions(expires - timedelta(seconds=1)) == []
+    assert [s.response_id for s in await store.expired_sessions(expires)] == ["r1"]
+    assert await store.meta_get("secret") is None
+    assert await store.meta_set_if_absent("secret", "one") == "one"
+    assert await store.meta_set_if_absent("secret", "two") == "one"
+    assert await store.meta_get("secret") == "one"
+
+
+async def test_duplicate_inbound_message_is_refused(store: Store) -> None:
+    write = StepWrite(inbound=("sms", "twilio", "SM1", {}))
+    await store.commit(write)
+    with pytest.raises(StoreError):
+        await store.commit(write)
+
+
+# -- outbox -------------------------------------------------------------------------------------
+
+
+async def test_events_become_one_row_per_matching_backend(store: Store) -> None:
+    await store.commit(
+        StepWrite(events=(("r1", event("e1")), ("r1", event("e2", "response.completed"))))
+    )
+    rows = await store.list_outbox()
+    assert [(r.event_id, r.backend) for r in rows] == [
+        ("e1", "crm"),
+        ("e1", "answers_file"),
+        ("e2", "crm"),
+    ]
+    assert rows[0].event == event("e1") and rows[0].status == "pending"
+
+
+async def test_claim_ready_returns_only_the_due_head_of_each_order_key(
+    store: Store, clock: Clock
+) -> None:
+    events = [("r1", "e1"), ("r2", "e2"), ("r1", "e3"), ("r3", "e4"), ("r2", "e5"), ("r1", "e6")]
+    await store.commit(StepWrite(events=tuple((key, event(eid)) for key, eid in events)))
+    heads = await store.claim_ready("crm", clock(), limit=10)
+    assert [h.event_id for h in heads] == ["e1", "e2", "e4"]
+    assert [h.event_id for h in await store.claim_ready("crm", clock(), limit=2)] == ["e1", "e2"]
+
+    later = clock() + timedelta(seconds=30)
+    await store.mark_retry(heads[0].seq, later, "HTTP 503")
+    await store.mark_delivered([heads[1].seq])
+    assert [h.event_id for h in await store.claim_ready("crm", clock(), limit=10)] == ["e4", "e5"]
+    assert await store.next_due("crm", after=clock()) == later
+
+    clock.now = later
+    assert [h.event_id for h in await store.claim_ready("crm", clock(), limit=10)] == [
+        "e1",
+        "e4",
+        "e5",
+    ]
+    await store.mark_dead(heads[0].seq, "HTTP 400")
+    assert [h.event_id for h in await store.claim_ready("crm", clock(), limit=10)] == [
+        "e3",
+        "e4",
+        "e5",
+    ]
+    assert await store.dead_count() == {"crm": 1, "answers_file": 0}
+
+
+async def test_outbox_stats_retry_dead_and_replay(store: Store, clock: Clock) -> None:
+    await store.commit(StepWrite(events=(("r1", event("e1")), ("r2", event("e2")))))
+    rows = await store.list_outbox(backend="crm")
+    clock.now = T0 + timedelta(seconds=90)
+    assert (await store.outbox_stats(clock()))["crm"] == (2, 90.0)
+    await store.mark_dead(rows[0].seq, "HTTP 400")
+    await store.mark_delivered([rows[1].seq])
+    assert (await store.outbox_stats(clock()))["crm"] == (0, 0.0)
+
+    assert await store.retry_dead(seqs=[rows[1].seq]) == 0
+    assert await store.retry_dead(backend="crm") == 1
+    retried = (await store.list_outbox(status="pending", backend="crm"))[0]
+    assert (retried.event_id, retried.attempts, retried.queued_at) == ("e1", 0, clock())
+
+    assert await store.replay("crm", since=T0 + timedelta(hours=1)) == 0
+    assert await store.replay("crm", response_id="r1") == 0
+    assert await store.replay("crm", since=T0, response_id="r2") == 1
+    assert [r.event_id for r in await store.list_outbox(status="pending", backend="crm")] == [
+        "e1",
+        "e2",
+    ]
+
+
+async def test_backends_can_be_disabled_and_enabled(store: Store) -> None:
+    assert await store.disabled_backends() == {}
+    await store.disable_backend("crm", "HTTP 410 Gone")
+    assert await store.disabled_backends() == {"crm": "HTTP 410 Gone"}
+    assert await store.enable_backend("crm") is True
+    assert await store.enable_backend("crm") is False
+    assert await store.disabled_backends() == {}
+
+
+async def test_requeued_rows_take_their_place_at_the_head_again(store: Store, clock: Clock) -> None:
+    await store.commit(StepWrite(events=tuple(("r1", event(f"e{n}")) for n in range(4))))
+    e0, e1, _, _ = await store.list_outbox(backend="crm")
+    await store.mark_delivered([e0.seq])
+    await store.mark_dead(e1.seq, "HTTP 400")
+    assert [h.event_id for h in await store.claim_ready("crm", clock(), 10)] == ["e2"]
+    assert await store.retry_dead(seqs=[e1.seq]) == 1
+    assert [h.event_id for h in await store.claim_ready("crm", clock(), 10)] == ["e1"]
+    assert await store.replay("crm", response_id="r1") == 1
+    assert [h.event_id for h in await store.claim_ready("crm", clock(), 10)] == ["e0"]
+    for expected in ("e0", "e1", "e2", "e3"):
+        (head,) = await store.claim_ready("crm", clock(), 10)
+        assert head.event_id == expected
+        await store.mark_delivered([head.seq])
+    assert await store.claim_ready("crm", clock(), 10) == []
