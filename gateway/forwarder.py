@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from gateway.backends import Backend, DeliveryError
+from gateway.backends import Backend, BatchBackend, DeliveryError
 from gateway.ids import Clock
 from gateway.store import OutboxRow, Store
 
@@ -41,7 +41,8 @@ class _Outcome:
     error: DeliveryError | None
 
 
-_Inflight = dict[int, "asyncio.Task[_Outcome]"]
+_Inflight = dict[int, "asyncio.Task[list[_Outcome]]"]
+BATCH = 256  # events handed at once to a backend that takes batches (one fsync for all)
 
 
 class Forwarder:
@@ -68,6 +69,7 @@ class Forwarder:
         self._random = random
         self._grace = grace  # seconds stop() lets in-flight deliveries finish
         self._wakeups = {name: asyncio.Event() for name in self._backends}
+        self._disabled_seen: dict[str, tuple[float, bool]] = {}  # name -> (checked at, disabled)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self.delivered = dict.fromkeys(self._backends, 0)
@@ -122,15 +124,21 @@ class Forwarder:
 
     async def _fill(self, name: str, backend: Backend, inflight: _Inflight) -> float:
         """Start deliveries for due heads; return how long to wait before looking again."""
-        if name in await self._store.disabled_backends():
+        if await self._disabled(name):
             return self._poll
-        free = self._concurrency - len(inflight)
+        batched = isinstance(backend, BatchBackend)
+        free = (BATCH if not inflight else 0) if batched else self._concurrency - len(inflight)
         if free <= 0:
             return self._poll  # a finishing delivery wakes the loop
         now = self._clock()
         limit = free + len(inflight)  # the heads in flight are still pending, so may come back
         rows = await self._store.claim_ready(name, now, limit=limit)
-        for row in [r for r in rows if r.seq not in inflight][:free]:
+        fresh = [r for r in rows if r.seq not in inflight][:free]
+        if batched and fresh:
+            assert isinstance(backend, BatchBackend)
+            task = asyncio.create_task(self._deliver_batch(backend, fresh))
+            inflight.update(dict.fromkeys((r.seq for r in fresh), task))
+        for row in [] if batched else fresh:
             inflight[row.seq] = asyncio.create_task(self._deliver(backend, row))
         if len(rows) >= limit:
             return self._poll  # every slot is busy now
@@ -139,22 +147,42 @@ class Forwarder:
             return self._poll
         return min(self._poll, max(0.0, (due - self._clock()).total_seconds()))
 
-    async def _deliver(self, backend: Backend, row: OutboxRow) -> _Outcome:
+    async def _disabled(self, name: str) -> bool:
+        # The CLI enables a backend from another process: look again once per poll interval.
+        checked, disabled = self._disabled_seen.get(name, (float("-inf"), False))
+        now = asyncio.get_running_loop().time()
+        if now - checked >= self._poll:
+            disabled = name in await self._store.disabled_backends()
+            self._disabled_seen[name] = (now, disabled)
+        return disabled
+
+    async def _deliver(self, backend: Backend, row: OutboxRow) -> list[_Outcome]:
         try:
             await backend.deliver(row.event)
         except DeliveryError as exc:
-            return _Outcome(row, exc)
+            return [_Outcome(row, exc)]
         except Exception as exc:  # a bug in a backend must not lose the event: retry it
             log.exception("backend raised an unexpected error", extra=_fields(backend.name))
-            return _Outcome(row, DeliveryError(f"unexpected {type(exc).__name__}", retryable=True))
-        return _Outcome(row, None)
+            error = DeliveryError(f"unexpected {type(exc).__name__}", retryable=True)
+            return [_Outcome(row, error)]
+        return [_Outcome(row, None)]
+
+    async def _deliver_batch(self, backend: BatchBackend, rows: list[OutboxRow]) -> list[_Outcome]:
+        try:
+            errors = await backend.deliver_batch([row.event for row in rows])
+        except Exception as exc:  # as above: the whole batch is retried
+            log.exception("backend raised an unexpected error", extra=_fields(backend.name))
+            error = DeliveryError(f"unexpected {type(exc).__name__}", retryable=True)
+            return [_Outcome(row, error) for row in rows]
+        return [_Outcome(row, error) for row, error in zip(rows, errors, strict=True)]
 
     async def _settle(self, name: str, inflight: _Inflight) -> None:
         """Record the results of finished deliveries."""
         finished = [seq for seq, task in inflight.items() if task.done()]
         if not finished:
             return
-        outcomes = [inflight[seq].result() for seq in finished]
+        tasks = {id(inflight[seq]): inflight[seq] for seq in finished}  # a batch shares one task
+        outcomes = [outcome for task in tasks.values() for outcome in task.result()]
         try:
             delivered = [o.row.seq for o in outcomes if o.error is None]
             if delivered:
@@ -176,6 +204,7 @@ class Forwarder:
         if error.disable:
             log.error("backend disabled by its receiver", extra=_fields(name, error=reason))
             await self._store.disable_backend(name, reason)
+            self._disabled_seen.pop(name, None)
             await self._store.mark_retry(row.seq, now, reason)
             return
         if not error.retryable:

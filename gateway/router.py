@@ -147,13 +147,13 @@ class Gateway:
     async def receive(self, inbound: Inbound) -> Result:
         """A respondent's reply: de-duplicate, step the engine, commit, then answer."""
         async with self._lock(inbound.channel, inbound.address):
-            if inbound.message_id is not None:
-                seen = await self.store.inbound_result(
-                    inbound.channel, inbound.provider, inbound.message_id
-                )
-                if seen is not None:
-                    return Result.from_json(seen)
-            step, result = await self._reply(inbound)
+            seen, row = await self.store.conversation(
+                inbound.channel, inbound.address, inbound.provider, inbound.message_id
+            )
+            if seen is not None:
+                return Result.from_json(seen)
+            session = Session.from_json(row.data) if row is not None else None
+            step, result = self._reply(inbound, session)
             inbound_key = None
             if inbound.message_id is not None:
                 inbound_key = (
@@ -187,11 +187,12 @@ class Gateway:
             await self.end(row.channel, row.address, "expired")
         return len(rows)
 
-    async def _reply(self, inbound: Inbound) -> tuple[engine.Step | None, Result]:
+    def _reply(
+        self, inbound: Inbound, session: Session | None
+    ) -> tuple[engine.Step | None, Result]:
         now = self.clock()
         respondent = self.respondent(inbound.address)
         control = replies.control_word(inbound.text, inbound.channel)
-        session = await self._open_session(inbound.channel, inbound.address)
         if control == "opt_in":
             step = engine.opt_in(inbound, respondent, now, self.new_id)
             return step, Result("accepted", "opted in", outbound=step.outbound)

@@ -246,6 +246,20 @@ class Store:
         )
         return json.loads(rows[0]["result"]) if rows else None
 
+    async def conversation(
+        self, channel: str, address: str, provider: str, message_id: str | None
+    ) -> tuple[dict[str, Any] | None, SessionRow | None]:
+        """In one read: what this message already produced (if handled), and the open session."""
+        rows = await self._read(
+            "SELECT (SELECT result FROM inbound_ids WHERE channel = ? AND provider = ?"
+            " AND message_id = ?) AS seen, s.* FROM (SELECT 1) LEFT JOIN sessions AS s"
+            " ON s.channel = ? AND s.address = ? AND s.status = 'open'",
+            (channel, provider, message_id, channel, address),
+        )
+        row = rows[0]
+        seen = json.loads(row["seen"]) if row["seen"] is not None else None
+        return seen, session_row(row) if row["response_id"] is not None else None
+
     async def is_suppressed(self, respondent_id: str) -> bool:
         """Whether this respondent opted out."""
         rows = await self._read(

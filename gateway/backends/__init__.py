@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
-from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from gateway.ids import Clock
 
@@ -22,6 +22,25 @@ class Backend(Protocol):
 
     async def deliver(self, event: dict[str, Any]) -> None:
         """Hand one event (the JSON envelope) to the backend; return only once it has it."""
+        ...
+
+    async def close(self) -> None:
+        """Release files and connections."""
+        ...
+
+
+@runtime_checkable
+class BatchBackend(Protocol):
+    """Optional capability: take many events at once (a file appends them with one fsync)."""
+
+    name: str
+
+    async def deliver(self, event: dict[str, Any]) -> None:
+        """As Backend.deliver."""
+        ...
+
+    async def deliver_batch(self, events: Sequence[dict[str, Any]]) -> list[DeliveryError | None]:
+        """Hand over the events in order; one result per event (None: delivered)."""
         ...
 
     async def close(self) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,10 +25,23 @@ class JsonlBackend:
 
     async def deliver(self, event: dict[str, Any]) -> None:
         """Append the event and fsync the file."""
-        line = json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n"
+        await self._write([event])
+
+    async def deliver_batch(self, events: Sequence[dict[str, Any]]) -> list[DeliveryError | None]:
+        """Append the events in order with one fsync; all succeed or all fail together."""
+        try:
+            await self._write(events)
+        except DeliveryError as exc:
+            return [exc for _ in events]
+        return [None for _ in events]
+
+    async def _write(self, events: Sequence[dict[str, Any]]) -> None:
+        data = "".join(
+            json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n" for event in events
+        ).encode("utf-8")
         async with self._lock:
             try:
-                await asyncio.to_thread(self._append, line.encode("utf-8"))
+                await asyncio.to_thread(self._append, data)
             except OSError as exc:
                 # Drop the handle: the next attempt reopens (the disk may come back).
                 await asyncio.to_thread(self._close_file)
