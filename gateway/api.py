@@ -66,7 +66,7 @@ class ApiChannel:
             raise _error(exc.status, str(exc)) from None
         payload = result.to_json()
         payload["survey_id"] = inbound.survey_id
-        return web.json_response(payload, status=200 if result.duplicate else 201)
+        return _json(payload, status=200 if result.duplicate else 201)
 
     async def messages(self, request: web.Request) -> web.Response:
         """POST /api/v1/messages: a respondent's reply; the response carries the next prompts."""
@@ -98,7 +98,7 @@ class ApiChannel:
             message_id=_message_id(body, "message_id"),
         )
         result = await self.gateway.receive(inbound)
-        return web.json_response(result.to_json())
+        return _json(result.to_json())
 
     async def response(self, request: web.Request) -> web.Response:
         """GET /api/v1/responses/{id}: the state of a response and its answers."""
@@ -110,7 +110,7 @@ class ApiChannel:
             raise _error(404, "no such response")
         data = row.data
         answers = await self.gateway.store.answers_for(response_id)
-        return web.json_response(
+        return _json(
             {
                 "response_id": response_id,
                 "survey_id": data["survey_id"],
@@ -127,6 +127,15 @@ class ApiChannel:
         )
 
 
+def _json(payload: Any, status: int = 200) -> web.Response:
+    # Persian and Arabic text stays readable in responses instead of \uXXXX escapes.
+    return web.json_response(payload, status=status, dumps=_dumps)
+
+
+def _dumps(payload: Any) -> str:
+    return json.dumps(payload, ensure_ascii=False)
+
+
 def check_token(request: web.Request, token: str) -> None:
     """Require the configured bearer token (or, with none configured, a loopback client)."""
     if token:
@@ -139,7 +148,7 @@ def check_token(request: web.Request, token: str) -> None:
 
 
 def _error(status: int, reason: str) -> web.HTTPException:
-    body = json.dumps({"error": reason})
+    body = json.dumps({"error": reason}, ensure_ascii=False)
     cls = {
         400: web.HTTPBadRequest,
         401: web.HTTPUnauthorized,
