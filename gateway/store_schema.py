@@ -176,26 +176,47 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+def _settings(writer: bool) -> list[str]:
+    wal = ["PRAGMA journal_mode = WAL"] if writer else []
+    return [f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}", *wal, "PRAGMA synchronous = FULL",
+            "PRAGMA foreign_keys = ON"]  # fmt: skip
+
+
 async def configure(conn: aiosqlite.Connection, *, writer: bool) -> None:
     """Set WAL, synchronous=FULL and the busy timeout, and read them back."""
-    await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    if writer:
-        await conn.execute("PRAGMA journal_mode = WAL")
-    await conn.execute("PRAGMA synchronous = FULL")
-    await conn.execute("PRAGMA foreign_keys = ON")
-    mode = await _pragma(conn, "journal_mode")
+    for pragma in _settings(writer):
+        await conn.execute(pragma)
+    check_durability(await _pragma(conn, "journal_mode"), await _pragma(conn, "synchronous"))
+    if not writer:
+        await conn.execute("PRAGMA query_only = ON")
+
+
+def open_writer(path: Path) -> sqlite3.Connection:
+    """The plain connection the store's writer thread uses (autocommit, WAL, FULL, checked)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        for pragma in _settings(writer=True):
+            conn.execute(pragma)
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        check_durability(mode, conn.execute("PRAGMA synchronous").fetchone()[0])
+    except BaseException:
+        conn.close()
+        raise
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def check_durability(mode: Any, sync: Any) -> None:
+    """Refuse a database where commits would not be durable (not WAL, not synchronous=FULL)."""
     if str(mode).lower() != "wal":
         raise StoreError(
             f"SQLite journal_mode is {mode!r}, not 'wal': the database file must be on a local "
             "filesystem that supports WAL (not a network share, not in memory)"
         )
-    sync = await _pragma(conn, "synchronous")
     if sync != 2:
         raise StoreError(
             f"SQLite synchronous is {sync!r}, not 2 (FULL): commits would not be durable"
         )
-    if not writer:
-        await conn.execute("PRAGMA query_only = ON")
 
 
 async def connect(path: Path, *, writer: bool) -> aiosqlite.Connection:
