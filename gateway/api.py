@@ -47,12 +47,13 @@ class ApiChannel:
         """POST /api/v1/invitations: start a survey for a respondent."""
         body = await _json_body(request)
         channel = _string(body, "channel", required=False) or "api"
-        if channel != "api":
-            raise _error(422, f"channel {channel!r} cannot send invitations in this build")
+        if channel != "api" and channel not in self.gateway.senders:
+            able = ", ".join(["api", *sorted(self.gateway.senders)])
+            raise _error(422, f"channel {channel!r} is not enabled for invitations ({able})")
         inbound = Inbound(
             kind="start",
             channel=channel,
-            provider="api",
+            provider=channel,
             address=_address(body),
             received_at=self.gateway.clock(),
             survey_id=_string(body, "survey"),

@@ -148,15 +148,13 @@ def _show(outbound: Sequence[Outbound], stdout: TextIO) -> None:
 
 
 def _outbox(args: argparse.Namespace) -> int:
+    from gateway.backends import event_types
     from gateway.store import Store
 
     config: Config = load(args.config)
 
     async def go() -> int:
-        routes = {
-            name: frozenset(spec["events"]) if spec.get("events") else None
-            for name, spec in config.backends.items()
-        }
+        routes = {name: event_types(spec) for name, spec in config.backends.items()}
         store = await Store.open(config.database, backends=routes, clock=system_clock)
         try:
             return await outbox_cli.run(args, store)

@@ -151,7 +151,7 @@ class Event:
     """Something the backends hear about; delivered through the outbox in order per response."""
 
     id: str
-    type: EventType
+    type: EventType | str  # or outbound.<channel>: prompts for a channel that sends them itself
     response_id: str | None
     occurred_at: datetime
     data: dict[str, Any]

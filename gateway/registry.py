@@ -48,6 +48,30 @@ class Inviter(Protocol):
         ...
 
 
+class Sender(Protocol):
+    """Optional capability: a channel that sends its prompts itself (SMS, email, chat).
+
+    The router stores an `outbound.<channel>` event with the prompts in the same transaction as
+    the step; the forwarder hands it to `deliver` with retries, in order per response, exactly
+    as it delivers to a CEM backend. Raise gateway.backends.DeliveryError on failure.
+    """
+
+    name: str
+
+    async def deliver(self, event: dict[str, Any]) -> None:
+        """Send `event["data"]["prompts"]` to `event["data"]["address"]`."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def sends_prompts(factory: ChannelFactory) -> bool:
+    """Whether a channel sends its own prompts (has the Sender capability)."""
+    return callable(getattr(factory, "deliver", None))
+
+
 class ChannelFactory(Protocol):
     """Builds a channel from its config section."""
 

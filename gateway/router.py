@@ -16,7 +16,7 @@ from gateway import engine, replies
 from gateway.flows.model import Survey
 from gateway.ids import Clock, IdFactory
 from gateway.logs import fields
-from gateway.model import Inbound, Outbound, Respondent
+from gateway.model import Event, Inbound, Outbound, Respondent
 from gateway.session import Session
 from gateway.store import SessionRow, StepWrite, Store
 
@@ -93,11 +93,13 @@ class Gateway:
         secret: bytes,
         clock: Clock,
         new_id: IdFactory,
+        senders: frozenset[str] = frozenset(),
     ):
         self.store = store
         self.surveys = dict(surveys)
         self.clock = clock
         self.new_id = new_id
+        self.senders = senders  # channels that send their own prompts (outbound.<channel> events)
         self._secret = secret
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._waiting: dict[tuple[str, str], int] = {}
@@ -140,7 +142,8 @@ class Gateway:
             inbound_key = None
             if invitation_id is not None:
                 inbound_key = (inbound.channel, "invitation", invitation_id, result.to_json())
-            await self.store.commit(self._write(started, inbound_key))
+            to = (inbound.channel, inbound.address)
+            await self.store.commit(self._write(started, inbound_key, to))
         log.info("invitation", extra=fields(survey=survey.id, channel=inbound.channel))
         return result
 
@@ -162,9 +165,11 @@ class Gateway:
                     inbound.message_id,
                     result.to_json(),
                 )
-            if step is not None or inbound_key is not None:
-                write = self._write(step, inbound_key) if step else StepWrite(inbound=inbound_key)
-                await self.store.commit(write)
+            if step is not None:
+                to = (inbound.channel, inbound.address)
+                await self.store.commit(self._write(step, inbound_key, to))
+            elif inbound_key is not None:
+                await self.store.commit(StepWrite(inbound=inbound_key))
         if step is not None and step.answers:
             key = (inbound.channel, step.answers[0].survey_id)
             self.answers_recorded[key] = self.answers_recorded.get(key, 0) + len(step.answers)
@@ -237,7 +242,9 @@ class Gateway:
         self,
         step: engine.Step,
         inbound_key: tuple[str, str, str, dict[str, Any]] | None = None,
+        to: tuple[str, str] | None = None,
     ) -> StepWrite:
+        """What one step stores, in one transaction; `to` (channel, address) gets the prompts."""
         row = None
         if step.session is not None:
             s = step.session
@@ -250,9 +257,12 @@ class Gateway:
                 data=s.to_json(),
                 expires_at=s.expires_at,
             )
+        all_events = list(step.events)
+        if to is not None and to[0] in self.senders and step.outbound:
+            all_events.append(self._prompts_event(step, *to))
         events = tuple(
             (event.response_id or _respondent_key(event.data), event.to_json())
-            for event in step.events
+            for event in all_events
         )
         suppress: tuple[tuple[str, str], ...] = ()
         unsuppress: tuple[str, ...] = ()
@@ -266,12 +276,25 @@ class Gateway:
             unsuppress = (respondent_id,)
         return StepWrite(
             session=row,
-            answers=tuple(a.to_json() for a in step.answers),
+            # The answer.recorded events already carry each answer as JSON: encode it once.
+            answers=tuple(e.data for e in step.events if e.type == "answer.recorded"),
             events=events,
             inbound=inbound_key,
             suppress=suppress,
             unsuppress=unsuppress,
         )
+
+    def _prompts_event(self, step: engine.Step, channel: str, address: str) -> Event:
+        session = step.session
+        response_id = session.response_id if session else None
+        data = {
+            "channel": channel,
+            "address": address,
+            "response_id": response_id,
+            "language": step.outbound[0].language,
+            "prompts": [o.to_json() for o in step.outbound],
+        }
+        return Event(self.new_id(), f"outbound.{channel}", response_id, self.clock(), data)
 
     @asynccontextmanager
     async def _lock(self, channel: str, address: str) -> AsyncIterator[None]:

@@ -9,13 +9,14 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
+from typing import cast
 
 from aiohttp import web
 from prometheus_client.core import Metric
 
 from gateway import registry
 from gateway.api import check_token
-from gateway.backends import build_backend
+from gateway.backends import Backend, build_backend, event_types
 from gateway.config import Config, ConfigError, duration
 from gateway.flows.loader import SurveyError, load_surveys
 from gateway.flows.model import Survey
@@ -51,7 +52,17 @@ async def create_app(config: Config, clock: Clock = system_clock) -> web.Applica
             factories[name] = registry.load(name)
         except registry.UnknownChannel as exc:
             raise ConfigError(f"{config.path}: channels.{name}: {exc}") from None
-    gateway, forwarder, closers = await _open_core(config, surveys, clock)
+    senders = frozenset(name for name, f in factories.items() if registry.sends_prompts(f))
+    store, gateway = await _open_core(config, surveys, senders, clock)
+    channels = {name: make(gateway, config.channels[name]) for name, make in factories.items()}
+    backends: dict[str, Backend] = {
+        name: build_backend(name, spec, clock=clock) for name, spec in config.backends.items()
+    }
+    for name in senders:
+        backends[f"channel.{name}"] = cast(registry.Sender, channels[name])
+    forwarder = _forwarder(config, store, backends, clock)
+    closers: list[Callable[[], Awaitable[None]]] = [b.close for b in backends.values()]
+    closers.append(store.close)
     metrics.add_source(lambda: _live_counters(gateway, forwarder))
 
     @web.middleware
@@ -83,10 +94,9 @@ async def create_app(config: Config, clock: Clock = system_clock) -> web.Applica
     app[FORWARDER] = forwarder
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
-    channels = [factory(gateway, config.channels[name]) for name, factory in factories.items()]
-    for channel in channels:
+    for channel in channels.values():
         app.router.add_routes(channel.routes())
-    app.cleanup_ctx.append(_running(gateway, forwarder, channels, closers))
+    app.cleanup_ctx.append(_running(gateway, forwarder, list(channels.values()), closers))
     log.info(
         "seda ready",
         extra=fields(surveys=sorted(surveys), channels=sorted(factories), db=str(config.database)),
@@ -95,16 +105,28 @@ async def create_app(config: Config, clock: Clock = system_clock) -> web.Applica
 
 
 async def _open_core(
-    config: Config, surveys: dict[str, Survey], clock: Clock
-) -> tuple[Gateway, Forwarder, list[Callable[[], Awaitable[None]]]]:
-    routes = {
-        name: frozenset(spec["events"]) if spec.get("events") else None
-        for name, spec in config.backends.items()
+    config: Config, surveys: dict[str, Survey], senders: frozenset[str], clock: Clock
+) -> tuple[Store, Gateway]:
+    routes: dict[str, frozenset[str] | None] = {
+        name: event_types(spec) for name, spec in config.backends.items()
     }
+    routes.update({f"channel.{name}": frozenset({f"outbound.{name}"}) for name in senders})
     store = await Store.open(config.database, backends=routes, clock=clock)
-    backends = {
-        name: build_backend(name, spec, clock=clock) for name, spec in config.backends.items()
-    }
+    secret = config.secret or await store.meta_set_if_absent("secret", secrets.token_hex(32))
+    gateway = Gateway(
+        store,
+        surveys,
+        secret=secret.encode("utf-8"),
+        clock=clock,
+        new_id=IdFactory(clock),
+        senders=senders,
+    )
+    return store, gateway
+
+
+def _forwarder(
+    config: Config, store: Store, backends: dict[str, Backend], clock: Clock
+) -> Forwarder:
     for name, spec in config.backends.items():
         if spec["type"] == "webhook" and not spec.get("secret"):
             log.warning(
@@ -120,13 +142,7 @@ async def _open_core(
         store, backends, clock=clock, policy=policy, poll_interval=float(retry.get("poll", 1.0))
     )
     store.on_commit = forwarder.wake
-    secret = config.secret or await store.meta_set_if_absent("secret", secrets.token_hex(32))
-    gateway = Gateway(
-        store, surveys, secret=secret.encode("utf-8"), clock=clock, new_id=IdFactory(clock)
-    )
-    closers: list[Callable[[], Awaitable[None]]] = [b.close for b in backends.values()]
-    closers.append(store.close)
-    return gateway, forwarder, closers
+    return forwarder
 
 
 def _running(

@@ -40,6 +40,8 @@ __all__ = ["OutboxRow", "SessionRow", "StepWrite", "Store", "StoreError"]
 log = logging.getLogger(__name__)
 
 BATCH_CAP = 500  # writes per group commit
+# Events for Seda's own channels (prompts to send); backends with no `events` list never get them.
+PRIVATE_PREFIX = "outbound."
 
 _Pending = tuple[StepWrite, "asyncio.Future[None]"]
 _T = TypeVar("_T")
@@ -202,8 +204,9 @@ class Store:
                 rows["inbound_ids"].append((channel, provider, message_id, dumps(result), now))
             for order_key, event in write.events:
                 event_id, event_type, payload = str(event["id"]), str(event["type"]), dumps(event)
+                public = not event_type.startswith(PRIVATE_PREFIX)
                 for backend, types in self._backends.items():
-                    if types is None or event_type in types:
+                    if (public and types is None) or (types is not None and event_type in types):
                         item = (event_id, backend, order_key, event_type, payload)
                         rows["outbox"].append((*item, now, now, now))
             for respondent_id, reason in write.suppress:
