@@ -289,6 +289,7 @@ class Gateway:
         response_id = session.response_id if session else None
         data = {
             "channel": channel,
+            "provider": session.provider if session else channel,
             "address": address,
             "response_id": response_id,
             "language": step.outbound[0].language,
