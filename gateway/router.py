@@ -23,6 +23,7 @@ from gateway.store import SessionRow, StepWrite, Store
 log = logging.getLogger("seda.router")
 
 Outcome = Literal["accepted", "ignored", "rejected"]
+RESPONDENT_CACHE = 100_000
 
 
 @dataclass(frozen=True)
@@ -102,14 +103,22 @@ class Gateway:
         self.senders = senders  # channels that send their own prompts (outbound.<channel> events)
         self._secret = secret
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._respondents: dict[str, Respondent] = {}
         self._waiting: dict[tuple[str, str], int] = {}
         self.answers_recorded: dict[tuple[str, str], int] = {}
 
     def respondent(self, address: str) -> Respondent:
         """The stable pseudonymous respondent for an address."""
+        known = self._respondents.get(address)
+        if known is not None:
+            return known
         digest = hmac.new(self._secret, address.encode("utf-8"), hashlib.sha256).digest()
         pseudonym = base64.b32encode(digest[:15]).decode("ascii").lower()
-        return Respondent(id=f"r_{pseudonym}", addresses=(address,))
+        respondent = Respondent(id=f"r_{pseudonym}", addresses=(address,))
+        if len(self._respondents) >= RESPONDENT_CACHE:
+            self._respondents.clear()  # crude but bounded; a miss only costs one HMAC
+        self._respondents[address] = respondent
+        return respondent
 
     async def invite(self, inbound: Inbound, invitation_id: str | None = None) -> Result:
         """Start a survey for a respondent (an open response on the same address is superseded)."""

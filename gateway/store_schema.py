@@ -6,6 +6,7 @@ import json
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,7 @@ class OutboxRow:
     backend: str
     order_key: str
     event_type: str
-    event: dict[str, Any]
+    payload: str  # the event envelope as JSON text, exactly as committed
     status: str  # pending | delivered | dead
     attempts: int  # in the current delivery cycle (reset by retry and replay)
     next_attempt_at: datetime
@@ -98,6 +99,12 @@ class OutboxRow:
     queued_at: datetime  # when the current delivery cycle began; the retry horizon counts from it
     last_error: str | None
     delivered_at: datetime | None
+
+    @cached_property
+    def event(self) -> dict[str, Any]:
+        """The event envelope, decoded (only when a backend needs it as a dict)."""
+        decoded: dict[str, Any] = json.loads(self.payload)
+        return decoded
 
 
 # One entry per schema version; entry i takes the database from user_version i to i + 1.
@@ -294,7 +301,7 @@ def outbox_row(row: sqlite3.Row) -> OutboxRow:
         backend=row["backend"],
         order_key=row["order_key"],
         event_type=row["event_type"],
-        event=json.loads(row["payload"]),
+        payload=row["payload"],
         status=row["status"],
         attempts=row["attempts"],
         next_attempt_at=datetime.fromtimestamp(row["next_attempt_at"], UTC),

@@ -39,8 +39,8 @@ class BatchBackend(Protocol):
         """As Backend.deliver."""
         ...
 
-    async def deliver_batch(self, events: Sequence[dict[str, Any]]) -> list[DeliveryError | None]:
-        """Hand over the events in order; one result per event (None: delivered)."""
+    async def deliver_batch(self, payloads: Sequence[str]) -> list[DeliveryError | None]:
+        """Hand over events (their JSON text as committed) in order; None for each delivered."""
         ...
 
     async def close(self) -> None:

@@ -25,20 +25,19 @@ class JsonlBackend:
 
     async def deliver(self, event: dict[str, Any]) -> None:
         """Append the event and fsync the file."""
-        await self._write([event])
+        await self._write([json.dumps(event, ensure_ascii=False, separators=(",", ":"))])
 
-    async def deliver_batch(self, events: Sequence[dict[str, Any]]) -> list[DeliveryError | None]:
-        """Append the events in order with one fsync; all succeed or all fail together."""
+    async def deliver_batch(self, payloads: Sequence[str]) -> list[DeliveryError | None]:
+        """Append the events' committed JSON in order with one fsync; all or none succeed."""
         try:
-            await self._write(events)
+            await self._write(payloads)
         except DeliveryError as exc:
-            return [exc for _ in events]
-        return [None for _ in events]
+            return [exc for _ in payloads]
+        return [None for _ in payloads]
 
-    async def _write(self, events: Sequence[dict[str, Any]]) -> None:
-        data = "".join(
-            json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n" for event in events
-        ).encode("utf-8")
+    async def _write(self, lines: Sequence[str]) -> None:
+        # The store writes compact JSON with no raw newlines, so each event stays one line.
+        data = "".join(f"{line}\n" for line in lines).encode("utf-8")
         async with self._lock:
             try:
                 await asyncio.to_thread(self._append, data)

@@ -1,0 +1,138 @@
+"""Reading a reply: the body as text (any charset, HTML too), without quotes and signatures.
+
+Quote headers, separators and signatures of Gmail, Outlook, Apple Mail and Thunderbird in
+English, Persian and Arabic end the reply; `>` lines are skipped, so bottom-posted answers
+below a quote are found too. What is left, its first paragraph, is the answer text.
+"""
+
+from __future__ import annotations
+
+import re
+from email.message import EmailMessage
+
+from email_in.html_text import html_to_text
+
+MAX_LINES = 2000  # an answer is near the top; a huge body is not read to its end
+MAX_TEXT = 4096
+# Marks that right-to-left mail clients put around lines (LRM, RLM, ALM, embeddings, isolates).
+_MARKS = "\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff"
+_EDGES = _MARKS + " \t\u00a0\u3000"
+
+# "On Mon, 1 Jan 2024 at 10:00, Seda <survey+...@reply.example> wrote:"
+_WROTE_EN = re.compile(r"\bwrote\s*:$", re.IGNORECASE)
+# Gmail fa: «در تاریخ سه‌شنبه ۲ ژانویهٔ ۲۰۲۴ ساعت ۱۰:۰۰ Seda <...> نوشت:»
+_WROTE_FA = re.compile(r"نوشت(?:ه(?:\s*است)?)?\s*:$")
+# Gmail ar: «في الثلاثاء، ٢ يناير ٢٠٢٤ في ١٠:٠٠ ص كتب Seda <...>:», others «... كتب:»
+_WROTE_AR = re.compile(r"(?:^|\s)كتب(?:\s.{0,200})?:$")
+_HEADER_START = re.compile(r"^(?:On|Le|Am|در|في|بتاريخ)\b", re.IGNORECASE)
+_SEPARATOR = re.compile(
+    r"^(?:_{8,}|-{2,}\s*(?:original message|forwarded message|پیام اصلی|پیام ارسال‌?\s?شده"
+    r"|الرسالة الأصلية|الرسالة الأصلیة|رسالة معاد توجيهها)\s*-{2,}|begin forwarded message:)$",
+    re.IGNORECASE,
+)
+# Outlook's block: "From: ..." followed by "Sent:" / "To:" / "Subject:" (and localised).
+_OUTLOOK_FROM = re.compile(r"^\*?(?:From|از|من|فرستنده)\*?\s*:\s*\S", re.IGNORECASE)
+_OUTLOOK_NEXT = re.compile(
+    r"^\*?(?:Sent|Date|To|Cc|Subject|ارسال شده|ارسال شد|تاریخ|به|گیرنده|موضوع"
+    r"|تاريخ الإرسال|أرسلت|أرسل|التاريخ|إلى|الموضوع|نسخة)\*?\s*:",
+    re.IGNORECASE,
+)
+_DEVICE = re.compile(
+    r"^(?:Sent from (?:my )?\S.{0,60}|Sent via \S.{0,60}|Get Outlook for \S.{0,40}"
+    r"|(?:ارسال|فرستاده)[\s\u200c]?شده از .{1,60}"
+    r"|(?:أرسلت|أُرسلت|مرسل|تم الإرسال|تم إرساله|أُرسل) من .{1,60})$",
+    re.IGNORECASE,
+)
+
+
+def body_text(message: EmailMessage) -> str:
+    """The message body as text: text/plain preferred, HTML turned into text, any charset."""
+    part = message.get_body(preferencelist=("plain", "html"))
+    if part is None:
+        return ""
+    try:
+        content = part.get_content()
+    except (LookupError, ValueError, KeyError, AssertionError):
+        payload = part.get_payload(decode=True)
+        content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+    if not isinstance(content, str):
+        return ""
+    if part.get_content_type() == "text/html":
+        return html_to_text(content)
+    return content
+
+
+def answer_text(message: EmailMessage) -> str:
+    """The respondent's answer in a reply: the first paragraph left after stripping."""
+    return first_paragraph(strip_quotes(body_text(message)))[:MAX_TEXT]
+
+
+def clean_line(line: str) -> str:
+    """A line without the spaces and direction marks around it."""
+    return line.strip(_EDGES)
+
+
+def strip_quotes(text: str) -> list[str]:
+    """The lines a respondent wrote: quotes, quote headers and signatures removed."""
+    lines = [clean_line(line) for line in text.splitlines()[:MAX_LINES]]
+    kept: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if _ends_reply(lines, i):
+            break
+        header = _quote_header(lines, i)
+        if header:
+            after = i + header
+            while after < len(lines) and not lines[after]:
+                after += 1
+            if after < len(lines) and lines[after].startswith(">"):
+                i = after  # bottom-posting: skip the quote, the answer may follow it
+                continue
+            break  # top-posting (or a quote without ">"): the rest is the old message
+        if not line.startswith(">"):
+            kept.append(line)
+        i += 1
+    return kept
+
+
+def first_paragraph(lines: list[str]) -> str:
+    """The first run of non-empty lines, joined by newlines."""
+    paragraph: list[str] = []
+    for line in lines:
+        if line:
+            paragraph.append(line)
+        elif paragraph:
+            break
+    return "\n".join(paragraph)
+
+
+def _ends_reply(lines: list[str], i: int) -> bool:
+    line = lines[i]
+    if line == "--" or _SEPARATOR.match(line) or _DEVICE.match(line):
+        return True
+    if _OUTLOOK_FROM.match(line):
+        following = [nxt for nxt in lines[i + 1 : i + 5] if nxt]
+        return any(_OUTLOOK_NEXT.match(nxt) for nxt in following[:3])
+    return False
+
+
+def _quote_header(lines: list[str], i: int) -> int:
+    """How many lines the quote header at `i` spans (0: none); clients wrap long ones."""
+    if _is_header(lines[i]):
+        return 1
+    if i + 1 < len(lines) and lines[i + 1] and _HEADER_START.match(lines[i]):
+        if _is_header(f"{lines[i]} {lines[i + 1]}"):
+            return 2
+        if i + 2 < len(lines) and _is_header(f"{lines[i]} {lines[i + 1]} {lines[i + 2]}"):
+            return 3
+    return 0
+
+
+def _is_header(line: str) -> bool:
+    if len(line) > 400 or not line.endswith(":"):
+        return False
+    if not (_WROTE_EN.search(line) or _WROTE_FA.search(line) or _WROTE_AR.search(line)):
+        return False
+    # A quote header names a time or an address; a sentence ending in "wrote:" rarely does.
+    return "@" in line or any(char.isdigit() for char in line)

@@ -1,0 +1,154 @@
+"""The `channels.email` block of gateway.yaml, read and checked once at start-up."""
+
+from __future__ import annotations
+
+import re
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.config import ConfigError
+
+_DOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9-]{1,63})+$")
+_ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Relay:
+    """Where Seda's own mail goes out: an SMTP submission server."""
+
+    host: str
+    port: int = 587
+    starttls: bool = True
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    """Everything the email channel is configured with."""
+
+    reply_domain: str
+    token_secret: bytes = field(repr=False)
+    sender: str  # the From address of invitations
+    relay: Relay
+    host: str = "127.0.0.1"
+    port: int = 2525
+    hostname: str = ""  # the name in the SMTP greeting; the reply domain when empty
+    data_size_limit: int = MIB
+    max_recipients: int = 10
+    timeout: float = 300.0  # seconds of silence before the SMTP server hangs up
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    require_starttls: bool = False
+    link_base: str | None = None  # Seda's public HTTP address, for one-click answer links
+    verp: bool = True  # envelope sender bounce+TOKEN@reply-domain, so bounces come back here
+    subject: Mapping[str, str] = field(default_factory=dict)
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """A server TLS context for STARTTLS, when a certificate is configured."""
+        if self.tls_cert is None or self.tls_key is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.tls_cert, self.tls_key)
+        return context
+
+
+def parse(spec: Mapping[str, Any]) -> EmailSettings:
+    """Read `channels.email`; every problem is a ConfigError naming the key."""
+    domain = _text(spec, "reply_domain").lower().rstrip(".")
+    if not _DOMAIN.match(domain):
+        raise ConfigError(f"channels.email.reply_domain: {domain!r} is not a domain name")
+    secret = _text(spec, "token_secret")
+    if len(secret.encode("utf-8")) < 16:
+        raise ConfigError("channels.email.token_secret: use at least 16 random characters")
+    sender = _text(spec, "from")
+    if not _ADDRESS.match(sender.rpartition("<")[2].rstrip(">").strip()):
+        raise ConfigError("channels.email.from: not an email address")
+    cert, key = _path(spec, "tls_cert"), _path(spec, "tls_key")
+    if (cert is None) != (key is None):
+        raise ConfigError("channels.email: tls_cert and tls_key go together")
+    require_tls = _flag(spec, "require_starttls", False)
+    if require_tls and cert is None:
+        raise ConfigError("channels.email.require_starttls needs tls_cert and tls_key")
+    link_base = spec.get("link_base")
+    if link_base is not None and not re.match(r"^https?://[^\s/]+(/\S*)?$", str(link_base)):
+        raise ConfigError("channels.email.link_base: an http(s) URL such as https://seda.example")
+    subject = spec.get("subject", {})
+    if not isinstance(subject, Mapping):
+        raise ConfigError("channels.email.subject: a mapping of language to subject line")
+    settings = EmailSettings(
+        reply_domain=domain,
+        token_secret=secret.encode("utf-8"),
+        sender=sender,
+        relay=_relay(spec.get("relay")),
+        host=str(spec.get("host", "127.0.0.1")),
+        port=_number(spec, "port", 2525, 0, 65535),
+        hostname=str(spec.get("hostname") or domain),
+        data_size_limit=_number(spec, "data_size_limit", MIB, 1024, 64 * MIB),
+        max_recipients=_number(spec, "max_recipients", 10, 1, 1000),
+        timeout=float(_number(spec, "timeout", 300, 1, 3600)),
+        tls_cert=cert,
+        tls_key=key,
+        require_starttls=require_tls,
+        link_base=str(link_base).rstrip("/") if link_base else None,
+        verp=_flag(spec, "verp", True),
+        subject={str(k): str(v) for k, v in subject.items()},
+    )
+    try:
+        settings.tls_context()
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"channels.email.tls_cert/tls_key: cannot be loaded ({exc})") from None
+    return settings
+
+
+def _relay(spec: Any) -> Relay:
+    if not isinstance(spec, Mapping) or not spec.get("host"):
+        raise ConfigError("channels.email.relay.host: the SMTP server that sends Seda's mail")
+    username = spec.get("username")
+    password = spec.get("password")
+    if (username is None) != (password is None):
+        raise ConfigError("channels.email.relay: username and password go together")
+    return Relay(
+        host=str(spec["host"]),
+        port=_number(spec, "port", 587, 1, 65535, "relay."),
+        starttls=_flag(spec, "starttls", True, "relay."),
+        username=None if username is None else str(username),
+        password=None if password is None else str(password),
+        timeout=float(_number(spec, "timeout", 30, 1, 600, "relay.")),
+    )
+
+
+def _text(spec: Mapping[str, Any], key: str) -> str:
+    value = spec.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"channels.email.{key} is required")
+    return value.strip()
+
+
+def _path(spec: Mapping[str, Any], key: str) -> Path | None:
+    value = spec.get(key)
+    return None if value in (None, "") else Path(str(value))
+
+
+def _flag(spec: Mapping[str, Any], key: str, default: bool, where: str = "") -> bool:
+    value = spec.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"channels.email.{where}{key}: true or false")
+    return value
+
+
+def _number(
+    spec: Mapping[str, Any], key: str, default: int, low: int, high: int, where: str = ""
+) -> int:
+    value = spec.get(key, default)
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)  # ${ENV} substitution yields strings
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"channels.email.{where}{key}: a whole number from {low} to {high}")
+    return value
