@@ -1,0 +1,95 @@
+"""Helpers the chat channels share: their config entries, secret checks, replies, progress."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from gateway.config import ConfigError
+
+NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # bot and line names appear in webhook URLs
+
+
+def entries(spec: Mapping[str, Any], key: str, channel: str) -> dict[str, Mapping[str, Any]]:
+    """The named entries under `channels.<channel>.<key>` (bots, lines), checked."""
+    found = spec.get(key)
+    where = f"channels.{channel}.{key}"
+    if not isinstance(found, Mapping) or not found:
+        raise ConfigError(f"{where}: configure at least one, by name")
+    out: dict[str, Mapping[str, Any]] = {}
+    for name, entry in found.items():
+        if not isinstance(name, str) or not NAME.match(name):
+            raise ConfigError(f"{where}: name {name!r} must be 1-64 letters, digits, _ or -")
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{where}.{name}: must be a mapping")
+        out[name] = entry
+    return out
+
+
+def text(entry: Mapping[str, Any], key: str, where: str, default: str | None = None) -> str:
+    """A non-empty string setting (numbers are taken as written: ids in YAML)."""
+    value = entry.get(key, default)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}.{key}: a non-empty string is required")
+    return value
+
+
+def number(entry: Mapping[str, Any], key: str, where: str, default: float) -> float:
+    """A non-negative number setting."""
+    value = entry.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigError(f"{where}.{key}: a number of seconds (0 or more) is required")
+    return float(value)
+
+
+def same_secret(given: str | None, expected: str) -> bool:
+    """Constant-time comparison of a presented secret with the configured one."""
+    if given is None:
+        return False
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def answer(status: str, reason: str = "", code: int = 200, **extra: Any) -> web.Response:
+    """The JSON a provider gets back: accepted or ignored (2xx), or an error (4xx)."""
+    body: dict[str, Any] = {"status": status, **extra}
+    if reason:
+        body["reason" if code < 400 else "error"] = reason
+    return web.json_response(body, status=code, dumps=_dumps)
+
+
+def refuse(code: int, reason: str) -> web.Response:
+    """A rejected request (4xx) that changed nothing."""
+    return answer("rejected", reason, code=code)
+
+
+def _dumps(payload: Any) -> str:
+    return json.dumps(payload, ensure_ascii=False)
+
+
+class Progress:
+    """How many messages of each outbound event went out, so a retry resumes, not repeats."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._sent: dict[str, int] = {}
+        self._limit = limit
+
+    def sent(self, event_id: str) -> int:
+        """Messages of this event already sent."""
+        return self._sent.get(event_id, 0)
+
+    def advance(self, event_id: str) -> None:
+        """One more message of this event went out."""
+        self._sent[event_id] = self._sent.get(event_id, 0) + 1
+        while len(self._sent) > self._limit:  # forget the oldest: worst case, a repeat
+            del self._sent[next(iter(self._sent))]
+
+    def finish(self, event_id: str) -> None:
+        """The event is delivered whole."""
+        self._sent.pop(event_id, None)

@@ -1,0 +1,88 @@
+"""python-telegram-bot's HTTP layer on aiohttp, Seda's own client library.
+
+PTB's default (httpx) logs every request URL at INFO, and a Bot API URL holds the bot token;
+this class logs nothing and never puts the URL into an error message.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+from telegram.error import NetworkError, TimedOut
+from telegram.request import BaseRequest, RequestData
+
+
+class AiohttpRequest(BaseRequest):
+    """Sends Bot API calls with one aiohttp session (form-encoded, no file uploads)."""
+
+    __slots__ = ("_connect_timeout", "_pool_size", "_read_timeout", "_session")
+
+    def __init__(
+        self, read_timeout: float = 10.0, connect_timeout: float = 5.0, pool_size: int = 64
+    ) -> None:
+        self._read_timeout = read_timeout
+        self._connect_timeout = connect_timeout
+        self._pool_size = pool_size
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def read_timeout(self) -> float | None:
+        """The read timeout used when a call does not name one."""
+        return self._read_timeout
+
+    async def initialize(self) -> None:
+        """Open the connection pool."""
+        self._client()
+
+    async def shutdown(self) -> None:
+        """Close the connection pool."""
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    async def do_request(
+        self,
+        url: str,
+        method: str,
+        request_data: RequestData | None = None,
+        read_timeout: object = BaseRequest.DEFAULT_NONE,
+        write_timeout: object = BaseRequest.DEFAULT_NONE,
+        connect_timeout: object = BaseRequest.DEFAULT_NONE,
+        pool_timeout: object = BaseRequest.DEFAULT_NONE,
+    ) -> tuple[int, bytes]:
+        """One HTTP call to the Bot API: its status and body."""
+        data: dict[str, str] | None = None
+        if request_data is not None:
+            if request_data.contains_files:
+                raise NetworkError("file uploads are not supported by Seda's Telegram channel")
+            data = request_data.json_parameters
+        read = _seconds(read_timeout, self._read_timeout)
+        connect = _seconds(connect_timeout, self._connect_timeout)
+        timeout = aiohttp.ClientTimeout(
+            total=None if read is None else read + (connect or 0.0),
+            sock_connect=connect,
+        )
+        try:
+            async with self._client().request(
+                method, url, data=data, timeout=timeout, allow_redirects=False
+            ) as response:
+                return response.status, await response.read()
+        except TimeoutError:
+            raise TimedOut("no answer from the Bot API in time") from None
+        except aiohttp.ClientError as exc:
+            raise NetworkError(f"connection to the Bot API failed: {type(exc).__name__}") from None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._pool_size),
+                headers={"User-Agent": self.USER_AGENT},
+            )
+        return self._session
+
+
+def _seconds(value: object, default: float | None) -> float | None:
+    if isinstance(value, int | float):
+        return float(value)
+    if value is None:
+        return None
+    return default  # BaseRequest.DEFAULT_NONE: the default of this instance
