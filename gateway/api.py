@@ -59,6 +59,7 @@ class ApiChannel:
             survey_id=_string(body, "survey"),
             language=_string(body, "language", required=False),
             context=_context(body.get("context")),
+            line=_string(body, "line", required=False),
         )
         invitation_id = _message_id(body, "invitation_id")
         try:

@@ -72,6 +72,7 @@ def start(
         expires_at=now + survey.expiry,
         question_id=first.id,
         context=dict(inbound.context),
+        line=inbound.line,
     )
     outbound: list[Outbound] = []
     if language in survey.intro:
@@ -163,7 +164,7 @@ def opt_out(
         ended = abandon(survey, session, respondent, now, new_id, "opted_out")
         closed = ended.session
         events.extend(ended.events)
-    language = session.language if session else (inbound.language or "en")
+    language = session.language if session else (inbound.language or _guess(inbound.text))
     data = {
         "respondent": _respondent_json(respondent),
         "channel": inbound.channel,
@@ -180,7 +181,7 @@ def opt_out(
 
 def opt_in(inbound: Inbound, respondent: Respondent, now: datetime, new_id: NewId) -> Step:
     """The respondent asked to receive surveys again."""
-    language = inbound.language or "en"
+    language = inbound.language or _guess(inbound.text)
     data = {
         "respondent": _respondent_json(respondent),
         "channel": inbound.channel,
@@ -328,6 +329,18 @@ def _respondent_json(respondent: Respondent) -> dict[str, Any]:
 
 def _choices(question: Question, language: str) -> tuple[tuple[str, str, str | None], ...]:
     return tuple((c.id, c.label.get(language, c.id), c.key) for c in question.choices)
+
+
+def _guess(text: str) -> str:
+    """The language of a control word sent outside any survey (for the confirmation)."""
+    digits = replies.normalize_digits(text).strip()
+    if digits in ("11", "12"):
+        return "fa"  # the Iranian opt-out and opt-in codes
+    if any(c in text for c in "پچژگکی"):
+        return "fa"
+    if any("\u0600" <= c <= "\u06ff" for c in text):
+        return "ar" if any(c in text for c in "إأةيك") else "fa"
+    return "en"
 
 
 def _notice(texts: Mapping[str, str], language: str) -> str:

@@ -51,6 +51,7 @@ class Inbound:
     language: str | None = None  # kind "start": the respondent's language
     context: dict[str, str] = field(default_factory=dict)
     reason: str | None = None  # kind "end": hangup, expired, ...
+    line: str | None = None  # the channel's own endpoint: an SMS line, a bot, a reply domain
 
 
 OutboundKind = Literal["prompt", "invalid", "closing", "notice"]

@@ -176,7 +176,8 @@ class Gateway:
                 )
             if step is not None:
                 to = (inbound.channel, inbound.address)
-                await self.store.commit(self._write(step, inbound_key, to))
+                write = self._write(step, inbound_key, to, inbound.message_id)
+                await self.store.commit(write)
             elif inbound_key is not None:
                 await self.store.commit(StepWrite(inbound=inbound_key))
         if step is not None and step.answers:
@@ -252,6 +253,7 @@ class Gateway:
         step: engine.Step,
         inbound_key: tuple[str, str, str, dict[str, Any]] | None = None,
         to: tuple[str, str] | None = None,
+        in_reply_to: str | None = None,
     ) -> StepWrite:
         """What one step stores, in one transaction; `to` (channel, address) gets the prompts."""
         row = None
@@ -268,7 +270,7 @@ class Gateway:
             )
         all_events = list(step.events)
         if to is not None and to[0] in self.senders and step.outbound:
-            all_events.append(self._prompts_event(step, *to))
+            all_events.append(self._prompts_event(step, *to, in_reply_to))
         events = tuple(
             (event.response_id or _respondent_key(event.data), event.to_json())
             for event in all_events
@@ -293,12 +295,18 @@ class Gateway:
             unsuppress=unsuppress,
         )
 
-    def _prompts_event(self, step: engine.Step, channel: str, address: str) -> Event:
+    def _prompts_event(
+        self, step: engine.Step, channel: str, address: str, in_reply_to: str | None
+    ) -> Event:
         session = step.session
         response_id = session.response_id if session else None
         data = {
             "channel": channel,
             "provider": session.provider if session else channel,
+            "line": session.line if session else None,
+            # The provider message these prompts answer (None for an invitation): a channel
+            # that already answered it in its webhook response (TwiML, Kannel) skips them.
+            "in_reply_to": in_reply_to,
             "address": address,
             "response_id": response_id,
             "language": step.outbound[0].language,

@@ -29,6 +29,7 @@ class Session:
     status: SessionStatus = "open"
     context: dict[str, str] = field(default_factory=dict)
     answers: dict[str, Any] = field(default_factory=dict)  # question id -> normalised value
+    line: str | None = None  # the channel endpoint the respondent talks to (SMS line, bot, ...)
 
     def evolve(self, **changes: Any) -> Session:
         """A copy with some fields changed."""
@@ -60,6 +61,7 @@ class Session:
             "status": self.status,
             "context": dict(self.context),
             "answers": dict(self.answers),
+            "line": self.line,
         }
 
     @classmethod
@@ -83,4 +85,5 @@ class Session:
             status=data.get("status", "open"),
             context=dict(data.get("context", {})),
             answers=dict(data.get("answers", {})),
+            line=data.get("line"),
         )

@@ -186,3 +186,25 @@ def test_expiry_is_set_from_the_survey() -> None:
     steps = run(nps_survey(), [])
     assert steps[0].session is not None
     assert steps[0].session.expires_at == NOW + timedelta(hours=24)
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("لغو", "fa"),
+        ("۱۱", "fa"),
+        ("إلغاء", "ar"),
+        ("ايقاف", "ar"),
+        ("STOP", "en"),
+        ("انصراف", "fa"),
+    ],
+)
+def test_opt_out_outside_a_survey_is_confirmed_in_the_senders_language(
+    text: str, language: str
+) -> None:
+    inbound = Inbound("reply", "sms", "kavenegar", "tel:+989121234567", NOW, text=text)
+    step = engine.opt_out(None, None, inbound, WHO, NOW, ids())
+    (notice,) = step.outbound
+    assert notice.language == language
+    assert notice.text == engine.OPT_OUT_NOTICE[language]
+    assert [e.type for e in step.events] == ["respondent.opted_out"]
