@@ -52,6 +52,7 @@ class Inbound:
     context: dict[str, str] = field(default_factory=dict)
     reason: str | None = None  # kind "end": hangup, expired, ...
     line: str | None = None  # the channel's own endpoint: an SMS line, a bot, a reply domain
+    answered_inline: bool = False  # the channel returns the prompts in its own response (TwiML)
 
 
 OutboundKind = Literal["prompt", "invalid", "closing", "notice"]

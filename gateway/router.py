@@ -176,7 +176,7 @@ class Gateway:
                 )
             if step is not None:
                 to = (inbound.channel, inbound.address)
-                write = self._write(step, inbound_key, to, inbound.message_id)
+                write = self._write(step, inbound_key, to, inbound)
                 await self.store.commit(write)
             elif inbound_key is not None:
                 await self.store.commit(StepWrite(inbound=inbound_key))
@@ -253,7 +253,7 @@ class Gateway:
         step: engine.Step,
         inbound_key: tuple[str, str, str, dict[str, Any]] | None = None,
         to: tuple[str, str] | None = None,
-        in_reply_to: str | None = None,
+        inbound: Inbound | None = None,
     ) -> StepWrite:
         """What one step stores, in one transaction; `to` (channel, address) gets the prompts."""
         row = None
@@ -269,8 +269,9 @@ class Gateway:
                 expires_at=s.expires_at,
             )
         all_events = list(step.events)
-        if to is not None and to[0] in self.senders and step.outbound:
-            all_events.append(self._prompts_event(step, *to, in_reply_to))
+        inline = inbound is not None and inbound.answered_inline
+        if to is not None and to[0] in self.senders and step.outbound and not inline:
+            all_events.append(self._prompts_event(step, *to, inbound))
         events = tuple(
             (event.response_id or _respondent_key(event.data), event.to_json())
             for event in all_events
@@ -296,17 +297,16 @@ class Gateway:
         )
 
     def _prompts_event(
-        self, step: engine.Step, channel: str, address: str, in_reply_to: str | None
+        self, step: engine.Step, channel: str, address: str, inbound: Inbound | None
     ) -> Event:
         session = step.session
         response_id = session.response_id if session else None
         data = {
             "channel": channel,
             "provider": session.provider if session else channel,
-            "line": session.line if session else None,
-            # The provider message these prompts answer (None for an invitation): a channel
-            # that already answered it in its webhook response (TwiML, Kannel) skips them.
-            "in_reply_to": in_reply_to,
+            "line": session.line if session and session.line else (inbound and inbound.line),
+            # The provider message these prompts answer (None for an invitation).
+            "in_reply_to": inbound.message_id if inbound else None,
             "address": address,
             "response_id": response_id,
             "language": step.outbound[0].language,

@@ -54,10 +54,14 @@ async def create_app(config: Config, clock: Clock = system_clock) -> web.Applica
             raise ConfigError(f"{config.path}: channels.{name}: {exc}") from None
     senders = frozenset(name for name, f in factories.items() if registry.sends_prompts(f))
     store, gateway = await _open_core(config, surveys, senders, clock)
-    channels = {name: make(gateway, config.channels[name]) for name, make in factories.items()}
-    backends: dict[str, Backend] = {
-        name: build_backend(name, spec, clock=clock) for name, spec in config.backends.items()
-    }
+    try:
+        channels = {name: make(gateway, config.channels[name]) for name, make in factories.items()}
+        backends: dict[str, Backend] = {
+            name: build_backend(name, spec, clock=clock) for name, spec in config.backends.items()
+        }
+    except BaseException:
+        await store.close()  # a bad channel or backend section: leave nothing open
+        raise
     for name in senders:
         backends[f"channel.{name}"] = cast(registry.Sender, channels[name])
     forwarder = _forwarder(config, store, backends, clock)

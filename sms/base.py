@@ -1,0 +1,223 @@
+"""The SMS provider contract and the helpers every provider module shares."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import re
+import time
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import aiohttp
+from aiohttp import web
+from multidict import MultiDict, MultiDictProxy
+
+from gateway.backends import DeliveryError
+
+ReplyMode = Literal["webhook", "api"]
+Params = MultiDict[str]
+_DIGITS = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩", "01234567890123456789")
+_FORMATTING = re.compile(r"[\s\-().\u200c\u200e\u200f\u202a-\u202e]")
+TIMEOUT = aiohttp.ClientTimeout(total=15)
+
+
+@dataclass(frozen=True)
+class Line:
+    """One configured SMS line: a number at a provider, and how Seda talks to it."""
+
+    name: str
+    provider: str
+    number: str
+    reply: ReplyMode
+    footer: str = ""
+    rate: float | None = None
+    verify: bool = True
+    public_url: str | None = None
+    max_segments: int = 10
+    country: str | None = None  # calling code used for national numbers (0912... -> +98912...)
+    spec: Mapping[str, Any] = field(default_factory=dict)  # credentials and provider options
+
+    def setting(self, key: str, default: str | None = None) -> str:
+        """A provider setting as text; a missing required one is a configuration error."""
+        value = self.spec.get(key, default)
+        if value is None:
+            raise ValueError(
+                f"channels.sms.lines.{self.name}: {key} is required for {self.provider}"
+            )
+        return str(value)
+
+
+@dataclass(frozen=True)
+class Received:
+    """An inbound SMS, verified and parsed, ready to become an Inbound."""
+
+    sender: str  # tel:+E.164
+    text: str
+    message_id: str | None
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A request that is acknowledged but is not a message (status callback, DLR, part)."""
+
+    reason: str
+
+
+class Refused(Exception):
+    """A request Seda will not honour: forged (403), malformed (400), oversized (413)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class Provider(Protocol):
+    """What each provider module offers: parse and verify, answer, and send."""
+
+    name: str
+    methods: tuple[str, ...]  # HTTP methods its webhook uses
+
+    async def parse(self, request: web.Request, url: str) -> Received | Ignored:
+        """Verify and parse a webhook request (raise Refused when it cannot be honoured)."""
+        ...
+
+    def answer(self, text: str | None) -> web.Response:
+        """The synchronous webhook response, carrying `text` as a reply when given."""
+        ...
+
+    async def send(self, http: aiohttp.ClientSession, to: str, text: str, key: str) -> None:
+        """Send one SMS through the provider's API (raise DeliveryError on failure)."""
+        ...
+
+
+@runtime_checkable
+class Poller(Protocol):
+    """Optional capability: a provider whose inbound messages are fetched, not pushed."""
+
+    async def fetch(self, http: aiohttp.ClientSession) -> list[tuple[str, Received]]:
+        """Unread messages as (provider id, message); the provider marks them read."""
+        ...
+
+
+def tel(raw: str, country: str | None = None) -> str:
+    """A phone number as tel:+E.164 (Persian/Arabic digits, 00 and national 0 handled)."""
+    number = unicodedata.normalize("NFKC", raw).translate(_DIGITS)
+    number = _FORMATTING.sub("", number)
+    if number.startswith("00"):
+        number = "+" + number[2:]
+    elif not number.startswith("+"):
+        # A national number gets the line's calling code; Vonage sends E.164 without the plus.
+        national = number.startswith("0") and country
+        number = f"+{country}{number[1:]}" if national else "+" + number
+    if not re.fullmatch(r"\+[1-9][0-9]{2,17}", number):
+        raise Refused(400, "the sender is not a phone number")
+    return f"tel:{number}"
+
+
+def digits_only(address: str) -> str:
+    """tel:+98912... -> 98912... (the form Vonage and Kannel want)."""
+    return address.removeprefix("tel:").removeprefix("+")
+
+
+def e164(address: str) -> str:
+    """tel:+98912... -> +98912..."""
+    return address.removeprefix("tel:")
+
+
+def required(params: Mapping[str, str], *names: str) -> list[str]:
+    """The named parameters, or a 400 naming the first that is missing."""
+    missing = [n for n in names if not params.get(n)]
+    if missing:
+        raise Refused(400, f"missing {missing[0]}")
+    return [params[n] for n in names]
+
+
+async def form(request: web.Request) -> Params:
+    """The request's parameters: the query for GET, the form body for POST."""
+    if request.method == "GET":
+        return MultiDict(request.query)
+    if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        raise Refused(400, "send the webhook as application/x-www-form-urlencoded")
+    try:
+        posted: MultiDictProxy[Any] = await request.post()
+    except UnicodeDecodeError:
+        raise Refused(400, "the form is not UTF-8") from None
+    return MultiDict((k, v) for k, v in posted.items() if isinstance(v, str))
+
+
+def basic_auth(user: str, password: str) -> dict[str, str]:
+    """An HTTP Basic Authorization header."""
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return {"Authorization": f"Basic {token}"}
+
+
+def same(given: str, expected: str) -> bool:
+    """Constant-time comparison of two signatures or tokens."""
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def check_token(request: web.Request, line: Line) -> None:
+    """Providers that cannot sign (Kannel, Jasmin): a shared token in the webhook URL."""
+    if not line.verify:
+        return
+    token = line.setting("token")
+    if not same(request.query.get("token", ""), token):
+        raise Refused(403, "missing or wrong token")
+
+
+async def fail_for(response: aiohttp.ClientResponse, provider: str) -> DeliveryError:
+    """A typed delivery error for an HTTP failure: 429 and 5xx can be retried, 4xx not."""
+    retry_after = None
+    header = response.headers.get("Retry-After", "")
+    if header.isdigit():
+        retry_after = float(header)
+    status = response.status
+    retryable = status in (408, 425, 429) or status >= 500
+    return DeliveryError(
+        f"{provider} answered {status}", retryable=retryable, retry_after=retry_after
+    )
+
+
+async def post_checked(
+    http: aiohttp.ClientSession, provider: str, url: str, **kwargs: Any
+) -> tuple[int, str]:
+    """POST (or GET with method='GET'), raising DeliveryError for failures; returns status, body."""
+    method = kwargs.pop("method", "POST")
+    try:
+        async with http.request(method, url, timeout=TIMEOUT, **kwargs) as response:
+            if response.status >= 300:
+                raise await fail_for(response, provider)
+            return response.status, await response.text()
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise DeliveryError(
+            f"{provider} unreachable ({type(exc).__name__})", retryable=True
+        ) from None
+
+
+class TokenBucket:
+    """A send rate limit: `rate` messages per second, bursts up to `rate` (at least one)."""
+
+    def __init__(self, rate: float, clock: Any = time.monotonic) -> None:
+        self.rate = rate
+        self.capacity = max(1.0, rate)
+        self.tokens = self.capacity
+        self._clock = clock
+        self._stamp = clock()
+        self._lock = asyncio.Lock()
+
+    async def take(self) -> None:
+        """Wait until one message may be sent."""
+        async with self._lock:
+            while True:
+                now = self._clock()
+                self.tokens = min(self.capacity, self.tokens + (now - self._stamp) * self.rate)
+                self._stamp = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                await asyncio.sleep((1 - self.tokens) / self.rate)

@@ -1,0 +1,259 @@
+"""The SMS channel: one webhook per line, replies in the webhook or through the provider's API."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from gateway.backends import DeliveryError
+from gateway.logs import fields
+from gateway.model import Inbound
+from gateway.router import Gateway
+from sms.base import Ignored, Line, Poller, Provider, Received, Refused, TokenBucket
+from sms.polling import PollLoop
+from sms.segments import encoding, segments
+
+log = logging.getLogger("seda.sms")
+
+PROVIDERS: Mapping[str, str] = {
+    "twilio": "sms.twilio:Twilio",
+    "vonage": "sms.vonage:Vonage",
+    "plivo": "sms.plivo:Plivo",
+    "kannel": "sms.kannel:Kannel",
+    "jasmin": "sms.jasmin:Jasmin",
+    "generic": "sms.generic:Generic",
+    "kavenegar": "sms.kavenegar:Kavenegar",
+}
+WEBHOOK_REPLY = frozenset({"twilio", "kannel", "generic"})  # providers that can answer inline
+MAX_BODY = 64 * 1024
+ANSWERED = 10_000  # provider message ids remembered to route an answer without a session
+
+
+class ConfigError(ValueError):
+    """The channels.sms section is wrong; the message says where."""
+
+
+def make_line(name: str, spec: Mapping[str, Any]) -> Line:
+    """A Line from its gateway.yaml mapping, checked."""
+    where = f"channels.sms.lines.{name}"
+    provider = str(spec.get("provider"))
+    if provider not in PROVIDERS:
+        raise ConfigError(f"{where}.provider must be one of {', '.join(PROVIDERS)}")
+    default_reply = "webhook" if provider in ("twilio", "kannel") else "api"
+    reply = spec.get("reply", default_reply)
+    if reply not in ("webhook", "api") or (reply == "webhook" and provider not in WEBHOOK_REPLY):
+        raise ConfigError(f"{where}.reply must be api for {provider} (webhook: twilio, kannel)")
+    number = spec.get("number")
+    if not isinstance(number, str) or not number:
+        raise ConfigError(f"{where}.number is required (the line's number or sender id)")
+    rate = spec.get("rate")
+    if rate is not None and (not isinstance(rate, int | float) or rate <= 0):
+        raise ConfigError(f"{where}.rate must be a positive number of messages per second")
+    default_country = "98" if provider == "kavenegar" else None
+    return Line(
+        name=name,
+        provider=provider,
+        number=number,
+        reply=reply,
+        footer=str(spec.get("footer", "")),
+        rate=float(rate) if rate is not None else None,
+        verify=bool(spec.get("verify_signatures", True)),
+        public_url=spec.get("public_url"),
+        max_segments=int(spec.get("max_segments", 10)),
+        country=str(spec.get("country", default_country) or "") or None,
+        spec=spec,
+    )
+
+
+def load_provider(line: Line, now: Callable[[], float]) -> Provider:
+    """Import a line's provider module lazily and build it."""
+    module, _, attr = PROVIDERS[line.provider].partition(":")
+    factory: Callable[[Line, Callable[[], float]], Provider] = getattr(
+        importlib.import_module(module), attr
+    )
+    try:
+        return factory(line, now)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def render(prompts: list[Mapping[str, Any]]) -> str:
+    """The prompts of one step as one SMS text; choices listed with their reply keys."""
+    parts: list[str] = []
+    for prompt in prompts:
+        parts.append(str(prompt["text"]))
+        for choice in prompt.get("choices", []) if prompt.get("question_type") == "choice" else []:
+            parts.append(f"{choice.get('key') or choice['code']}) {choice['label']}")
+    return "\n".join(parts)
+
+
+class SmsChannel:
+    """SMS lines at Twilio, Vonage, Plivo, Kannel, Jasmin, Kavenegar or a generic gateway."""
+
+    name = "sms"
+
+    def __init__(self, gateway: Gateway, spec: Mapping[str, Any]) -> None:
+        self.gateway = gateway
+        lines = spec.get("lines")
+        if not isinstance(lines, Mapping) or not lines:
+            raise ConfigError("channels.sms.lines must name at least one line")
+        self.max_body = int(spec.get("max_body", MAX_BODY))
+        self.lines = {str(n): make_line(str(n), s or {}) for n, s in lines.items()}
+        self.default_line = str(spec.get("default_line", next(iter(self.lines))))
+        if self.default_line not in self.lines:
+            raise ConfigError("channels.sms.default_line must name a configured line")
+        now = self._now
+        self.providers = {n: load_provider(line, now) for n, line in self.lines.items()}
+        self.buckets = {n: TokenBucket(x.rate) for n, x in self.lines.items() if x.rate}
+        self.ignored: dict[tuple[str, str], int] = {}  # (line, reason) -> count
+        self._answered: OrderedDict[str, str] = OrderedDict()  # provider id -> line
+        self._http: aiohttp.ClientSession | None = None
+        self._polls: list[PollLoop] = []
+
+    def _now(self) -> float:
+        return self.gateway.clock().timestamp()
+
+    def routes(self) -> list[web.RouteDef]:
+        """POST (and GET, for providers that use it) /sms/{line}."""
+        return [web.post("/sms/{line}", self.webhook), web.get("/sms/{line}", self.webhook)]
+
+    async def start(self) -> None:
+        """Warn about unsigned lines and start polling the lines that are polled."""
+        for line in self.lines.values():
+            if not line.verify:
+                log.warning(
+                    "SIGNATURE CHECKS ARE OFF for this SMS line: anyone can post answers to it",
+                    extra=fields(line=line.name, provider=line.provider),
+                )
+        for name, provider in self.providers.items():
+            if isinstance(provider, Poller):
+                loop = PollLoop(self.lines[name], provider, self._receive, self.http)
+                self._polls.append(loop)
+                loop.start()
+
+    async def stop(self) -> None:
+        """Stop polling; close the HTTP client."""
+        for loop in self._polls:
+            await loop.stop()
+        self._polls.clear()
+        await self.close()
+
+    async def close(self) -> None:
+        """Release the provider connections."""
+        http, self._http = self._http, None  # cleared first: a send meanwhile opens a new one
+        if http is not None:
+            await http.close()
+
+    def http(self) -> aiohttp.ClientSession:
+        """The one client session for every provider API."""
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession()
+        return self._http
+
+    async def webhook(self, request: web.Request) -> web.StreamResponse:
+        """A provider's request for one line: accepted, ignored or rejected."""
+        name = request.match_info["line"]
+        line = self.lines.get(name)
+        if line is None:
+            return web.json_response({"status": "ignored", "reason": "unknown line"})
+        provider = self.providers[name]
+        if request.method not in provider.methods:
+            raise web.HTTPMethodNotAllowed(request.method, list(provider.methods))
+        if (request.content_length or 0) > self.max_body:
+            return _refusal(Refused(413, f"the body is larger than {self.max_body} bytes"))
+        url = _public_url(request, line)
+        try:
+            parsed = await provider.parse(request, url)
+        except Refused as exc:
+            log.warning(
+                "sms request refused", extra=fields(line=name, status=exc.status, reason=exc.reason)
+            )
+            return _refusal(exc)
+        if isinstance(parsed, Ignored):
+            key = (name, parsed.reason)
+            self.ignored[key] = self.ignored.get(key, 0) + 1
+            log.info("sms request ignored", extra=fields(line=name, reason=parsed.reason))
+            return provider.answer(None)
+        result = await self._receive(line, parsed)
+        if line.reply == "webhook" and result.outbound:
+            text = self._with_footer(line, render([o.to_json() for o in result.outbound]))
+            return provider.answer(text)
+        return provider.answer(None)
+
+    async def _receive(self, line: Line, message: Received) -> Any:
+        """Hand one message to the core; returns after the commit."""
+        inbound = Inbound(
+            kind="reply",
+            channel="sms",
+            provider=line.provider,
+            address=message.sender,
+            received_at=self.gateway.clock(),
+            text=message.text,
+            message_id=message.message_id,
+            line=line.name,
+            answered_inline=line.reply == "webhook",
+        )
+        if message.message_id is not None:
+            self._answered[message.message_id] = line.name
+            while len(self._answered) > ANSWERED:
+                self._answered.popitem(last=False)
+        result = await self.gateway.receive(inbound)
+        log.info(
+            "sms received",
+            extra=fields(line=line.name, outcome=result.outcome, duplicate=result.duplicate),
+        )
+        return result
+
+    async def deliver(self, event: dict[str, Any]) -> None:
+        """Send one step's prompts, unless the webhook response already carried them."""
+        data = event["data"]
+        line = self._line_for(data)
+        if line.reply == "webhook" and data.get("in_reply_to") is not None:
+            return  # answered in the webhook response (TwiML, Kannel body)
+        text = self._with_footer(line, render(data.get("prompts", [])))
+        parts = segments(text)
+        if parts > line.max_segments:
+            raise DeliveryError(
+                f"the message needs {parts} SMS parts; line {line.name} allows {line.max_segments}"
+                " (shorten the survey text or raise max_segments)",
+                retryable=False,
+            )
+        bucket = self.buckets.get(line.name)
+        if bucket is not None:
+            await bucket.take()
+        await self.providers[line.name].send(self.http(), data["address"], text, event["id"])
+        log.info(
+            "sms sent",
+            extra=fields(line=line.name, provider=line.provider, segments=parts,
+                         encoding=encoding(text), response_id=data.get("response_id")),
+        )  # fmt: skip
+
+    def _line_for(self, data: Mapping[str, Any]) -> Line:
+        # The core leaves `line` empty when no session exists (an opt-out with no open survey):
+        # fall back to the line the message came in on, then to the default line.
+        name = data.get("line") or self._answered.get(str(data.get("in_reply_to")))
+        line = self.lines.get(str(name)) if name else None
+        return line if line is not None else self.lines[self.default_line]
+
+    @staticmethod
+    def _with_footer(line: Line, text: str) -> str:
+        return f"{text}\n{line.footer}" if line.footer and text else text
+
+
+def _public_url(request: web.Request, line: Line) -> str:
+    """The URL the provider called: public_url (behind a proxy) plus the query as sent."""
+    raw = request.raw_path  # path and query exactly as sent (the signature covers them)
+    if not line.public_url:
+        return f"{request.scheme}://{request.host}{raw}"
+    _, mark, query = raw.partition("?")
+    return line.public_url + mark + query
+
+
+def _refusal(exc: Refused) -> web.Response:
+    return web.json_response({"status": "rejected", "reason": exc.reason}, status=exc.status)

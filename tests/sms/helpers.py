@@ -1,0 +1,161 @@
+"""Shared pieces of the SMS tests: payload files, a fake provider API on loopback, the app."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from aiohttp import web
+
+from gateway.config import load
+from gateway.server import create_app
+from tests.conftest import write_config
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "sms"
+PUBLIC = "https://seda.example.com"
+TWILIO_ACCOUNT = "ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+TWILIO_TOKEN = "twilio-test-token"
+
+
+@dataclass
+class Payload:
+    """A recorded provider request: method, path (with query), headers and raw body."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def form(self) -> list[tuple[str, str]]:
+        """The body as form pairs."""
+        return parse_qsl(self.body.decode("utf-8"), keep_blank_values=True)
+
+    def with_form(self, **changes: str) -> Payload:
+        """A copy whose form fields are changed (order kept, new ones appended)."""
+        pairs = dict(self.form())
+        pairs.update(changes)
+        return Payload(self.method, self.path, dict(self.headers), urlencode(pairs).encode())
+
+
+def payload(name: str) -> Payload:
+    """tests/data/sms/<provider>/<file>: request line, headers, blank line, body."""
+    raw = (DATA / name).read_bytes()
+    head, _, body = raw.partition(b"\n\n")
+    lines = head.decode("utf-8").splitlines()
+    method, path = lines[0].split(" ", 1)
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return Payload(method, path, headers, body.rstrip(b"\n"))
+
+
+@dataclass
+class FakeProviders:
+    """Plays every provider's send (and Kavenegar's receive) API; records what was sent."""
+
+    sent: list[dict[str, Any]] = field(default_factory=list)
+    inbox: list[dict[str, Any]] = field(default_factory=list)  # Kavenegar receive.json entries
+    fail: list[int] = field(default_factory=list)  # statuses to answer first, one per request
+
+    def app(self) -> web.Application:
+        """The aiohttp application."""
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """Record a send and answer as the provider would."""
+        path = request.path
+        if path.endswith("/sms/receive.json"):
+            entries, self.inbox[:] = list(self.inbox), []
+            return web.json_response(
+                {"return": {"status": 200, "message": "تایید شد"}, "entries": entries}
+            )
+        if request.content_type == "application/json":
+            body: Any = await request.json()
+        else:
+            body = dict(await request.post())
+        record = {"method": request.method, "path": path, "query": dict(request.query),
+                  "body": body, "headers": dict(request.headers)}  # fmt: skip
+        if self.fail:
+            return web.Response(status=self.fail.pop(0), text="failing as asked")
+        self.sent.append(record)
+        if "Messages.json" in path:
+            return web.json_response({"sid": "SM" + "0" * 32, "status": "queued"}, status=201)
+        if path.endswith("/sms/send.json"):
+            entry = {"messageid": 8792343, "status": 1, "receptor": body.get("receptor")}
+            return web.json_response(
+                {"return": {"status": 200, "message": "تایید شد"}, "entries": [entry]}
+            )
+        if path == "/sms/json":
+            return web.json_response(
+                {"message-count": "1", "messages": [{"status": "0", "message-id": "0A00000001"}]}
+            )
+        if "/Message/" in path:
+            return web.json_response(
+                {"api_id": "x", "message_uuid": ["db3ce55a-7f1d-11e1-8ea7-1231380bc196"]},
+                status=202,
+            )
+        if path == "/cgi-bin/sendsms":
+            return web.Response(status=202, text="0: Accepted for delivery")
+        if path == "/send":
+            return web.Response(text='Success "b6ff2d35-27d0-4cd1-a5ec-2a2fa1a27c18"')
+        return web.json_response({"status": "ok"})
+
+    async def wait(self, count: int) -> list[dict[str, Any]]:
+        """The sends, once at least `count` arrived (fails after about 4 s)."""
+        for _ in range(200):
+            if len(self.sent) >= count:
+                return self.sent
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"{len(self.sent)} of {count} messages were sent")
+
+
+async def start(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any, lines: dict[str, Any], **extra: Any
+) -> tuple[Any, FakeProviders]:
+    """The real app with the sms channel configured, and the fake provider API it sends to."""
+    fake = FakeProviders()
+    server = await aiohttp_server(fake.app())
+    base = str(server.make_url("")).rstrip("/")
+    for spec in lines.values():
+        spec.setdefault("base_url", base)
+        if spec.get("provider") == "generic":
+            spec.setdefault("send_url", base + "/generic/send")
+    sms = {"enabled": True, "lines": lines, **extra}
+    path = write_config(tmp_path, channels={"api": {"enabled": True}, "sms": sms})
+    client = await aiohttp_client(await create_app(load(path)))
+    return client, fake
+
+
+def twilio_line(**changes: Any) -> dict[str, Any]:
+    """A Twilio line that answers in TwiML, behind the public URL https://seda.example.com."""
+    line = {"provider": "twilio", "number": "+982191001234", "account_sid": TWILIO_ACCOUNT,
+            "auth_token": TWILIO_TOKEN, "public_url": f"{PUBLIC}/sms/main", "footer": "لغو ۱۱"}  # fmt: skip
+    line.update(changes)
+    return line
+
+
+async def invite(client: Any, address: str, **body: Any) -> dict[str, Any]:
+    """POST /api/v1/invitations on the sms channel; returns the JSON answer."""
+    data = {"survey": "post_call_nps", "respondent": address, "language": "fa", "channel": "sms",
+            **body}  # fmt: skip
+    resp = await client.post("/api/v1/invitations", json=data)
+    assert resp.status == 201, await resp.text()
+    result: dict[str, Any] = await resp.json()
+    return result
+
+
+async def answers(client: Any, response_id: str) -> dict[str, Any]:
+    """GET /api/v1/responses/{id}."""
+    resp = await client.get(f"/api/v1/responses/{response_id}")
+    assert resp.status == 200, await resp.text()
+    data: dict[str, Any] = await resp.json()
+    return data
+
+
+def dumps(data: Any) -> bytes:
+    """JSON as UTF-8 bytes, Persian kept readable."""
+    return json.dumps(data, ensure_ascii=False).encode("utf-8")

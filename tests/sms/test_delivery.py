@@ -1,0 +1,77 @@
+"""Sending: segment budget, provider outages retried, the send rate limit, config errors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from gateway.router import Gateway
+from gateway.server import GATEWAY
+from sms.base import TokenBucket
+from sms.channel import ConfigError as SmsConfigError
+from sms.channel import SmsChannel
+from tests.sms.helpers import invite, start
+
+RESPONDENT = "tel:+989121234567"
+
+
+def generic_line(**changes: Any) -> dict[str, Any]:
+    line = {"provider": "generic", "number": "+982191001234", "secret": "s"}
+    line.update(changes)
+    return line
+
+
+async def test_message_above_the_segment_budget_is_refused(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    lines = {"gen1": generic_line(max_segments=1, footer="لغو ۱۱")}
+    client, fake = await start(tmp_path, aiohttp_client, aiohttp_server, lines)
+    await invite(client, RESPONDENT)  # the Persian NPS prompt needs two UCS-2 parts
+    store = client.app[GATEWAY].store
+    for _ in range(100):
+        if (await store.dead_count())["channel.sms"]:
+            break
+        await asyncio.sleep(0.02)
+    assert (await store.dead_count())[
+        "channel.sms"
+    ] == 1  # not retried: no retry can make it shorter
+    assert fake.sent == []
+
+
+async def test_provider_outage_is_retried(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    client, fake = await start(tmp_path, aiohttp_client, aiohttp_server, {"gen1": generic_line()})
+    fake.fail.extend([503, 429])
+    await invite(client, RESPONDENT)
+    sent = await fake.wait(1)
+    assert len(sent) == 1 and sent[0]["body"]["text"].startswith("از صفر تا ده")
+
+
+async def test_token_bucket_limits_the_rate() -> None:
+    bucket = TokenBucket(20.0)
+    started = time.monotonic()
+    for _ in range(30):
+        await bucket.take()
+    assert time.monotonic() - started >= 0.45  # 20 at once, then 10 more at 20 per second
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ({"x": {"provider": "smsgate", "number": "1"}}, "provider must be one of"),
+        ({"x": {"provider": "vonage", "number": "1", "reply": "webhook"}}, "reply must be api"),
+        ({"x": {"provider": "twilio", "number": "1"}}, "account_sid is required"),
+        ({"x": {"provider": "generic", "secret": "s"}}, "number is required"),
+        ({"x": {"provider": "generic", "number": "1", "secret": "s", "rate": 0}}, "rate must be"),
+    ],
+)
+def test_configuration_errors(lines: dict[str, Any], message: str) -> None:
+    # Checked on the channel itself: the core opens its store before it builds the channels.
+    with pytest.raises(SmsConfigError) as caught:
+        SmsChannel(cast(Gateway, None), {"enabled": True, "lines": lines})
+    assert message in str(caught.value)

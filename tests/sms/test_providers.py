@@ -1,0 +1,152 @@
+"""Vonage, Plivo, Kannel, Jasmin and the generic gateway through the real app, one row per case."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import pytest
+
+from sms import generic, plivo, vonage
+from tests.answer_schema import assert_valid_answer
+from tests.sms.helpers import PUBLIC, Payload, answers, invite, payload, start
+
+RESPONDENT = "tel:+989121234567"
+VONAGE_SECRET = "vonage-signature-secret"
+PLIVO_TOKEN = "plivo-auth-token"
+GENERIC_SECRET = "generic-shared-secret"
+NONCE = "05429567804466091622"
+
+
+def lines() -> dict[str, Any]:
+    """One line per provider, credentials made up for the tests."""
+    return {
+        "vonage1": {"provider": "vonage", "number": "982191001234", "api_key": "abcd1234",
+                    "api_secret": "api-secret", "signature_secret": VONAGE_SECRET,
+                    "signature_method": "sha256"},
+        "plivo1": {"provider": "plivo", "number": "+982191001234", "auth_id": "MAXXXXXXXXXXXXXXXXXX",
+                   "auth_token": PLIVO_TOKEN, "public_url": f"{PUBLIC}/sms/plivo1"},
+        "kannel1": {"provider": "kannel", "number": "982191001234", "token": "kannel-token",
+                    "username": "seda", "password": "kannel-pass", "footer": "لغو ۱۱"},
+        "jasmin1": {"provider": "jasmin", "number": "982191001234", "token": "jasmin-token",
+                    "username": "seda", "password": "jasmin-pass"},
+        "gen1": {"provider": "generic", "number": "+982191001234", "secret": GENERIC_SECRET},
+    }  # fmt: skip
+
+
+def signed(request: Payload, line: str, forge: bool) -> tuple[str, dict[str, str], bytes]:
+    """The request as the provider would send it: path, headers, body (forged on request)."""
+    path, headers, body = request.path, dict(request.headers), request.body
+    if line == "vonage1":
+        base, _, query = path.partition("?")
+        params = dict(parse_qsl(query if request.method == "GET" else body.decode()))
+        params["timestamp"] = str(int(time.time()))
+        secret = "wrong" if forge else VONAGE_SECRET
+        params["sig"] = vonage.signature(params, secret, "sha256").upper()
+        if request.method == "GET":
+            return f"{base}?{urlencode(params)}", headers, b""
+        return path, headers, urlencode(params).encode()
+    if line == "plivo1":
+        base = plivo.base_string("POST", PUBLIC + path, request.form())
+        headers["X-Plivo-Signature-V3"] = plivo.signature(
+            base, NONCE, "x" if forge else PLIVO_TOKEN
+        )
+        headers["X-Plivo-Signature-V3-Nonce"] = NONCE
+    elif line == "gen1":
+        stamp = str(int(time.time()))
+        secret = "x" if forge else GENERIC_SECRET
+        headers["X-Seda-Timestamp"] = stamp
+        headers["X-Seda-Signature"] = generic.signature(secret, stamp, body)
+    elif forge:  # Kannel and Jasmin: the token in the URL
+        path = path.replace("-token", "-guess")
+    return path, headers, body
+
+
+CASES = [
+    # label, line, payload, forged, status, response body, nps value, messages sent after
+    ("vonage unicode GET", "vonage1", "vonage/inbound_fa.http", False, 204, "", 7, 2),
+    ("vonage forged sig", "vonage1", "vonage/inbound_fa.http", True, 403, None, None, 1),
+    ("vonage delivery receipt", "vonage1", "vonage/dlr.http", False, 204, "", None, 1),
+    ("plivo sms", "plivo1", "plivo/inbound_fa.http", False, 200, "<Response></Response>", 6, 2),
+    ("plivo forged", "plivo1", "plivo/inbound_fa.http", True, 403, None, None, 1),
+    ("plivo status callback", "plivo1", "plivo/status.http", False, 200, "<Response></Response>", None, 1),
+    ("kannel get-url", "kannel1", "kannel/get_inbound.http", False, 200, "متأسفیم", 5, 1),
+    ("kannel ucs-2 get-url", "kannel1", "kannel/get_ucs2.http", False, 200, "متأسفیم", 5, 1),
+    ("kannel post-url", "kannel1", "kannel/post_inbound.http", False, 200, "آیا مشکل", 7, 1),
+    ("kannel wrong token", "kannel1", "kannel/get_inbound.http", True, 403, None, None, 1),
+    ("kannel dlr", "kannel1", "kannel/dlr.http", False, 200, "", None, 1),
+    ("jasmin gsm", "jasmin1", "jasmin/inbound_gsm.http", False, 200, "ACK/Jasmin", 8, 2),
+    ("jasmin ucs-2", "jasmin1", "jasmin/inbound_ucs2.http", False, 200, "ACK/Jasmin", 4, 2),
+    ("jasmin wrong token", "jasmin1", "jasmin/inbound_gsm.http", True, 403, None, None, 1),
+    ("jasmin dlr", "jasmin1", "jasmin/dlr.http", False, 200, "ACK/Jasmin", None, 1),
+    ("generic json", "gen1", "generic/inbound.http", False, 200, '"reply": null', 10, 2),
+    ("generic forged", "gen1", "generic/inbound.http", True, 403, None, None, 1),
+    ("generic status", "gen1", "generic/status.http", False, 200, '"reply": null', None, 1),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("label", "line", "name", "forge", "status", "body", "value", "sends"),
+    CASES,
+    ids=[c[0] for c in CASES],
+)
+async def test_provider_webhook(
+    label: str, line: str, name: str, forge: bool, status: int, body: str | None,
+    value: int | None, sends: int, tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any,
+) -> None:  # fmt: skip
+    client, fake = await start(tmp_path, aiohttp_client, aiohttp_server, lines())
+    invited = await invite(client, RESPONDENT, line=line)
+    await fake.wait(1)
+    request = payload(name)
+    path, headers, data = signed(request, line, forge)
+    resp = await client.request(request.method, path, data=data, headers=headers)
+    text = await resp.text()
+    assert resp.status == status, text
+    if body is not None:
+        assert body in text if body else text == ""
+    state = await answers(client, invited["response_id"])
+    assert [a["value"] for a in state["answers"]] == ([value] if value is not None else [])
+    for answer in state["answers"]:
+        assert_valid_answer(answer)
+        assert answer["provider"] == line.rstrip("1").replace("gen", "generic")
+    sent = await fake.wait(sends)
+    assert len(sent) == sends
+    if sends == 2:  # the next prompt went through the provider's API
+        assert_sent(line, sent[1])
+
+
+def assert_sent(line: str, record: dict[str, Any]) -> None:
+    """What each provider's API received for the next prompt."""
+    body = record["body"]
+    if line == "vonage1":
+        assert record["path"] == "/sms/json" and body["type"] == "unicode"
+        assert body["to"] == "989121234567" and body["client-ref"]
+    elif line == "plivo1":
+        assert record["path"] == "/v1/Account/MAXXXXXXXXXXXXXXXXXX/Message/"
+        assert body["dst"] == "989121234567" and body["text"].startswith("متأسفیم")
+    elif line == "jasmin1":
+        assert record["path"] == "/send" and body["coding"] == "8"
+        assert (
+            bytes.fromhex(body["hex-content"])
+            .decode("utf-16-be")
+            .startswith(("آیا مشکل", "متأسفیم"))
+        )
+    elif line == "gen1":
+        assert record["path"] == "/generic/send" and body["to"] == "+989121234567"
+        assert record["headers"]["X-Seda-Signature"].startswith("sha256=")
+
+
+async def test_vonage_concatenated_parts_are_one_answer(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    client, _fake = await start(tmp_path, aiohttp_client, aiohttp_server, lines())
+    invited = await invite(client, RESPONDENT, line="vonage1")
+    for name in ("vonage/concat_part2.http", "vonage/concat_part1.http"):  # out of order
+        request = payload(name)
+        path, headers, data = signed(request, "vonage1", False)
+        resp = await client.post(path, data=data, headers=headers)
+        assert resp.status == 204
+    state = await answers(client, invited["response_id"])
+    assert [(a["value"], a["message_id"]) for a in state["answers"]] == [(10, "0A0000000123ABCD2")]
