@@ -18,7 +18,8 @@ Control = Literal["opt_out", "opt_in"]
 # Confirmations a respondent gets when opting out or back in (the survey has no say in these).
 OPT_OUT_NOTICE: Mapping[str, str] = {
     "en": "You will receive no more surveys from us. Reply START to opt back in.",
-    "fa": "دیگر نظرسنجی برای شما ارسال نمی‌شود. برای دریافت دوباره، عدد ۱۲ را بفرستید.",
+    "fa": "دیگر نظرسنجی برای شما ارسال نمی‌شود. برای دریافت دوباره، START را بفرستید.",
+    "fa-sms": "دیگر نظرسنجی برای شما ارسال نمی‌شود. برای دریافت دوباره، عدد ۱۲ را بفرستید.",
     "ar": "لن تصلك استطلاعات منا بعد الآن. للاشتراك مجددًا أرسل START.",
 }
 OPT_IN_NOTICE: Mapping[str, str] = {
@@ -175,7 +176,10 @@ def opt_out(
     }
     order_key = session.response_id if session else None
     events.append(Event(new_id(), "respondent.opted_out", order_key, now, data))
-    notice = Outbound("notice", _notice(OPT_OUT_NOTICE, language), language)
+    # The Iranian code 12 opts back in on SMS only; elsewhere START does.
+    key = f"{language}-sms" if inbound.channel == "sms" else language
+    text = OPT_OUT_NOTICE.get(key) or _notice(OPT_OUT_NOTICE, language)
+    notice = Outbound("notice", text, language)
     return Step(session=closed, outbound=(notice,), events=tuple(events), control="opt_out")
 
 

@@ -61,6 +61,9 @@ def setup(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # At DEBUG these log SQL parameters and request URLs (addresses, bot tokens): never below INFO.
+    for noisy in ("aiosqlite", "httpx", "telegram"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
 
 
 def fields(**values: Any) -> dict[str, Any]:

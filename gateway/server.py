@@ -159,12 +159,14 @@ def _running(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         forwarder.start()
         sweeper = asyncio.create_task(_sweep_expired(gateway))
-        for channel in channels:
-            await channel.start()
+        started: list[registry.Channel] = []
         try:
+            for channel in channels:
+                await channel.start()
+                started.append(channel)
             yield
         finally:
-            for channel in reversed(channels):
+            for channel in reversed(started):
                 await channel.stop()
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -206,5 +206,15 @@ def test_opt_out_outside_a_survey_is_confirmed_in_the_senders_language(
     step = engine.opt_out(None, None, inbound, WHO, NOW, ids())
     (notice,) = step.outbound
     assert notice.language == language
-    assert notice.text == engine.OPT_OUT_NOTICE[language]
+    sms_text = engine.OPT_OUT_NOTICE.get(f"{language}-sms", engine.OPT_OUT_NOTICE[language])
+    assert notice.text == sms_text
     assert [e.type for e in step.events] == ["respondent.opted_out"]
+
+
+def test_opt_back_in_is_explained_per_channel() -> None:
+    sms = Inbound("reply", "sms", "kavenegar", "tel:+989121234567", NOW, text="لغو")
+    chat = Inbound("reply", "telegram", "bot", "telegram:42", NOW, text="لغو")
+    by_sms = engine.opt_out(None, None, sms, WHO, NOW, ids()).outbound[0].text
+    by_chat = engine.opt_out(None, None, chat, WHO, NOW, ids()).outbound[0].text
+    assert "۱۲" in by_sms and "START" not in by_sms
+    assert "START" in by_chat and "۱۲" not in by_chat

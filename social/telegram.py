@@ -1,0 +1,364 @@
+"""Telegram: bots on python-telegram-bot 22 inside Seda's event loop (webhook or polling).
+
+Updates are processed in the request and acknowledged (200) only after the gateway committed,
+so Telegram redelivers whatever a crash interrupted; update_id de-duplicates the redelivery.
+Prompts go out through the outbox (deliver), never from the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Coroutine, Mapping
+from typing import Any
+
+from aiohttp import web
+from telegram import Message, Update
+from telegram.error import InvalidToken, TelegramError
+
+from gateway import engine
+from gateway.backends import DeliveryError
+from gateway.config import ConfigError
+from gateway.logs import fields
+from gateway.model import Inbound, InputMode
+from gateway.router import Gateway, Rejected, Result
+from gateway.session import Session
+from gateway.store import SessionRow
+from social import render
+from social.common import Progress, answer, entries, refuse, same_secret
+from social.telegram_bots import TelegramBot, build_bot
+from social.telegram_send import MAX_CALLBACK_DATA, delivery_error, keyboard
+
+log = logging.getLogger("seda.telegram")
+
+CHANNEL = "telegram"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+# A deep-link start parameter: up to 64 characters A-Z, a-z, 0-9, _ and - (Bot API, deep links).
+_START = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
+RETRY_CAP = 60.0
+
+
+class TelegramChannel:
+    """Telegram bots: POST /telegram/{bot} webhooks (or polling), prompts as inline keyboards."""
+
+    name = CHANNEL
+
+    def __init__(self, gateway: Gateway, spec: Mapping[str, Any]):
+        self.gateway = gateway
+        # PTB logs each call's parameters (chat ids, message text) at DEBUG: never below INFO.
+        ptb = logging.getLogger("telegram")
+        ptb.setLevel(max(ptb.getEffectiveLevel(), logging.INFO))
+        self.bots = {name: build_bot(name, e) for name, e in entries(spec, "bots", CHANNEL).items()}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._progress = Progress()
+
+    def routes(self) -> list[web.RouteDef]:
+        """The webhook route every bot shares."""
+        return [web.post("/telegram/{bot}", self.webhook)]
+
+    async def start(self) -> None:
+        """Initialize and start every bot; one the Bot API cannot reach yet keeps trying."""
+        for bot in self.bots.values():
+            if not await self._bring_up(bot):
+                self._spawn(self._keep_trying(bot))
+
+    async def stop(self) -> None:
+        """Stop polling and the applications (their HTTP clients close in close())."""
+        tasks, self._tasks = list(self._tasks), set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for bot in self.bots.values():
+            if bot.app.running:
+                await bot.app.stop()
+
+    async def close(self) -> None:
+        """Shut the applications down, after the forwarder's last delivery."""
+        for bot in self.bots.values():
+            bot.ready = False
+            await bot.app.shutdown()
+            await bot.app.bot.shutdown()
+            for request in bot.requests:
+                await request.shutdown()
+
+    async def webhook(self, request: web.Request) -> web.Response:
+        """POST /telegram/{bot}: one update, acknowledged once the gateway has committed it."""
+        bot = self.bots.get(request.match_info["bot"])
+        if bot is None or bot.mode != "webhook":
+            return refuse(404, "no such bot takes webhooks here")
+        if not same_secret(request.headers.get(SECRET_HEADER), bot.secret):
+            return refuse(403, f"missing or wrong {SECRET_HEADER}")
+        raw = await request.read()
+        try:
+            update = _update(json.loads(raw), bot)
+        except (ValueError, UnicodeDecodeError):
+            return refuse(400, "the body is not a Telegram update in JSON")
+        status, reason = await self.process(bot, update)
+        return answer(status, reason)
+
+    async def process(self, bot: TelegramBot, update: Update) -> tuple[str, str]:
+        """Turn one update into a reply, a survey start or nothing: (status, reason)."""
+        edited = (update.edited_message, update.edited_channel_post, update.edited_business_message)
+        if any(e is not None for e in edited):
+            return "ignored", "edited messages are not answers"
+        if update.callback_query is not None:
+            return await self._button(bot, update)
+        if update.message is not None:
+            return await self._message(bot, update, update.message)
+        return "ignored", "this kind of update carries no answer"
+
+    async def deliver(self, event: dict[str, Any]) -> None:
+        """Send each prompt with sendMessage, with its inline keyboard when it has answers."""
+        data = event["data"]
+        bot = self._bot_for(data)
+        if bot is None:
+            raise DeliveryError("no telegram bot is configured", retryable=False)
+        if not bot.ready:
+            raise DeliveryError(f"telegram bot {bot.name} is not ready yet", retryable=True)
+        chat_id = _chat_id(str(data.get("address", "")))
+        event_id = str(event.get("id", ""))
+        prompts = [p for p in data.get("prompts", []) if p.get("text")]
+        for index, prompt in enumerate(prompts):
+            if index < self._progress.sent(event_id):
+                continue  # sent by an earlier attempt of this event
+            markup = keyboard(prompt)
+            try:
+                # The keyboard goes pre-encoded (api_kwargs): PTB would rebuild it per message.
+                await bot.app.bot.send_message(
+                    chat_id, prompt["text"], api_kwargs={"reply_markup": markup} if markup else None
+                )
+            except TelegramError as exc:
+                raise delivery_error(exc, bot.token) from None
+            self._progress.advance(event_id)
+        self._progress.finish(event_id)
+
+    async def _message(self, bot: TelegramBot, update: Update, message: Message) -> tuple[str, str]:
+        if message.chat.type != "private":
+            return "ignored", "surveys run in private chats only"
+        if message.text is None:
+            return "ignored", "only text messages and buttons are answers"
+        address = f"telegram:{message.chat.id}"
+        message_id = f"{bot.name}:{update.update_id}"
+        reply, language = message.text, None
+        if reply.startswith("/"):
+            command, _, argument = reply[1:].partition(" ")
+            command = command.split("@", 1)[0].lower()  # /start@SomeBot in a command menu
+            if command == "start":
+                return await self._start(bot, message, address, message_id, argument.strip())
+            if command != "stop":
+                return "ignored", "unknown command"
+            reply, language = "STOP", _language(message)  # the opt-out word, in any channel
+        inbound = self._inbound(bot, address, reply, "text", message_id, language)
+        return _status(await self.gateway.receive(inbound))
+
+    async def _start(
+        self, bot: TelegramBot, message: Message, address: str, message_id: str, argument: str
+    ) -> tuple[str, str]:
+        """`/start <survey>` or `/start <survey>__<language>` (a deep link) starts that survey."""
+        if not argument:
+            return "ignored", "no survey named after /start"
+        if not _START.match(argument):
+            return "ignored", "malformed start parameter"
+        survey_id, language = argument, None
+        if "__" in argument:
+            survey_id, _, language = argument.rpartition("__")
+        survey = self.gateway.surveys.get(survey_id)
+        if language is None and survey is not None and _language(message) in survey.languages:
+            language = _language(message)  # the respondent's Telegram app language
+        inbound = Inbound(
+            "start",
+            CHANNEL,
+            bot.name,
+            address,
+            self.gateway.clock(),
+            survey_id=survey_id,
+            language=language,
+            context={"source": "telegram_deep_link"},
+            line=bot.name,
+        )
+        try:
+            await self.gateway.invite(inbound, invitation_id=message_id)
+        except Rejected as exc:
+            return "ignored", str(exc)
+        return "accepted", "survey started"
+
+    async def _button(self, bot: TelegramBot, update: Update) -> tuple[str, str]:
+        query = update.callback_query
+        assert query is not None
+        try:
+            if query.message is not None and query.message.chat.type != "private":
+                return "ignored", "surveys run in private chats only"
+            chat_id = query.message.chat.id if query.message is not None else query.from_user.id
+            address = f"telegram:{chat_id}"
+            code = query.data or ""
+            if not 1 <= len(code.encode("utf-8")) <= MAX_CALLBACK_DATA:
+                return "ignored", "malformed button data"
+            message_id = f"{bot.name}:{update.update_id}"
+            store = self.gateway.store
+            seen, row = await store.conversation(CHANNEL, address, bot.name, message_id)
+            if seen is not None:  # a redelivery: the same answer as the first time
+                return _status(Result.from_json(seen))
+            if code not in self._current_codes(row):
+                return "ignored", "the button does not answer the current question"
+            inbound = self._inbound(bot, address, code, "button", message_id)
+            return _status(await self.gateway.receive(inbound))
+        finally:
+            await self._answer_query(bot, query.id)
+
+    def _current_codes(self, row: SessionRow | None) -> frozenset[str]:
+        """The codes the buttons of the respondent's current question send (the valid data)."""
+        if row is None:
+            return frozenset()
+        session = Session.from_json(row.data)
+        survey = self.gateway.surveys.get(session.survey_id)
+        if survey is None or session.question_id is None:
+            return frozenset()
+        try:
+            question = survey.question(session.question_id)
+        except KeyError:
+            return frozenset()
+        return render.answer_codes(engine.prompt_for(question, session.language).to_json())
+
+    async def _answer_query(self, bot: TelegramBot, query_id: str) -> None:
+        """answerCallbackQuery, or the button keeps spinning in the respondent's app."""
+        try:
+            await bot.app.bot.answer_callback_query(query_id)
+        except TelegramError as exc:
+            log.warning(
+                "could not answer a button press",
+                extra=fields(bot=bot.name, error=type(exc).__name__),
+            )
+
+    def _inbound(
+        self,
+        bot: TelegramBot,
+        address: str,
+        reply: str,
+        mode: InputMode,
+        message_id: str,
+        language: str | None = None,
+    ) -> Inbound:
+        return Inbound(
+            "reply",
+            CHANNEL,
+            bot.name,
+            address,
+            self.gateway.clock(),
+            text=reply,
+            input_mode=mode,
+            message_id=message_id,
+            language=language,
+            line=bot.name,
+        )
+
+    def _bot_for(self, data: Mapping[str, Any]) -> TelegramBot | None:
+        """The bot the respondent talks to (the event's line); else the first one configured."""
+        for name in (data.get("line"), data.get("provider")):
+            if isinstance(name, str) and name in self.bots:
+                return self.bots[name]
+        return next(iter(self.bots.values()), None)
+
+    async def _bring_up(self, bot: TelegramBot) -> bool:
+        """initialize() (getMe), the webhook or polling set-up, start(); False to try again."""
+        try:
+            await bot.app.initialize()
+            if bot.mode == "polling":
+                await bot.app.bot.delete_webhook()  # getUpdates refuses while a webhook is set
+            elif bot.webhook_url:
+                await bot.app.bot.set_webhook(
+                    bot.webhook_url, secret_token=bot.secret, allowed_updates=ALLOWED_UPDATES
+                )
+            await bot.app.start()
+        except InvalidToken:
+            # PTB's message quotes the token: say it without the token.
+            raise ConfigError(
+                f"channels.telegram.bots.{bot.name}: the Bot API refused the token"
+            ) from None
+        except TelegramError as exc:
+            log.warning(
+                "telegram bot not reachable yet, will retry",
+                extra=fields(bot=bot.name, error=type(exc).__name__),
+            )
+            return False
+        bot.ready = True
+        if bot.mode == "polling":
+            self._spawn(self._poll(bot))
+        log.info("telegram bot ready", extra=fields(bot=bot.name, mode=bot.mode))
+        return True
+
+    async def _keep_trying(self, bot: TelegramBot) -> None:
+        delay = 1.0
+        try:
+            while True:
+                await asyncio.sleep(delay)
+                if await self._bring_up(bot):
+                    return
+                delay = min(delay * 2, RETRY_CAP)
+        except ConfigError as exc:
+            log.error("telegram bot disabled", extra=fields(bot=bot.name, error=str(exc)))
+
+    async def _poll(self, bot: TelegramBot) -> None:
+        """getUpdates in a loop; an offset moves past an update only once it was processed."""
+        offset: int | None = None
+        delay = 1.0
+        while True:
+            try:
+                updates = await bot.app.bot.get_updates(
+                    offset=offset, timeout=bot.poll_timeout, allowed_updates=ALLOWED_UPDATES
+                )
+            except TelegramError as exc:
+                log.warning(
+                    "getUpdates failed, will retry",
+                    extra=fields(bot=bot.name, error=type(exc).__name__),
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_CAP)
+                continue
+            delay = 1.0
+            for update in updates:
+                try:
+                    await self.process(bot, update)
+                except Exception:
+                    log.exception(
+                        "telegram update failed, fetching it again", extra=fields(bot=bot.name)
+                    )
+                    await asyncio.sleep(delay)
+                    break
+                offset = update.update_id + 1
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _update(data: Any, bot: TelegramBot) -> Update:
+    """A PTB Update from the JSON body; ValueError when it is not one."""
+    if not isinstance(data, dict) or type(data.get("update_id")) is not int:
+        raise ValueError("no update_id")
+    try:
+        return Update.de_json(data, bot.app.bot)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError("malformed update") from exc
+
+
+def _chat_id(address: str) -> int:
+    scheme, _, chat = address.partition(":")
+    if scheme != CHANNEL or not re.fullmatch(r"-?[0-9]{1,20}", chat):
+        raise DeliveryError("not a telegram:<chat id> address", retryable=False)
+    return int(chat)
+
+
+def _language(message: Message) -> str | None:
+    user = message.from_user
+    code = user.language_code if user is not None else None
+    return code.split("-", 1)[0].lower() if code else None
+
+
+def _status(result: Result) -> tuple[str, str]:
+    status = "ignored" if result.outcome == "ignored" else "accepted"
+    reason = result.reason or ("duplicate" if result.duplicate else "")
+    return status, reason

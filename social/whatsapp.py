@@ -1,0 +1,261 @@
+"""WhatsApp Cloud API: the webhook (verification and signed events) and prompts via Graph.
+
+Events are verified on their raw bytes (X-Hub-Signature-256) before they are parsed, and
+acknowledged only after the gateway committed every message in them; a redelivery is
+recognised by its wamid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from gateway.backends import DeliveryError
+from gateway.config import ConfigError
+from gateway.logs import fields
+from gateway.model import Inbound
+from gateway.router import Gateway
+from social.common import Progress, answer, entries, number, refuse, same_secret, text
+from social.whatsapp_graph import GraphClient
+from social.whatsapp_messages import incoming, outgoing, template
+
+log = logging.getLogger("seda.whatsapp")
+
+CHANNEL = "whatsapp"
+GRAPH_BASE = "https://graph.facebook.com/v21.0"
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+WINDOW = timedelta(hours=24)  # the customer-service window opened by the user's last message
+MAX_CHALLENGE = 256
+_ADDRESS = re.compile(r"^whatsapp:\+?([0-9]{5,20})$")
+
+
+@dataclass(frozen=True)
+class WhatsAppLine:
+    """One business phone number of the Cloud API and the app that receives its webhooks."""
+
+    name: str
+    phone_number_id: str
+    access_token: str
+    app_secret: str
+    verify_token: str
+    graph_base: str
+    template: tuple[str, str | None] | None  # invitation template: (name, language code)
+
+    def __repr__(self) -> str:
+        return f"WhatsAppLine({self.name!r}, phone_number_id={self.phone_number_id!r})"
+
+
+class WhatsAppChannel:
+    """GET/POST /whatsapp/{line}; prompts as reply buttons, lists, text or a template."""
+
+    name = CHANNEL
+
+    def __init__(self, gateway: Gateway, spec: Mapping[str, Any]):
+        self.gateway = gateway
+        self.lines = {n: _line(n, e) for n, e in entries(spec, "lines", CHANNEL).items()}
+        timeout = number(spec, "timeout", f"channels.{CHANNEL}", 10.0)
+        self._graph = GraphClient(timeout=timeout or 10.0)
+        self._progress = Progress()
+        # When each address last wrote to us: in memory only (see README: after a restart,
+        # invitations use the template until the respondent writes again).
+        self._last_inbound: dict[str, datetime] = {}
+
+    def routes(self) -> list[web.RouteDef]:
+        """The verification and event routes every line shares."""
+        return [
+            web.get("/whatsapp/{line}", self.verify),
+            web.post("/whatsapp/{line}", self.events),
+        ]
+
+    async def start(self) -> None:
+        """Nothing to start: events arrive on Seda's HTTP server."""
+
+    async def stop(self) -> None:
+        """Nothing to stop (the Graph client closes in close())."""
+
+    async def close(self) -> None:
+        """Close the Graph API connections."""
+        await self._graph.close()
+
+    async def verify(self, request: web.Request) -> web.Response:
+        """GET /whatsapp/{line}: Meta's subscription check; the raw hub.challenge back."""
+        line = self.lines.get(request.match_info["line"])
+        if line is None:
+            return refuse(404, "no such line")
+        query = request.query
+        challenge = query.get("hub.challenge", "")
+        if (
+            query.get("hub.mode") == "subscribe"
+            and same_secret(query.get("hub.verify_token"), line.verify_token)
+            and 0 < len(challenge) <= MAX_CHALLENGE
+        ):
+            return web.Response(text=challenge, content_type="text/plain")
+        return refuse(403, "verification failed")
+
+    async def events(self, request: web.Request) -> web.Response:
+        """POST /whatsapp/{line}: signed events; 200 once every message in them is stored."""
+        line = self.lines.get(request.match_info["line"])
+        if line is None:
+            return refuse(404, "no such line")
+        raw = await request.read()
+        if not signed(raw, request.headers.get(SIGNATURE_HEADER), line.app_secret):
+            return refuse(403, f"missing or wrong {SIGNATURE_HEADER}")
+        try:
+            body = json.loads(raw)
+            values = list(_message_values(body))
+        except (ValueError, UnicodeDecodeError):
+            return refuse(400, "the body is not a WhatsApp Business Account event in JSON")
+        if body.get("object") != "whatsapp_business_account":
+            return answer("ignored", "not a WhatsApp Business Account event")
+        accepted = ignored = 0
+        for value in values:
+            for got in await self._receive(line, value):
+                accepted, ignored = accepted + got, ignored + (1 - got)
+        if not accepted and not ignored:
+            return answer("ignored", "no messages (status callbacks carry no answers)")
+        status = "accepted" if accepted else "ignored"
+        return answer(status, accepted=accepted, ignored=ignored)
+
+    async def deliver(self, event: dict[str, Any]) -> None:
+        """Send the prompts through the Graph API; a template outside the 24-hour window."""
+        data = event["data"]
+        line = self._line_of(data)
+        address = str(data.get("address", ""))
+        match = _ADDRESS.match(address)
+        if match is None:
+            raise DeliveryError("not a whatsapp:+<number> address", retryable=False)
+        to = match.group(1)
+        prompts = [p for p in data.get("prompts", []) if p.get("text")]
+        asks = any(p.get("kind") == "prompt" for p in prompts)
+        if line.template is not None and asks and not self._window_open(address):
+            name, language = line.template
+            messages = [template(to, name, language or str(data.get("language", "en")))]
+        else:
+            messages = [message for prompt in prompts for message in outgoing(prompt, to)]
+        event_id = str(event.get("id", ""))
+        for index, message in enumerate(messages):
+            if index < self._progress.sent(event_id):
+                continue  # sent by an earlier attempt of this event
+            await self._graph.send(
+                line.graph_base, line.phone_number_id, line.access_token, message
+            )
+            self._progress.advance(event_id)
+        self._progress.finish(event_id)
+
+    async def _receive(self, line: WhatsAppLine, value: Mapping[str, Any]) -> list[int]:
+        """Each message of one change to the gateway, in order: 1 accepted, 0 ignored."""
+        messages = value.get("messages")
+        messages = messages if isinstance(messages, list) else []
+        metadata = value.get("metadata")
+        number = metadata.get("phone_number_id") if isinstance(metadata, Mapping) else None
+        owner = self._line_for(str(number), line)
+        if owner is None:
+            log.warning("event for a phone number no line has", extra=fields(line=line.name))
+            return [0 for _ in messages]
+        outcomes = []
+        for message in messages:
+            got = incoming(message) if isinstance(message, Mapping) else None
+            if got is None:
+                outcomes.append(0)
+                continue
+            address = f"whatsapp:+{got.sender}"
+            self._seen(address)
+            if got.reply is None:
+                outcomes.append(0)
+                continue
+            inbound = Inbound(
+                "reply",
+                CHANNEL,
+                owner.name,
+                address,
+                self.gateway.clock(),
+                text=got.reply,
+                input_mode=got.input_mode,
+                message_id=got.wamid,
+                line=owner.name,
+            )
+            result = await self.gateway.receive(inbound)
+            outcomes.append(0 if result.outcome == "ignored" else 1)
+        return outcomes
+
+    def _line_of(self, data: Mapping[str, Any]) -> WhatsAppLine:
+        """The line the respondent talks to (the event's line); else the first one configured."""
+        for name in (data.get("line"), data.get("provider")):
+            if isinstance(name, str) and name in self.lines:
+                return self.lines[name]
+        return next(iter(self.lines.values()))
+
+    def _line_for(self, phone_number_id: str, signed_for: WhatsAppLine) -> WhatsAppLine | None:
+        """The line an event is for; only lines of the app whose secret signed it qualify."""
+        for line in (signed_for, *self.lines.values()):
+            if line.phone_number_id == phone_number_id and line.app_secret == signed_for.app_secret:
+                return line
+        return None
+
+    def _seen(self, address: str) -> None:
+        now = self.gateway.clock()
+        self._last_inbound[address] = now
+        if len(self._last_inbound) > 100_000:  # forget windows that have closed anyway
+            self._last_inbound = {a: t for a, t in self._last_inbound.items() if now - t < WINDOW}
+
+    def _window_open(self, address: str) -> bool:
+        last = self._last_inbound.get(address)
+        return last is not None and self.gateway.clock() - last < WINDOW
+
+
+def signed(raw: bytes, header: str | None, app_secret: str) -> bool:
+    """Whether X-Hub-Signature-256 is `sha256=` + the hex HMAC-SHA256 of the raw body."""
+    if not header or not header.startswith("sha256="):
+        return False
+    expected = hmac.new(app_secret.encode("utf-8"), raw, hashlib.sha256).hexdigest()
+    return same_secret(header.removeprefix("sha256=").lower(), expected)
+
+
+def _message_values(body: Any) -> Iterator[Mapping[str, Any]]:
+    """The `value` of every `messages` change; ValueError when the envelope is malformed."""
+    if not isinstance(body, dict) or not isinstance(body.get("entry", []), list):
+        raise ValueError("no entry list")
+    for entry in body.get("entry", []):
+        changes = entry.get("changes", []) if isinstance(entry, dict) else None
+        if not isinstance(changes, list):
+            raise ValueError("no changes list")
+        for change in changes:
+            if not isinstance(change, dict) or not isinstance(change.get("value", {}), dict):
+                raise ValueError("malformed change")
+            if change.get("field") == "messages":
+                yield change.get("value", {})
+
+
+def _line(name: str, entry: Mapping[str, Any]) -> WhatsAppLine:
+    """A line from its config entry."""
+    where = f"channels.{CHANNEL}.lines.{name}"
+    graph_base = text(entry, "graph_base", where, default=GRAPH_BASE).rstrip("/")
+    if urlsplit(graph_base).scheme not in ("http", "https"):
+        raise ConfigError(f"{where}.graph_base: an http(s) URL")
+    invitation = entry.get("invitation_template")
+    found: tuple[str, str | None] | None = None
+    if invitation is not None:
+        if not isinstance(invitation, Mapping):
+            raise ConfigError(f"{where}.invitation_template: {{name, language}}")
+        language = invitation.get("language")  # none: the survey's language code
+        template_name = text(invitation, "name", f"{where}.invitation_template")
+        found = (template_name, str(language) if language else None)
+    return WhatsAppLine(
+        name=name,
+        phone_number_id=text(entry, "phone_number_id", where),
+        access_token=text(entry, "access_token", where),
+        app_secret=text(entry, "app_secret", where),
+        verify_token=text(entry, "verify_token", where),
+        graph_base=graph_base,
+        template=found,
+    )

@@ -1,0 +1,86 @@
+"""Sending through the WhatsApp Cloud API (Graph API), with failures as typed delivery errors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+
+from gateway.backends import DeliveryError
+
+# Graph error codes worth a retry (Meta, WhatsApp Cloud API "Error codes",
+# developers.facebook.com/documentation/business-messaging/whatsapp/support/error-codes):
+# 1 and 2 temporary API errors, 4 and 80007 rate limits of the app and the account,
+# 130429 throughput, 131000 "something went wrong", 131016 service unavailable, 131048 spam
+# rate limit, 131056 pair rate limit (one business number to one user), 133004 server down.
+RETRYABLE_CODES = frozenset({1, 2, 4, 80007, 130429, 131000, 131016, 131048, 131056, 133004})
+TOKEN_CODES = frozenset({0, 190})  # the access token expired or was revoked
+PAIR_RATE_LIMIT = 131056
+PAIR_RATE_SECONDS = 6.0  # about one message every 6 s to one user
+
+
+class GraphClient:
+    """One HTTP session to the Graph API for every line."""
+
+    def __init__(self, timeout: float = 10.0) -> None:
+        self._timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    async def send(
+        self, base: str, phone_number_id: str, token: str, message: dict[str, Any]
+    ) -> None:
+        """POST /{phone_number_id}/messages; DeliveryError unless the Cloud API took it."""
+        url = f"{base}/{phone_number_id}/messages"
+        headers = {"Authorization": f"Bearer {token}"}
+        try:
+            async with self._client().post(url, json=message, headers=headers) as response:
+                status = response.status
+                retry_after = _seconds(response.headers.get("Retry-After"))
+                body = await response.content.read(64 * 1024)
+        except TimeoutError:
+            raise DeliveryError("graph: no answer in time", retryable=True) from None
+        except aiohttp.ClientError as exc:
+            raise DeliveryError(f"graph: {type(exc).__name__}", retryable=True) from None
+        if 200 <= status < 300:
+            return
+        raise graph_error(status, _code(body), retry_after)
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                headers={"User-Agent": "seda-gateway"},
+            )
+        return self._session
+
+
+def graph_error(status: int, code: int | None, retry_after: float | None) -> DeliveryError:
+    """What a refused send means for the outbox (the error text may hold a phone number:
+    only the status and code are kept)."""
+    reason = f"graph HTTP {status}" + (f" code {code}" if code is not None else "")
+    if code == PAIR_RATE_LIMIT and retry_after is None:
+        retry_after = PAIR_RATE_SECONDS
+    if status == 401 or code in TOKEN_CODES:
+        return DeliveryError(f"{reason}: access token refused", retryable=True)
+    retryable = status >= 500 or status == 429 or code in RETRYABLE_CODES
+    return DeliveryError(reason, retryable=retryable, retry_after=retry_after)
+
+
+def _code(body: bytes) -> int | None:
+    try:
+        error = json.loads(body).get("error", {})
+    except (ValueError, AttributeError):
+        return None
+    code = error.get("code") if isinstance(error, dict) else None
+    return int(code) if isinstance(code, int | str) and str(code).isdigit() else None
+
+
+def _seconds(value: str | None) -> float | None:
+    return float(value) if value and value.strip().isdigit() else None

@@ -1,0 +1,82 @@
+"""A fake WhatsApp Cloud (Graph) API on loopback: records every message sent."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "whatsapp"
+APP_SECRET = "6f1e0c2b9a8d47e3b5c4a1f0e9d8c7b6"
+VERIFY_TOKEN = "seda-verify-7b1c"
+ACCESS_TOKEN = "EAAGfakeAccessTokenForTests0123456789"
+PHONE_NUMBER_ID = "106540352242922"
+
+
+class FakeGraphApi:
+    """Answers POST /v21.0/{phone_number_id}/messages like the Cloud API."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.authorizations: list[str] = []
+        self.paths: list[str] = []
+        self.failures: list[tuple[int, dict[str, Any], dict[str, str]] | None] = []
+        self.url = ""
+
+    def app(self) -> web.Application:
+        """The aiohttp application to serve."""
+        app = web.Application()
+        app.router.add_post("/v21.0/{phone_number_id}/messages", self.handle)
+        return app
+
+    def fail_next(self, status: int, code: int, retry_after: str | None = None) -> None:
+        """Make the next send fail with a Graph API error."""
+        error = {"message": f"(#{code}) failure", "type": "OAuthException", "code": code,
+                 "fbtrace_id": "AbCdEf"}  # fmt: skip
+        headers = {"Retry-After": retry_after} if retry_after else {}
+        self.failures.append((status, {"error": error}, headers))
+
+    def pass_next(self) -> None:
+        """Let the next send succeed before the failures queued after it."""
+        self.failures.append(None)
+
+    async def wait_for(self, count: int) -> list[dict[str, Any]]:
+        """Wait until `count` messages were sent (the forwarder delivers after commit)."""
+        for _ in range(250):
+            if len(self.messages) >= count:
+                return self.messages
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"{len(self.messages)} of {count} messages were sent")
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """One message send."""
+        self.paths.append(request.path)
+        self.authorizations.append(request.headers.get("Authorization", ""))
+        body = await request.json()
+        failure = self.failures.pop(0) if self.failures else None
+        if failure is not None:
+            status, error, headers = failure
+            return web.json_response(error, status=status, headers=headers)
+        self.messages.append(body)
+        wamid = f"wamid.HBgMOTg5MTIxMjM0NTY3FQIAERgS{len(self.messages):06d}"
+        return web.json_response(
+            {
+                "messaging_product": "whatsapp",
+                "contacts": [{"input": body["to"], "wa_id": body["to"]}],
+                "messages": [{"id": wamid}],
+            }
+        )
+
+
+def payload(name: str) -> bytes:
+    """The raw bytes of a webhook payload file, exactly as Meta would send them."""
+    return (DATA / f"{name}.json").read_bytes()
+
+
+def signature(raw: bytes, secret: str = APP_SECRET) -> str:
+    """X-Hub-Signature-256 computed here, independently of the channel's code."""
+    return "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()

@@ -1,0 +1,230 @@
+"""Telegram updates (real-shaped payload files) through the real app, against a fake Bot API."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.server import GATEWAY
+from tests.answer_schema import assert_valid_answer
+from tests.conftest import read_jsonl
+from tests.social.conftest import Client, MakeClient, telegram_spec
+from tests.social.fake_telegram import SECRET, TOKEN, FakeBotApi, update
+
+HEADER = "X-Telegram-Bot-Api-Secret-Token"
+ADDRESS = "telegram:5550001"
+NPS_FA = "از صفر تا ده، چقدر احتمال دارد ما را به دوستان یا همکارانتان پیشنهاد کنید؟"
+
+
+async def post(client: Client, name: str, secret: str | None = SECRET, bot: str = "support") -> Any:
+    headers = {"Content-Type": "application/json"}
+    if secret is not None:
+        headers[HEADER] = secret
+    resp = await client.post(f"/telegram/{bot}", data=update(name), headers=headers)
+    return resp
+
+
+async def ok(client: Client, name: str) -> dict[str, Any]:
+    resp = await post(client, name)
+    assert resp.status == 200, await resp.text()
+    return await resp.json()  # type: ignore[no-any-return]
+
+
+async def answers(client: Client, tmp_path: Path, count: int) -> list[dict[str, Any]]:
+    """The answer.recorded events in the jsonl backend (the forwarder writes them)."""
+    for _ in range(250):
+        found = [
+            e["data"]
+            for e in read_jsonl(tmp_path / "answers.jsonl")
+            if e["type"] == "answer.recorded"
+        ]
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{len(found)} of {count} answers arrived")
+
+
+async def stored_answers(client: Client) -> int:
+    store = client.app[GATEWAY].store
+    row = await store.open_session("telegram", ADDRESS)
+    return 0 if row is None else len(await store.answers_for(row.response_id))
+
+
+@pytest.fixture
+async def client(seda: MakeClient, bot_api: FakeBotApi) -> Client:
+    return await seda(telegram=telegram_spec(bot_api))  # type: ignore[no-any-return]
+
+
+async def test_persian_nps_by_buttons_and_text(
+    client: Client, bot_api: FakeBotApi, tmp_path: Path
+) -> None:
+    assert await ok(client, "start_post_call_nps_fa") == {
+        "status": "accepted",
+        "reason": "survey started",
+    }
+    (first,) = await bot_api.wait_for("sendMessage", 1)
+    assert first["chat_id"] == "5550001" and first["text"] == NPS_FA
+    rows = first["reply_markup"]["inline_keyboard"]
+    assert [[b["callback_data"] for b in row] for row in rows] == [
+        ["0", "1", "2", "3", "4", "5"],
+        ["6", "7", "8", "9", "10"],
+    ]
+    assert [b["text"] for b in rows[1]] == ["۶", "۷", "۸", "۹", "۱۰"]
+
+    assert (await ok(client, "callback_nps_3"))["status"] == "accepted"  # a detractor: asked why
+    reason_prompt = (await bot_api.wait_for("sendMessage", 2))[1]
+    assert "reply_markup" not in reason_prompt  # a text question has no buttons
+    await ok(client, "text_reason_fa")
+    resolved_prompt = (await bot_api.wait_for("sendMessage", 3))[2]
+    assert resolved_prompt["reply_markup"] == {"inline_keyboard": [[
+        {"text": "بله", "callback_data": "yes"}, {"text": "خیر", "callback_data": "no"}]]}  # fmt: skip
+    await ok(client, "callback_resolved_yes")
+    closing = (await bot_api.wait_for("sendMessage", 4))[3]
+    assert closing["text"].startswith("از اینکه وقت گذاشتید")
+
+    # Every button press was answered, so no spinner keeps turning in the respondent's app.
+    assert [q["callback_query_id"] for q in bot_api.sent("answerCallbackQuery")] == [
+        "4382bfdwdsb323b2d9", "4382bfdwdsb323b2e1"]  # fmt: skip
+    nps, reason, resolved = await answers(client, tmp_path, 3)
+    for answer in (nps, reason, resolved):
+        assert_valid_answer(answer)
+        assert answer["channel"] == "telegram" and answer["provider"] == "support"
+        assert answer["respondent"]["addresses"] == [ADDRESS]
+        assert answer["context"] == {"source": "telegram_deep_link"}
+        assert answer["language"] == "fa"
+    assert (nps["question_id"], nps["value"], nps["raw"], nps["input_mode"]) == (
+        "nps",
+        3,
+        "3",
+        "button",
+    )
+    assert nps["message_id"] == "support:900000002"
+    assert (reason["question_id"], reason["input_mode"]) == ("reason", "text")
+    assert reason["value"] == "صف انتظار خیلی طولانی بود و کسی جواب نداد"
+    assert (resolved["question_id"], resolved["value"], resolved["input_mode"]) == (
+        "resolved",
+        True,
+        "button",
+    )
+
+    resp = await client.get(f"/api/v1/responses/{nps['response_id']}")
+    state = await resp.json()
+    assert state["status"] == "completed" and len(state["answers"]) == 3
+
+
+async def test_persian_words_and_digits_typed_as_text(
+    client: Client, bot_api: FakeBotApi, tmp_path: Path
+) -> None:
+    await ok(client, "start_post_call_nps")  # no language in the link: the app's (fa) is used
+    await ok(client, "text_nps_nine_fa")  # «۹»: a promoter, so straight to "resolved"
+    await ok(client, "text_resolved_no_fa")  # «خیر»
+    nps, resolved = await answers(client, tmp_path, 2)
+    assert (nps["value"], nps["raw"], nps["input_mode"], nps["language"]) == (9, "۹", "text", "fa")
+    assert (resolved["value"], resolved["raw"], resolved["input_mode"]) == (False, "خیر", "text")
+
+
+async def test_a_repeated_update_id_gives_one_answer(client: Client, bot_api: FakeBotApi) -> None:
+    await ok(client, "start_post_call_nps_fa")
+    await ok(client, "start_post_call_nps_fa")  # the deep link redelivered: still one response
+    first = await ok(client, "callback_nps_3")
+    again = await ok(client, "callback_nps_3")
+    assert first["status"] == again["status"] == "accepted"
+    assert await stored_answers(client) == 1
+    await bot_api.wait_for("sendMessage", 2)
+    await asyncio.sleep(0.2)
+    assert len(bot_api.sent("sendMessage")) == 2  # one NPS prompt, one "why?" prompt
+
+
+async def test_an_edited_message_is_no_answer(client: Client, bot_api: FakeBotApi) -> None:
+    await ok(client, "start_post_call_nps_fa")
+    assert await ok(client, "edited_message") == {
+        "status": "ignored",
+        "reason": "edited messages are not answers",
+    }
+    assert await stored_answers(client) == 0
+
+
+async def test_a_wrong_or_missing_secret_is_403_and_changes_nothing(
+    client: Client, bot_api: FakeBotApi
+) -> None:
+    for secret in ("not-the-secret", None, SECRET + "x", ""):
+        resp = await post(client, "start_post_call_nps_fa", secret=secret)
+        assert resp.status == 403
+    assert await client.app[GATEWAY].store.open_session("telegram", ADDRESS) is None
+    await asyncio.sleep(0.1)
+    assert bot_api.sent("sendMessage") == []
+
+
+async def test_unknown_bot_and_malformed_bodies(client: Client) -> None:
+    assert (await post(client, "start_post_call_nps_fa", bot="other")).status == 404
+    for body in (
+        b"{not json",
+        b"[1, 2]",
+        b'{"message": {}}',
+        b'{"update_id": "7"}',
+        b'{"update_id": 7, "message": 5}',
+    ):
+        resp = await client.post("/telegram/support", data=body, headers={HEADER: SECRET})
+        assert resp.status == 400, body
+    assert await client.app[GATEWAY].store.open_session("telegram", ADDRESS) is None
+
+
+async def test_a_forged_button_is_answered_but_not_recorded(
+    client: Client, bot_api: FakeBotApi
+) -> None:
+    await ok(client, "start_post_call_nps_fa")
+    result = await ok(client, "callback_forged")  # data "99": not a button of the NPS prompt
+    assert result == {
+        "status": "ignored",
+        "reason": "the button does not answer the current question",
+    }
+    assert [q["callback_query_id"] for q in bot_api.sent("answerCallbackQuery")] == [
+        "4382bfdwdsb323b2f7"
+    ]
+    assert await stored_answers(client) == 0
+
+
+async def test_groups_voice_and_unknown_surveys_are_ignored(
+    client: Client, bot_api: FakeBotApi
+) -> None:
+    assert (await ok(client, "group_message"))["status"] == "ignored"
+    assert (await ok(client, "voice_message"))["status"] == "ignored"
+    unknown = await ok(client, "start_unknown_survey")
+    assert unknown["status"] == "ignored" and "unknown survey" in unknown["reason"]
+    await asyncio.sleep(0.1)
+    assert bot_api.sent("sendMessage") == []
+
+
+async def test_stop_opts_out(client: Client, bot_api: FakeBotApi, tmp_path: Path) -> None:
+    await ok(client, "start_post_call_nps_fa")
+    assert (await ok(client, "stop_command"))["status"] == "accepted"
+    notice = (await bot_api.wait_for("sendMessage", 2))[1]
+    assert "reply_markup" not in notice
+    again = await ok(client, "start_post_call_nps")
+    assert again["status"] == "ignored" and "opted out" in again["reason"]
+    for _ in range(100):
+        types = [e["type"] for e in read_jsonl(tmp_path / "answers.jsonl")]
+        if "respondent.opted_out" in types:
+            break
+        await asyncio.sleep(0.02)
+    assert "respondent.opted_out" in types and "response.abandoned" in types
+
+
+async def test_logs_hold_no_token_chat_id_or_text(
+    client: Client, bot_api: FakeBotApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    await ok(client, "start_post_call_nps_fa")
+    await ok(client, "callback_nps_3")
+    await ok(client, "text_reason_fa")
+    await bot_api.wait_for("sendMessage", 3)
+    # Seda's loggers and PTB's (the SQL driver's debug log is the store's concern, not a channel's).
+    ours = [r for r in caplog.records if r.name.split(".")[0] in ("seda", "telegram", "social")]
+    assert any(r.name == "seda.router" for r in ours)  # "invitation"
+    logged = "\n".join(f"{r.getMessage()} {getattr(r, 'fields', '')}" for r in ours)
+    for secret in (TOKEN, TOKEN.split(":")[1], SECRET, "5550001", "صف انتظار"):
+        assert secret not in logged
