@@ -1,0 +1,1 @@
+"""The email channel: replies over inbound SMTP, invitations through a relay, answer links."""

@@ -7,7 +7,7 @@ conventions of common auto-responders (Precedence, X-Autoreply, X-Autorespond).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from email.message import EmailMessage, Message
+from email.message import Message
 
 _PRECEDENCE = frozenset({"bulk", "junk", "list", "auto_reply"})
 # Present at all means automatic, whatever the value.
@@ -19,13 +19,14 @@ class Automatic:
     """Why a message is automatic, and the addresses a hard bounce says are dead."""
 
     reason: str
+    report: bool = False  # a delivery status report (bounce or delay)
     hard_bounced: tuple[str, ...] = ()
 
 
-def automatic(message: EmailMessage, mail_from: str | None) -> Automatic | None:
+def automatic(message: Message, mail_from: str | None) -> Automatic | None:
     """The reason a message was sent by a machine, or None for a person's reply."""
     if is_delivery_report(message):
-        return Automatic("delivery status report", hard_bounces(message))
+        return Automatic("delivery status report", True, hard_bounces(message))
     if mail_from is None or mail_from.strip() in ("", "<>"):
         return Automatic("empty return path")
     submitted = _value(message, "Auto-Submitted")
@@ -69,7 +70,11 @@ def _status_blocks(part: Message) -> list[dict[str, str]]:
     """The header blocks of a message/delivery-status part (per message, then per recipient)."""
     payload = part.get_payload()
     if isinstance(payload, list):
-        return [{k.lower(): str(v) for k, v in block.items()} for block in payload]
+        return [
+            {k.lower(): str(v) for k, v in block.items()}
+            for block in payload
+            if isinstance(block, Message)
+        ]
     raw = part.get_payload(decode=True)
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(payload)
     blocks: list[dict[str, str]] = []
@@ -84,6 +89,6 @@ def _status_blocks(part: Message) -> list[dict[str, str]]:
     return blocks
 
 
-def _value(message: EmailMessage, name: str) -> str | None:
+def _value(message: Message, name: str) -> str | None:
     value = message.get(name)
     return None if value is None else str(value)

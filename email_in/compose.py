@@ -1,18 +1,25 @@
-"""Composing Seda's mail (invitations, next questions, closings) with the standard library.
+"""Composing Seda's mail (invitations, next questions, closings).
 
 A text part and an HTML part (`lang` and `dir="rtl"` for Persian and Arabic), Reply-To the
 response's `survey+TOKEN` address, List-Unsubscribe to its `unsubscribe+TOKEN` address, and
 for scale, yes/no and choice questions one-click answer links.
+
+The MIME skeleton is written here; the encodings come from the standard library's email
+package (RFC 2047 headers, addresses, dates) and base64. Building an EmailMessage took about
+4 ms per email (its header objects), more than the rest of an answer's work together; this
+takes about 0.1 ms, and tests parse every email with the standard library's parser.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
-from email.utils import format_datetime
+from email.header import Header
+from email.utils import format_datetime, formataddr, parseaddr
 from typing import Any
 
 from email_in import texts
@@ -56,29 +63,52 @@ class Headers:
     reply_to: str | None = None
     unsubscribe: str | None = None
     thread: str | None = None  # a fixed References id that keeps a response in one thread
+    in_reply_to: str | None = None  # the respondent's email these prompts answer
 
 
-def compose(letter: Letter, headers: Headers) -> EmailMessage:
-    """The email for a batch of prompts: headers, a text part and an HTML part."""
-    message = EmailMessage()
-    message["From"] = headers.sender
-    message["To"] = letter.to
-    message["Subject"] = headers.subject
-    message["Date"] = format_datetime(headers.date)
-    message["Message-ID"] = headers.message_id
+def compose(letter: Letter, headers: Headers) -> bytes:
+    """The email for a batch of prompts, as it goes on the wire: a text and an HTML part."""
+    values = (
+        *(headers.sender, headers.subject, headers.message_id, letter.to, letter.language),
+        *(headers.reply_to or "", headers.thread or "", headers.unsubscribe or ""),
+        headers.in_reply_to or "",
+    )
+    if any("\r" in value or "\n" in value for value in values):
+        raise ValueError("a header value holds a line break")
+    asks = headers.reply_to is not None  # without a reply address there is nothing to answer
+    boundary = "=_seda_" + hashlib.sha256(headers.message_id.encode()).hexdigest()[:32]
+    lines = [
+        f"From: {_address(headers.sender)}",
+        f"To: {letter.to}",
+        f"Subject: {_text_header(headers.subject)}",
+        f"Date: {format_datetime(headers.date)}",
+        f"Message-ID: {headers.message_id}",
+    ]
     if headers.reply_to:
-        message["Reply-To"] = headers.reply_to
-    if headers.thread:
-        message["References"] = headers.thread
+        lines.append(f"Reply-To: {headers.reply_to}")
+    if headers.in_reply_to:
+        lines.append(f"In-Reply-To: {headers.in_reply_to}")
+    references = " ".join(r for r in (headers.thread, headers.in_reply_to) if r)
+    if references:
+        lines.append(f"References: {references}")
     if headers.unsubscribe:
-        message["List-Unsubscribe"] = f"<mailto:{headers.unsubscribe}?subject=unsubscribe>"
-    # RFC 3834: machines must not answer this (no vacation replies); Exchange's own switch.
-    message["Auto-Submitted"] = "auto-generated"
-    message["X-Auto-Response-Suppress"] = "All"
-    message["Content-Language"] = letter.language
-    message.set_content(text_body(letter, asks=headers.reply_to is not None))
-    message.add_alternative(html_body(letter, headers.subject, headers.reply_to is not None), "html")
-    return message
+        lines.append(f"List-Unsubscribe: <mailto:{headers.unsubscribe}?subject=unsubscribe>")
+    lines += [
+        # RFC 3834: machines must not answer this (no vacation replies); Exchange's own switch.
+        "Auto-Submitted: auto-generated",
+        "X-Auto-Response-Suppress: All",
+        f"Content-Language: {letter.language}",
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/alternative; boundary="{boundary}"',
+        "",
+        f"--{boundary}",
+        *_part("plain", text_body(letter, asks)),
+        f"--{boundary}",
+        *_part("html", html_body(letter, headers.subject, asks)),
+        f"--{boundary}--",
+        "",
+    ]
+    return "\r\n".join(lines).encode("ascii")
 
 
 def asks_question(letter: Letter) -> bool:
@@ -133,14 +163,34 @@ def html_body(letter: Letter, title: str, asks: bool = True) -> str:
 
 def _buttons(links: Sequence[Link], question_type: str, language: str) -> str:
     label = f"<p>{_e(say(texts.ONE_CLICK, language))}</p>"
-    anchors = [
-        f'<a href="{_e(link.url)}" style="{_BUTTON}">{_e(link.label)}</a>' for link in links
-    ]
+    anchors = [f'<a href="{_e(link.url)}" style="{_BUTTON}">{_e(link.label)}</a>' for link in links]
     if question_type in SCALES:
         cells = "".join(f'<td style="padding:0">{a}</td>' for a in anchors)
         table = f'<table role="presentation" dir="{direction(language)}"><tr>{cells}</tr></table>'
         return label + table
     return label + "".join(f"<p style='margin:4px 0'>{a}</p>" for a in anchors)
+
+
+def _part(subtype: str, text: str) -> list[str]:
+    # Base64 lines never hold the boundary's "_", and survive any relay's line handling.
+    body = base64.encodebytes(text.encode("utf-8")).decode("ascii").rstrip("\n")
+    return [
+        f'Content-Type: text/{subtype}; charset="utf-8"',
+        "Content-Transfer-Encoding: base64",
+        "",
+        *body.split("\n"),
+    ]
+
+
+def _text_header(value: str) -> str:
+    if value.isascii() and len(value) < 900:
+        return value
+    return Header(value, "utf-8", header_name="Subject").encode(linesep="\r\n")
+
+
+def _address(value: str) -> str:
+    name, address = parseaddr(value)
+    return formataddr((name, address), charset="utf-8")
 
 
 def _key(choice: Mapping[str, Any], language: str) -> str:

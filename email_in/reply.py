@@ -8,12 +8,15 @@ below a quote are found too. What is left, its first paragraph, is the answer te
 from __future__ import annotations
 
 import re
-from email.message import EmailMessage
+from collections.abc import Iterator
+from email.message import Message
+from itertools import islice
 
 from email_in.html_text import html_to_text
 
 MAX_LINES = 2000  # an answer is near the top; a huge body is not read to its end
 MAX_TEXT = 4096
+MAX_DEPTH = 10  # multipart nesting Seda looks into
 # Marks that right-to-left mail clients put around lines (LRM, RLM, ALM, embeddings, isolates).
 _MARKS = "\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff"
 _EDGES = _MARKS + " \t\u00a0\u3000"
@@ -34,7 +37,7 @@ _SEPARATOR = re.compile(
 _OUTLOOK_FROM = re.compile(r"^\*?(?:From|از|من|فرستنده)\*?\s*:\s*\S", re.IGNORECASE)
 _OUTLOOK_NEXT = re.compile(
     r"^\*?(?:Sent|Date|To|Cc|Subject|ارسال شده|ارسال شد|تاریخ|به|گیرنده|موضوع"
-    r"|تاريخ الإرسال|أرسلت|أرسل|التاريخ|إلى|الموضوع|نسخة)\*?\s*:",
+    r"|تم الإرسال|تاريخ الإرسال|أرسلت|أرسل|التاريخ|إلى|الموضوع|نسخة)\*?\s*:",
     re.IGNORECASE,
 )
 _DEVICE = re.compile(
@@ -45,26 +48,54 @@ _DEVICE = re.compile(
 )
 
 
-def body_text(message: EmailMessage) -> str:
+def body_part(message: Message) -> Message | None:
+    """The part a person wrote in: text/plain preferred, else text/html; no attachments."""
+    found = list(islice(_text_parts(message, 0), 50))
+    for subtype in ("plain", "html"):
+        for part in found:
+            if part.get_content_subtype() == subtype:
+                return part
+    return None
+
+
+def body_text(message: Message) -> str:
     """The message body as text: text/plain preferred, HTML turned into text, any charset."""
-    part = message.get_body(preferencelist=("plain", "html"))
+    part = body_part(message)
     if part is None:
         return ""
-    try:
-        content = part.get_content()
-    except (LookupError, ValueError, KeyError, AssertionError):
-        payload = part.get_payload(decode=True)
-        content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
-    if not isinstance(content, str):
+    payload = part.get_payload(decode=True)  # undoes base64 and quoted-printable
+    if not isinstance(payload, bytes):
         return ""
-    if part.get_content_type() == "text/html":
+    # No charset declared: read as UTF-8, which is what mail without one mostly is.
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        content = payload.decode(charset, "replace")
+    except LookupError:
+        content = payload.decode("utf-8", "replace")
+    if part.get_content_subtype() == "html":
         return html_to_text(content)
     return content
 
 
-def answer_text(message: EmailMessage) -> str:
+def answer_text(message: Message) -> str:
     """The respondent's answer in a reply: the first paragraph left after stripping."""
     return first_paragraph(strip_quotes(body_text(message)))[:MAX_TEXT]
+
+
+def _text_parts(part: Message, depth: int) -> Iterator[Message]:
+    if depth > MAX_DEPTH or part.get_content_maintype() == "message":
+        return  # a forwarded or attached message is not what the respondent wrote
+    if part.is_multipart():
+        for sub in part.get_payload():
+            if isinstance(sub, Message):
+                yield from _text_parts(sub, depth + 1)
+    elif part.get_content_maintype() == "text" and not _attachment(part):
+        yield part
+
+
+def _attachment(part: Message) -> bool:
+    disposition = str(part.get("Content-Disposition", "")).split(";")[0].strip().lower()
+    return disposition == "attachment"
 
 
 def clean_line(line: str) -> str:

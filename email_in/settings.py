@@ -26,6 +26,7 @@ class Relay:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     timeout: float = 30.0
+    connections: int = 4  # at most this many open at once, kept open between messages
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,8 @@ def parse(spec: Mapping[str, Any]) -> EmailSettings:
     subject = spec.get("subject", {})
     if not isinstance(subject, Mapping):
         raise ConfigError("channels.email.subject: a mapping of language to subject line")
+    if any("\r" in str(v) or "\n" in str(v) for v in [sender, *subject.values()]):
+        raise ConfigError("channels.email: from and subject are single lines")
     settings = EmailSettings(
         reply_domain=domain,
         token_secret=secret.encode("utf-8"),
@@ -121,6 +124,7 @@ def _relay(spec: Any) -> Relay:
         username=None if username is None else str(username),
         password=None if password is None else str(password),
         timeout=float(_number(spec, "timeout", 30, 1, 600, "relay.")),
+        connections=_number(spec, "connections", 4, 1, 64, "relay."),
     )
 
 

@@ -68,6 +68,8 @@ class Tokens:
             raw = base64.b32decode(token.upper() + "======")
         except binascii.Error:
             return None
+        if base64.b32encode(raw).decode("ascii").rstrip("=").lower() != token:
+            return None  # the last letter's spare bits set: one token, one spelling
         return raw[:16], raw[16:]
 
     def check(self, rid: bytes, tag: bytes, scope: str) -> bool:

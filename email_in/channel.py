@@ -1,0 +1,176 @@
+"""The email channel: an SMTP server for replies on Seda's own loop, and mail that asks.
+
+Inbound: aiosmtpd's SMTP protocol served with `loop.create_server` (no extra thread), the
+handler in email_in.inbound. Outbound (the Sender capability): every batch of prompts becomes
+one email through the configured relay; scale, yes/no and choice questions get answer links.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import weakref
+from collections.abc import Mapping
+from dataclasses import replace
+from email.utils import parseaddr
+from typing import Any
+
+from aiohttp import web
+from aiosmtpd.smtp import SMTP
+
+from email_in import texts
+from email_in.compose import Headers, Letter, compose
+from email_in.inbound import InboundHandler
+from email_in.links import AnswerLinks
+from email_in.relay import RelayClient
+from email_in.settings import EmailSettings, parse
+from email_in.tokens import Tokens
+from gateway.backends import DeliveryError
+from gateway.logs import fields
+from gateway.router import Gateway
+
+log = logging.getLogger("seda.email")
+# ASCII addresses only: an internationalised one (RFC 6531) needs SMTPUTF8 all the way.
+_ADDRESS = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9.-]{1,253}$")
+_LANGUAGE = re.compile(r"^[a-z]{2,3}(?:-[A-Za-z0-9]{1,8})?$")
+_MESSAGE_ID = re.compile(r"^[!-;=?-~]{1,200}@[!-;=?-~]{1,200}$")  # no <, > or spaces
+
+
+class _Connection(SMTP):
+    """aiosmtpd's protocol, tracked so that stop() can hang up open connections."""
+
+    def __init__(self, handler: Any, live: weakref.WeakSet[_Connection], **options: Any):
+        super().__init__(handler, **options)
+        live.add(self)
+
+
+class EmailChannel:
+    """Replies by email (inbound SMTP) and invitations by email (through a relay)."""
+
+    name = "email"
+
+    def __init__(self, gateway: Gateway, spec: Mapping[str, Any]):
+        self.gateway = gateway
+        self.settings: EmailSettings = parse(spec)
+        self.tokens = Tokens(self.settings.token_secret)
+        self.handler = InboundHandler(
+            gateway, self.tokens, self.settings.reply_domain, self.settings.max_recipients
+        )
+        self.links = AnswerLinks(gateway, self.tokens, self.settings.link_base)
+        self.relay = RelayClient(self.settings.relay, self.settings.hostname)
+        self._server: asyncio.Server | None = None
+        self._live: weakref.WeakSet[_Connection] = weakref.WeakSet()
+
+    @property
+    def port(self) -> int | None:
+        """The port the SMTP server listens on (useful with port 0), None when stopped."""
+        if self._server is None or not self._server.sockets:
+            return None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    def routes(self) -> list[web.RouteDef]:
+        """One-click answer links."""
+        return self.links.routes()
+
+    async def start(self) -> None:
+        """Listen for SMTP on the configured address."""
+        mail_log = logging.getLogger("mail.log")
+        if mail_log.level == logging.NOTSET:
+            mail_log.setLevel(logging.WARNING)  # aiosmtpd logs addresses at INFO
+        loop = asyncio.get_running_loop()
+        settings = self.settings
+        context = settings.tls_context()
+
+        def connection() -> _Connection:
+            return _Connection(
+                self.handler,
+                self._live,
+                data_size_limit=settings.data_size_limit,
+                enable_SMTPUTF8=True,
+                hostname=settings.hostname,
+                ident="Seda",
+                tls_context=context,
+                require_starttls=settings.require_starttls,
+                auth_exclude_mechanism=("LOGIN", "PLAIN"),  # nobody logs in to an MX
+                timeout=settings.timeout,
+                loop=loop,
+            )
+
+        self._server = await loop.create_server(connection, settings.host, settings.port)
+        log.info("smtp listening", extra=fields(port=self.port, starttls=context is not None))
+
+    async def stop(self) -> None:
+        """Stop listening and hang up the connections still open."""
+        if self._server is None:
+            return
+        self._server.close()
+        for connection in list(self._live):
+            if connection.transport is not None:
+                connection.transport.close()
+        await self._server.wait_closed()
+        self._server = None
+
+    async def deliver(self, event: dict[str, Any]) -> None:
+        """Send one batch of prompts as an email; raise DeliveryError if the relay refuses."""
+        data = event.get("data") or {}
+        address = str(data.get("address", ""))
+        to = address.removeprefix("mailto:")
+        if not address.startswith("mailto:") or not _ADDRESS.match(to):
+            raise DeliveryError("not an email address Seda can send to", retryable=False)
+        language = str(data.get("language") or "en")
+        if not _LANGUAGE.match(language):
+            language = "en"
+        prompts = list(data.get("prompts") or [])
+        response_id = data.get("response_id")
+        links = {}
+        if response_id:
+            links = await self.links.for_prompts(str(response_id), prompts, language)
+        letter = Letter(to=to, language=language, prompts=prompts, links=links)
+        headers = self._headers(str(event.get("id", "")), response_id, language)
+        answering = _reply_id(data.get("in_reply_to"))
+        if answering is not None and headers.reply_to is not None:
+            # Thread the next question under the respondent's own reply.
+            headers = replace(
+                headers, subject=f"Re: {headers.subject}", in_reply_to=f"<{answering}>"
+            )
+        message = compose(letter, headers)
+        await self.relay.send(message, self._envelope_sender(response_id), to)
+        log.info("email sent", extra=fields(prompts=len(prompts)))
+
+    async def close(self) -> None:
+        """Close the relay connections."""
+        await self.relay.close()
+
+    def _headers(self, event_id: str, response_id: str | None, language: str) -> Headers:
+        settings = self.settings
+        domain = settings.reply_domain
+        subject = settings.subject.get(language) or texts.say(texts.SUBJECT, language)
+        # The event id is stable across retries, so a resent email keeps its Message-ID.
+        n = event_id.replace("-", "") or "0"
+        if not response_id:  # an opt-out notice without a response: nothing to reply to
+            return Headers(settings.sender, subject, f"<notice.{n}@{domain}>", self.gateway.clock())
+        token = self.tokens.issue(response_id)
+        return Headers(
+            sender=settings.sender,
+            subject=subject,
+            message_id=f"<inv.{token}.{n}@{domain}>",
+            date=self.gateway.clock(),
+            reply_to=f"survey+{token}@{domain}",
+            unsubscribe=f"unsubscribe+{token}@{domain}",
+            thread=f"<thread.{token}@{domain}>",
+        )
+
+    def _envelope_sender(self, response_id: str | None) -> str:
+        if self.settings.verp and response_id:
+            return self.tokens.address("bounce", response_id, self.settings.reply_domain)
+        return parseaddr(self.settings.sender)[1]
+
+
+def _reply_id(message_id: Any) -> str | None:
+    """The Message-ID of the email the prompts answer (none for links, opt-outs, digests)."""
+    if not isinstance(message_id, str):
+        return None
+    # Undo what email_in.inbound added to make ids unique per recipient and purpose.
+    message_id = re.sub(r"#\d+$", "", message_id.removeprefix("unsubscribe."))
+    return message_id if _MESSAGE_ID.match(message_id) else None

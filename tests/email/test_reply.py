@@ -1,0 +1,100 @@
+"""Reading replies without a server: MIME bodies, quotes and signatures in en, fa and ar."""
+
+from __future__ import annotations
+
+import pytest
+
+from email_in.html_text import html_to_text
+from email_in.inbound import parse, read
+from email_in.reply import answer_text, first_paragraph, strip_quotes
+
+# (label, body as the respondent's client wrote it, the answer text Seda reads)
+BODIES = [
+    ("plain", "9", "9"),
+    ("crlf and spaces", "  8  \r\n\r\nThanks", "8"),
+    ("gmail header wrapped", "7\n\nOn Mon, Jan 6, 2025 at 10:02 AM Seda <\nsurvey+x@r.example> wrote:\n\n> q", "7"),
+    ("gmail fa", "۹\n\nدر تاریخ دوشنبه ۶ ژانویهٔ ۲۰۲۵، ساعت ۱۰:۰۲ Seda <s@r.example> نوشت:\n\n> پرسش", "۹"),
+    ("fa header with marks", "بله\n\u202bدر تاریخ ۱۴۰۳/۱۰/۱۷ Seda نوشت:\u202c\n> پرسش", "بله"),
+    ("ar kataba before name", "نعم\n\nفي الاثنين، ٦ يناير ٢٠٢٥ ١٠:٠٢ ص كتب Seda <s@r.example>:\n\n> سؤال", "نعم"),
+    ("ar kataba at end", "لا\n\nبتاريخ 2025/01/06، Seda كتب:\n> سؤال", "لا"),
+    ("outlook block", "Yes\n\nFrom: Seda <s@r.example>\nSent: Monday, January 6, 2025 10:02 AM\nTo: x\nSubject: s\n\nq", "Yes"),
+    ("outlook fa block", "خیر\n\nاز: Seda\nارسال شده: دوشنبه\nبه: x\nموضوع: s\n\nq", "خیر"),
+    ("outlook ar block", "نعم\n\nمن: Seda\nتم الإرسال: الاثنين\nإلى: x\nالموضوع: s\n\nq", "نعم"),
+    ("original message", "no\n-----Original Message-----\nFrom: x\nyes", "no"),
+    ("original message ar", "لا\n----- الرسالة الأصلية -----\nنعم", "لا"),
+    ("underscores", "5\n________________________________\nFrom: x", "5"),
+    ("bottom-posted", "On 06/01/2025 10:02, Seda wrote:\n> q1\n> q2\n\n7\n\n-- \nJane", "7"),
+    ("interleaved blank quote lines", "> q\n>\n> r\n\n\n6", "6"),
+    ("signature only dashes", "10\n--\nAli", "10"),
+    ("iphone", "8\n\nSent from my iPhone\n\n> On 6 Jan 2025, at 10:02, Seda <s@r.example> wrote:", "8"),
+    ("iphone fa", "۸\n\nارسال شده از iPhone من", "۸"),
+    ("android ar", "٧\n\nأرسلت من هاتفي Galaxy", "٧"),
+    ("outlook mobile", "3\n\nGet Outlook for Android", "3"),
+    ("rtl marks around the answer", "\u200f۹\u200f\n", "۹"),
+    ("two-line text answer", "The agent was kind\nbut slow.\n\nBest,\nMaria", "The agent was kind\nbut slow."),
+    ("wrote in a sentence is not a header", "He wrote: fine\n\nq", "He wrote: fine"),
+    ("forwarded", "ok\n---------- Forwarded message ---------\nFrom: x", "ok"),
+    ("empty", "\n\n> only a quote\n", ""),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("label", "body", "expected"), BODIES, ids=[b[0] for b in BODIES])
+def test_stripping(label: str, body: str, expected: str) -> None:
+    assert first_paragraph(strip_quotes(body)) == expected
+
+
+def _mime(headers: str, body: bytes) -> bytes:
+    return headers.replace("\n", "\r\n").encode() + b"\r\n\r\n" + body
+
+
+MIME = [
+    ("utf-8 8bit", 'Content-Type: text/plain; charset="utf-8"\nContent-Transfer-Encoding: 8bit', "۷\r\n".encode(), "۷"),
+    ("windows-1256 8bit", "Content-Type: text/plain; charset=windows-1256\nContent-Transfer-Encoding: 8bit", "نعم\r\n".encode("cp1256"), "نعم"),
+    ("iso-8859-6 qp", "Content-Type: text/plain; charset=iso-8859-6\nContent-Transfer-Encoding: quoted-printable", b"=E6=D9=E5\r\n", "نعم"),
+    ("utf-8 base64", "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: base64", b"2KjZhNmHCg==\r\n", "بله"),
+    ("no charset, utf-8 bytes", "Content-Type: text/plain", "ده\r\n".encode(), "ده"),
+    ("no content type at all", "Subject: x", b"4\r\n", "4"),
+    ("html only", "Content-Type: text/html; charset=utf-8", "<div dir=rtl>\u200fخیر</div><blockquote>پرسش</blockquote>".encode(), "خیر"),
+    ("html entities", "Content-Type: text/html; charset=utf-8", b"<p>Yes &amp; thanks&nbsp;</p><p>Jo</p>", "Yes & thanks"),
+    ("html script hidden", "Content-Type: text/html; charset=utf-8", b"<style>p{}</style><script>x=1</script><p>9</p>", "9"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("label", "headers", "body", "expected"), MIME, ids=[m[0] for m in MIME])
+def test_mime_bodies(label: str, headers: str, body: bytes, expected: str) -> None:
+    raw = _mime(f"From: a@b.example\nMIME-Version: 1.0\n{headers}", body)
+    assert answer_text(parse(raw)) == expected
+
+
+def test_multipart_prefers_the_text_part() -> None:
+    raw = _mime(
+        'From: a@b.example\nMIME-Version: 1.0\nContent-Type: multipart/alternative; boundary="b"',
+        b"--b\r\nContent-Type: text/html\r\n\r\n<p>html</p>\r\n--b\r\n"
+        b"Content-Type: text/plain\r\n\r\ntext\r\n--b--\r\n",
+    )
+    assert answer_text(parse(raw)) == "text"
+
+
+def test_an_attachment_only_message_has_no_answer() -> None:
+    raw = _mime(
+        'From: a@b.example\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="b"',
+        b"--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment\r\n\r\n"
+        b"JVBERi0=\r\n--b--\r\n",
+    )
+    assert answer_text(parse(raw)) == ""
+
+
+def test_html_quotes_become_marked_lines() -> None:
+    text = html_to_text("<div>a</div><div><br></div><blockquote><div>b</div></blockquote><hr>c")
+    assert text.splitlines() == ["a", "", "> b", "", "_" * 32, "c"]
+
+
+def test_a_message_without_message_id_gets_a_stable_digest() -> None:
+    raw = _mime("From: a@b.example\nContent-Type: text/plain", b"9\r\n")
+    first, again = read(raw, "a@b.example"), read(raw, "a@b.example")
+    assert first.message_id == again.message_id and first.message_id.startswith("sha256:")
+
+
+def test_a_very_long_answer_is_capped() -> None:
+    raw = _mime("From: a@b.example\nContent-Type: text/plain", b"word " * 2000 + b"\r\n")
+    assert len(answer_text(parse(raw))) == 4096
