@@ -24,7 +24,7 @@ from email_in.tokens import Tokens
 from gateway.flows.model import SCALES, Question, Survey
 from gateway.logs import fields
 from gateway.model import Inbound
-from gateway.router import Gateway
+from gateway.router import Gateway, dedupe_key
 from gateway.store import SessionRow
 
 log = logging.getLogger("seda.email")
@@ -146,7 +146,8 @@ class AnswerLinks:
         if isinstance(target, web.Response):
             return target
         message_id = f"link.{request.match_info['token']}"
-        seen = await self.gateway.store.inbound_result("email", PROVIDER, message_id)
+        key = dedupe_key(target.row.address, message_id)
+        seen = await self.gateway.store.inbound_result("email", PROVIDER, key)
         if seen is not None:
             return _message(target.language, texts.PAGE_THANKS)
         if not target.current:

@@ -130,8 +130,12 @@ class Gateway:
             raise Rejected(f"survey {survey.id} has no language {inbound.language!r} ({langs})")
         respondent = self.respondent(inbound.address)
         async with self._lock(inbound.channel, inbound.address):
+            invitation_key = None
             if invitation_id is not None:
-                seen = await self.store.inbound_result(inbound.channel, "invitation", invitation_id)
+                invitation_key = dedupe_key(inbound.address, invitation_id)
+                seen = await self.store.inbound_result(
+                    inbound.channel, "invitation", invitation_key
+                )
                 if seen is not None:
                     return Result.from_json(seen)
             if await self.store.is_suppressed(respondent.id):
@@ -149,8 +153,8 @@ class Gateway:
                 outbound=started.outbound,
             )
             inbound_key = None
-            if invitation_id is not None:
-                inbound_key = (inbound.channel, "invitation", invitation_id, result.to_json())
+            if invitation_key is not None:
+                inbound_key = (inbound.channel, "invitation", invitation_key, result.to_json())
             to = (inbound.channel, inbound.address)
             await self.store.commit(self._write(started, inbound_key, to))
         log.info("invitation", extra=fields(survey=survey.id, channel=inbound.channel))
@@ -159,21 +163,18 @@ class Gateway:
     async def receive(self, inbound: Inbound) -> Result:
         """A respondent's reply: de-duplicate, step the engine, commit, then answer."""
         async with self._lock(inbound.channel, inbound.address):
+            message_id = inbound.message_id
+            key = dedupe_key(inbound.address, message_id) if message_id is not None else None
             seen, row = await self.store.conversation(
-                inbound.channel, inbound.address, inbound.provider, inbound.message_id
+                inbound.channel, inbound.address, inbound.provider, key
             )
             if seen is not None:
                 return Result.from_json(seen)
             session = Session.from_json(row.data) if row is not None else None
             step, result = self._reply(inbound, session)
             inbound_key = None
-            if inbound.message_id is not None:
-                inbound_key = (
-                    inbound.channel,
-                    inbound.provider,
-                    inbound.message_id,
-                    result.to_json(),
-                )
+            if key is not None:
+                inbound_key = (inbound.channel, inbound.provider, key, result.to_json())
             if step is not None:
                 to = (inbound.channel, inbound.address)
                 write = self._write(step, inbound_key, to, inbound)
@@ -181,8 +182,8 @@ class Gateway:
             elif inbound_key is not None:
                 await self.store.commit(StepWrite(inbound=inbound_key))
         if step is not None and step.answers:
-            key = (inbound.channel, step.answers[0].survey_id)
-            self.answers_recorded[key] = self.answers_recorded.get(key, 0) + len(step.answers)
+            tally = (inbound.channel, step.answers[0].survey_id)
+            self.answers_recorded[tally] = self.answers_recorded.get(tally, 0) + len(step.answers)
         return result
 
     async def end(self, channel: str, address: str, reason: str) -> Result:
@@ -328,6 +329,15 @@ class Gateway:
             if self._waiting[key] == 0:
                 del self._waiting[key]
                 del self._locks[key]
+
+
+def dedupe_key(address: str, message_id: str) -> str:
+    """The de-duplication key of a provider message, scoped by the respondent's address.
+
+    Some ids are chosen by the sender (an email's Message-ID): one respondent must never get the
+    stored result of another's message by reusing its id.
+    """
+    return f"{address} {message_id}"
 
 
 def _respondent_key(data: Mapping[str, Any]) -> str:

@@ -23,7 +23,7 @@ from gateway.backends import DeliveryError
 from gateway.config import ConfigError
 from gateway.logs import fields
 from gateway.model import Inbound, InputMode
-from gateway.router import Gateway, Rejected, Result
+from gateway.router import Gateway, Rejected, Result, dedupe_key
 from gateway.session import Session
 from gateway.store import SessionRow
 from social import render
@@ -198,7 +198,8 @@ class TelegramChannel:
                 return "ignored", "malformed button data"
             message_id = f"{bot.name}:{update.update_id}"
             store = self.gateway.store
-            seen, row = await store.conversation(CHANNEL, address, bot.name, message_id)
+            key = dedupe_key(address, message_id)
+            seen, row = await store.conversation(CHANNEL, address, bot.name, key)
             if seen is not None:  # a redelivery: the same answer as the first time
                 return _status(Result.from_json(seen))
             if code not in self._current_codes(row):

@@ -182,3 +182,15 @@ async def test_token_is_required_when_configured(tmp_path: Path, aiohttp_client:
         "/api/v1/invitations", json=body, headers={"Authorization": "Bearer s3cret"}
     )
     assert ok.status == 201
+
+
+async def test_a_reused_message_id_never_returns_another_respondents_result(
+    client: TestClient,  # type: ignore[type-arg]
+) -> None:
+    await invite(client)
+    mine = await say(client, "3", "shared-id")
+    other = {"respondent": "tel:+989350000000", "text": "9", "message_id": "shared-id"}
+    resp = await client.post("/api/v1/messages", json=other)
+    theirs = await resp.json()
+    assert theirs["status"] == "ignored"  # they have no survey: not a replay of my result
+    assert theirs["prompts"] == [] and mine["prompts"] != []
