@@ -18,12 +18,13 @@ from gateway.ids import Clock, IdFactory
 from gateway.logs import fields
 from gateway.model import Event, Inbound, Outbound, Respondent
 from gateway.session import Session
-from gateway.store import SessionRow, StepWrite, Store
+from gateway.store import DuplicateMessage, SessionRow, StepWrite, Store
 
 log = logging.getLogger("seda.router")
 
 Outcome = Literal["accepted", "ignored", "rejected"]
 RESPONDENT_CACHE = 100_000
+SESSION_CACHE = 200_000
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class Gateway:
         self._secret = secret
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._respondents: dict[str, Respondent] = {}
+        self._sessions: dict[tuple[str, str], Session | None] = {}  # open session per address
         self._waiting: dict[tuple[str, str], int] = {}
         self.answers_recorded: dict[tuple[str, str], int] = {}
 
@@ -144,7 +146,9 @@ class Gateway:
             old = await self._open_session(inbound.channel, inbound.address)
             if old is not None:
                 superseded = self._end(old, respondent, "superseded")
-                await self.store.commit(self._write(superseded))
+                await self._commit(
+                    inbound.channel, inbound.address, self._write(superseded), superseded.session
+                )
             started = engine.start(survey, inbound, respondent, now, self.new_id)
             assert started.session is not None
             result = Result(
@@ -156,7 +160,8 @@ class Gateway:
             if invitation_key is not None:
                 inbound_key = (inbound.channel, "invitation", invitation_key, result.to_json())
             to = (inbound.channel, inbound.address)
-            await self.store.commit(self._write(started, inbound_key, to))
+            write = self._write(started, inbound_key, to)
+            await self._commit(inbound.channel, inbound.address, write, started.session)
         log.info("invitation", extra=fields(survey=survey.id, channel=inbound.channel))
         return result
 
@@ -165,22 +170,26 @@ class Gateway:
         async with self._lock(inbound.channel, inbound.address):
             message_id = inbound.message_id
             key = dedupe_key(inbound.address, message_id) if message_id is not None else None
-            seen, row = await self.store.conversation(
-                inbound.channel, inbound.address, inbound.provider, key
-            )
-            if seen is not None:
-                return Result.from_json(seen)
-            session = Session.from_json(row.data) if row is not None else None
+            # De-duplication is optimistic: the unique key refuses a repeat at commit time, and
+            # only then is the stored result read (saves a read on every new message).
+            session = await self._open_session(inbound.channel, inbound.address)
             step, result = self._reply(inbound, session)
             inbound_key = None
             if key is not None:
                 inbound_key = (inbound.channel, inbound.provider, key, result.to_json())
-            if step is not None:
-                to = (inbound.channel, inbound.address)
-                write = self._write(step, inbound_key, to, inbound)
-                await self.store.commit(write)
-            elif inbound_key is not None:
-                await self.store.commit(StepWrite(inbound=inbound_key))
+            try:
+                if step is not None:
+                    to = (inbound.channel, inbound.address)
+                    write = self._write(step, inbound_key, to, inbound)
+                    await self._commit(inbound.channel, inbound.address, write, step.session)
+                elif inbound_key is not None:
+                    await self.store.commit(StepWrite(inbound=inbound_key))
+            except DuplicateMessage:
+                assert key is not None
+                seen = await self.store.inbound_result(inbound.channel, inbound.provider, key)
+                if seen is None:
+                    raise
+                return Result.from_json(seen)
         if step is not None and step.answers:
             tally = (inbound.channel, step.answers[0].survey_id)
             self.answers_recorded[tally] = self.answers_recorded.get(tally, 0) + len(step.answers)
@@ -193,7 +202,7 @@ class Gateway:
             if session is None:
                 return Result("ignored", "no open survey")
             step = self._end(session, self.respondent(address), reason)
-            await self.store.commit(self._write(step))
+            await self._commit(channel, address, self._write(step), step.session)
             return Result("accepted", reason, response_id=session.response_id)
 
     async def expire_due(self, limit: int = 100) -> int:
@@ -246,8 +255,33 @@ class Gateway:
         return engine.abandon(survey, session, respondent, self.clock(), self.new_id, reason)
 
     async def _open_session(self, channel: str, address: str) -> Session | None:
+        # This process owns the database (DESIGN section 8 adds a shared store later, and then
+        # this cache goes): open sessions are cached write-through, so a reply needs no read.
+        key = (channel, address)
+        if key in self._sessions:
+            return self._sessions[key]
         row = await self.store.open_session(channel, address)
-        return Session.from_json(row.data) if row is not None else None
+        session = Session.from_json(row.data) if row is not None else None
+        self._remember(key, session)
+        return session
+
+    async def _commit(
+        self, channel: str, address: str, write: StepWrite, after: Session | None
+    ) -> None:
+        """Commit a step's write and keep the session cache in step with what is stored."""
+        key = (channel, address)
+        try:
+            await self.store.commit(write)
+        except BaseException:
+            self._sessions.pop(key, None)  # unknown now: the next step reads the database
+            raise
+        if after is not None:  # a step without a session leaves the open one as it was
+            self._remember(key, after if after.status == "open" else None)
+
+    def _remember(self, key: tuple[str, str], session: Session | None) -> None:
+        if len(self._sessions) >= SESSION_CACHE and key not in self._sessions:
+            self._sessions.clear()  # bounded; a miss costs one read
+        self._sessions[key] = session
 
     def _write(
         self,

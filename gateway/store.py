@@ -35,7 +35,12 @@ from gateway.store_schema import (
     where_equal,
 )
 
-__all__ = ["OutboxRow", "SessionRow", "StepWrite", "Store", "StoreError"]
+__all__ = ["DuplicateMessage", "OutboxRow", "SessionRow", "StepWrite", "Store", "StoreError"]
+
+
+class DuplicateMessage(StoreError):
+    """The write's provider message id is already stored: nothing of the write was committed."""
+
 
 log = logging.getLogger(__name__)
 
@@ -485,6 +490,8 @@ def _resolve(done: asyncio.Future[None], error: BaseException | None) -> None:
 def _store_error(exc: BaseException) -> StoreError:
     if isinstance(exc, StoreError):
         return exc
+    if isinstance(exc, sqlite3.IntegrityError) and "inbound_ids" in str(exc):
+        return DuplicateMessage("this provider message was already handled")
     error = StoreError(f"write not committed: {type(exc).__name__}: {exc}")
     error.__cause__ = exc
     return error

@@ -194,3 +194,16 @@ async def test_a_reused_message_id_never_returns_another_respondents_result(
     theirs = await resp.json()
     assert theirs["status"] == "ignored"  # they have no survey: not a replay of my result
     assert theirs["prompts"] == [] and mine["prompts"] != []
+
+
+async def test_a_late_repeat_of_an_old_message_changes_nothing(client: TestClient) -> None:  # type: ignore[type-arg]
+    await invite(client)
+    first = await say(client, "3", "old")
+    await say(client, "خط قطع می‌شد", "newer")
+    late = await say(client, "3", "old")  # the provider retries the first message much later
+    assert late["prompts"] == first["prompts"]
+    state = await (await client.get(f"/api/v1/responses/{first['response_id']}")).json()
+    assert [a["question_id"] for a in state["answers"]] == ["nps", "reason"]
+    assert state["question_id"] == "resolved"
+    after = await say(client, "بله", "last")
+    assert after["completed"] is True

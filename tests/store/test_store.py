@@ -12,7 +12,7 @@ from typing import Any
 import aiosqlite
 import pytest
 
-from gateway.store import SessionRow, StepWrite, Store, StoreError
+from gateway.store import DuplicateMessage, SessionRow, StepWrite, Store, StoreError
 from gateway.store_schema import SCHEMA_VERSION, configure
 
 T0 = datetime(2024, 5, 1, 9, 30, tzinfo=UTC)
@@ -223,8 +223,23 @@ async def test_reads(store: Store, clock: Clock) -> None:
 async def test_duplicate_inbound_message_is_refused(store: Store) -> None:
     write = StepWrite(inbound=("sms", "twilio", "SM1", {}))
     await store.commit(write)
-    with pytest.raises(StoreError):
+    with pytest.raises(DuplicateMessage):
         await store.commit(write)
+
+
+async def test_a_duplicate_in_a_batch_fails_alone_and_commits_nothing_of_its_own(
+    store: Store,
+) -> None:
+    await store.commit(StepWrite(inbound=("sms", "twilio", "SM1", {"first": True})))
+    answer = {"id": "a-dup", "response_id": "r1", "question_id": "nps"}
+    repeat = StepWrite(answers=(answer,), inbound=("sms", "twilio", "SM1", {"first": False}))
+    fresh = StepWrite(inbound=("sms", "twilio", "SM2", {}))
+    results = await asyncio.gather(
+        store.commit(repeat), store.commit(fresh), return_exceptions=True
+    )
+    assert isinstance(results[0], DuplicateMessage) and results[1] is None
+    assert await store.answers_for("r1") == []  # the repeat's answer was never committed
+    assert await store.inbound_result("sms", "twilio", "SM1") == {"first": True}
 
 
 # -- outbox -------------------------------------------------------------------------------------
