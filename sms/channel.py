@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -32,7 +31,6 @@ PROVIDERS: Mapping[str, str] = {
 }
 WEBHOOK_REPLY = frozenset({"twilio", "kannel", "generic"})  # providers that can answer inline
 MAX_BODY = 64 * 1024
-ANSWERED = 10_000  # provider message ids remembered to route an answer without a session
 
 
 class ConfigError(ValueError):
@@ -112,7 +110,6 @@ class SmsChannel:
         self.providers = {n: load_provider(line, now) for n, line in self.lines.items()}
         self.buckets = {n: TokenBucket(x.rate) for n, x in self.lines.items() if x.rate}
         self.ignored: dict[tuple[str, str], int] = {}  # (line, reason) -> count
-        self._answered: OrderedDict[str, str] = OrderedDict()  # provider id -> line
         self._http: aiohttp.ClientSession | None = None
         self._polls: list[PollLoop] = []
 
@@ -199,10 +196,6 @@ class SmsChannel:
             line=line.name,
             answered_inline=line.reply == "webhook",
         )
-        if message.message_id is not None:
-            self._answered[message.message_id] = line.name
-            while len(self._answered) > ANSWERED:
-                self._answered.popitem(last=False)
         result = await self.gateway.receive(inbound)
         log.info(
             "sms received",
@@ -211,11 +204,9 @@ class SmsChannel:
         return result
 
     async def deliver(self, event: dict[str, Any]) -> None:
-        """Send one step's prompts, unless the webhook response already carried them."""
+        """Send one step's prompts (those answered in a webhook response never come here)."""
         data = event["data"]
         line = self._line_for(data)
-        if line.reply == "webhook" and data.get("in_reply_to") is not None:
-            return  # answered in the webhook response (TwiML, Kannel body)
         text = self._with_footer(line, render(data.get("prompts", [])))
         parts = segments(text)
         if parts > line.max_segments:
@@ -235,9 +226,8 @@ class SmsChannel:
         )  # fmt: skip
 
     def _line_for(self, data: Mapping[str, Any]) -> Line:
-        # The core leaves `line` empty when no session exists (an opt-out with no open survey):
-        # fall back to the line the message came in on, then to the default line.
-        name = data.get("line") or self._answered.get(str(data.get("in_reply_to")))
+        # The core names the line the respondent used; an invitation without one takes the default.
+        name = data.get("line")
         line = self.lines.get(str(name)) if name else None
         return line if line is not None else self.lines[self.default_line]
 
