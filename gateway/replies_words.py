@@ -139,11 +139,13 @@ YES: Mapping[str, tuple[str, ...]] = {
     "en": ("yes", "y", "yeah", "yea", "yep", "yup", "sure", "ok", "okay", "correct", "of course"),
     "fa": ("بله", "بلی", "آره", "آری", "اره", "بعله", "چرا", "درسته", "حتما"),
     "ar": ("نعم", "أجل", "اي", "ايوه", "أيوه", "صح", "اكيد", "طبعا"),
+    "ko": ("네", "예"),  # the voice tests' Korean model (DESIGN section 6)
 }
 NO: Mapping[str, tuple[str, ...]] = {
     "en": ("no", "n", "nope", "nah", "not really", "no thanks"),
     "fa": ("نه", "خیر", "نخیر", "na"),
     "ar": ("لا", "كلا", "لأ"),
+    "ko": ("아니요", "아니오", "아니"),
 }
 # Count only as the whole reply: single letters, and words that mean something else in a
 # sentence (چرا is also "why", اي also the exclamation "ای").
