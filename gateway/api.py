@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hmac
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
+from gateway import jsoncodec
 from gateway.model import INPUT_MODES, Inbound, InputMode
 from gateway.router import Gateway, Rejected
 
@@ -17,6 +17,7 @@ _ADDRESS = re.compile(r"^[a-z][a-z0-9+.-]{1,20}:[^\s]{1,200}$")
 _ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 _DIGITS = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩", "01234567890123456789")
 MAX_TEXT = 4096
+JSON = "application/json"
 MAX_CONTEXT = 50
 
 
@@ -131,11 +132,7 @@ class ApiChannel:
 
 def _json(payload: Any, status: int = 200) -> web.Response:
     # Persian and Arabic text stays readable in responses instead of \uXXXX escapes.
-    return web.json_response(payload, status=status, dumps=_dumps)
-
-
-def _dumps(payload: Any) -> str:
-    return json.dumps(payload, ensure_ascii=False)
+    return web.Response(body=jsoncodec.dumpb(payload), status=status, content_type=JSON)
 
 
 def check_token(request: web.Request, token: str) -> None:
@@ -150,7 +147,7 @@ def check_token(request: web.Request, token: str) -> None:
 
 
 def _error(status: int, reason: str) -> web.HTTPException:
-    body = json.dumps({"error": reason}, ensure_ascii=False)
+    body = jsoncodec.dumps({"error": reason})
     cls = {
         400: web.HTTPBadRequest,
         401: web.HTTPUnauthorized,
@@ -168,8 +165,8 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
         raise _error(400, "send the body as application/json")
     raw = await request.read()
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        body = jsoncodec.loads(raw)
+    except ValueError:  # orjson's JSONDecodeError, also for invalid UTF-8
         raise _error(400, "the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise _error(400, "the body must be a JSON object")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -24,11 +25,16 @@ class IdFactory:
         self._lock = threading.Lock()
         self._last_ms = -1
         self._counter = 0
+        self._pool = b""  # random bytes read ahead: one getrandom call per 512 ids
+        self._used = 0
 
     def __call__(self) -> str:
         """A new id."""
         with self._lock:
-            ms = int(self._clock().timestamp() * 1000)
+            if self._clock is system_clock:
+                ms = time.time_ns() // 1_000_000  # the same instant, without a datetime
+            else:
+                ms = int(self._clock().timestamp() * 1000)
             if ms <= self._last_ms:
                 # Same millisecond (or a clock step back): keep order with a 12-bit counter.
                 ms = self._last_ms
@@ -39,7 +45,10 @@ class IdFactory:
             else:
                 self._counter = 0
             self._last_ms = ms
-            rand = int.from_bytes(self._random(8), "big") & ((1 << 62) - 1)
+            if self._used + 8 > len(self._pool):
+                self._pool, self._used = self._random(4096), 0
+            start, self._used = self._used, self._used + 8
+            rand = int.from_bytes(self._pool[start : self._used], "big") & ((1 << 62) - 1)
             value = (ms & ((1 << 48) - 1)) << 80
             value |= 0x7 << 76
             value |= self._counter << 64

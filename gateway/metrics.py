@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -28,10 +29,19 @@ class Metrics:
             ["channel", "outcome"],
             registry=self.registry,
         )
+        self._request_children: dict[tuple[str, int], Any] = {}
         self._outbox: dict[str, tuple[int, float]] = {}
         self._dead: dict[str, int] = {}
         self._sources: list[Callable[[], Iterable[Metric]]] = []
         self.registry.register(_Snapshot(self))
+
+    def observe_request(self, route: str, status: int, seconds: float) -> None:
+        """Record one request's latency (the labelled child is looked up once per pair)."""
+        key = (route, status // 100)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self.requests.labels(route, f"{key[1]}xx")
+        child.observe(seconds)
 
     def add_source(self, source: Callable[[], Iterable[Metric]]) -> None:
         """Add a function that yields metric families at scrape time."""

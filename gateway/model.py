@@ -18,11 +18,25 @@ CHANNELS: tuple[str, ...] = ("ivr", "sms", "email", "telegram", "whatsapp", "api
 ANSWER_FORMAT_VERSION = 1
 
 
+_ISO_CACHE: dict[int, tuple[datetime, str]] = {}
+
+
 def iso(moment: datetime) -> str:
     """ISO 8601 with offset, to the millisecond."""
+    # One step formats the same few datetime objects several times (answer, event, response).
+    # Keyed by identity: hashing an aware datetime costs more than formatting it, and equal
+    # instants in two zones are equal datetimes that print differently. The cache holds each
+    # object, so its id cannot be reused while cached.
+    hit = _ISO_CACHE.get(id(moment))
+    if hit is not None and hit[0] is moment:
+        return hit[1]
     if moment.tzinfo is None:
         raise ValueError("naive datetime: Seda keeps every time with its offset")
-    return moment.isoformat(timespec="milliseconds")
+    if len(_ISO_CACHE) >= 64:
+        _ISO_CACHE.clear()
+    text = moment.isoformat(timespec="milliseconds")
+    _ISO_CACHE[id(moment)] = (moment, text)
+    return text
 
 
 @dataclass(frozen=True)

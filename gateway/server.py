@@ -90,7 +90,7 @@ async def create_app(config: Config, clock: Clock = system_clock) -> web.Applica
             return web.json_response({"error": "internal error; please retry"}, status=500)
         finally:
             elapsed = time.perf_counter() - started
-            metrics.requests.labels(route, f"{status // 100}xx").observe(elapsed)
+            metrics.observe_request(route, status, elapsed)
 
     app = web.Application(client_max_size=config.max_body, middlewares=[observe])
     app[METRICS] = metrics

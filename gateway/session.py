@@ -44,6 +44,16 @@ class Session:
 
     def to_json(self) -> dict[str, Any]:
         """The session as stored."""
+        data = self.to_row()
+        data["started_at"] = self.started_at.isoformat()
+        data["updated_at"] = self.updated_at.isoformat()
+        data["expires_at"] = self.expires_at.isoformat() if self.expires_at else None
+        return data
+
+    def to_row(self) -> dict[str, Any]:
+        """to_json with the times left as datetimes, for the store's encoder (orjson), which
+        writes a datetime exactly as isoformat() does: formatting them in C saves the hot path
+        three isoformat calls per step."""
         return {
             "response_id": self.response_id,
             "survey_id": self.survey_id,
@@ -53,9 +63,9 @@ class Session:
             "provider": self.provider,
             "address": self.address,
             "respondent_id": self.respondent_id,
-            "started_at": self.started_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
-            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "started_at": self.started_at,
+            "updated_at": self.updated_at,
+            "expires_at": self.expires_at,
             "question_id": self.question_id,
             "attempt": self.attempt,
             "status": self.status,

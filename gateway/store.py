@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -14,8 +13,10 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from gateway import jsoncodec
 from gateway.ids import Clock
 from gateway.store_schema import (
+    MARK_DELIVERED,
     OUTBOX_COLUMNS,
     PROMOTE_NEXT,
     RESET_HEADS,
@@ -196,6 +197,10 @@ class Store:
         now = self._clock().timestamp()
         rows: dict[str, list[tuple[Any, ...]]] = {table: [] for table in STEP_SQL}
         suppressed: dict[str, str | None] = {}  # the net effect, in write order
+        delivered = [(now, seq) for write in writes for seq in write.delivered]
+        if delivered:
+            conn.executemany(MARK_DELIVERED, delivered)
+            conn.executemany(PROMOTE_NEXT, [(seq,) for _, seq in delivered])
         for write in writes:
             if (s := write.session) is not None:
                 expires = None if s.expires_at is None else to_ts(s.expires_at)
@@ -260,7 +265,7 @@ class Store:
         rows = await self._read(
             "SELECT data FROM answers WHERE response_id = ? ORDER BY rowid", (response_id,)
         )
-        return [json.loads(row["data"]) for row in rows]
+        return [jsoncodec.loads(row["data"]) for row in rows]
 
     async def inbound_result(
         self, channel: str, provider: str, message_id: str
@@ -270,7 +275,7 @@ class Store:
             "SELECT result FROM inbound_ids WHERE channel = ? AND provider = ? AND message_id = ?",
             (channel, provider, message_id),
         )
-        return json.loads(rows[0]["result"]) if rows else None
+        return jsoncodec.loads(rows[0]["result"]) if rows else None
 
     async def conversation(
         self, channel: str, address: str, provider: str, message_id: str | None
@@ -283,7 +288,7 @@ class Store:
             (channel, provider, message_id, channel, address),
         )
         row = rows[0]
-        seen = json.loads(row["seen"]) if row["seen"] is not None else None
+        seen = jsoncodec.loads(row["seen"]) if row["seen"] is not None else None
         return seen, session_row(row) if row["response_id"] is not None else None
 
     async def is_suppressed(self, respondent_id: str) -> bool:
@@ -363,13 +368,9 @@ class Store:
         return from_ts(rows[0]["due"]) if rows else None
 
     async def mark_delivered(self, seqs: Sequence[int]) -> None:
-        """Record successful deliveries."""
-        now = to_ts(self._clock())
-        await self._finish(
-            "UPDATE outbox SET status = 'delivered', head = 0, attempts = attempts + 1,"
-            " delivered_at = ?, last_error = NULL WHERE seq = ? AND status = 'pending'",
-            [(now, seq) for seq in seqs],
-        )
+        """Record successful deliveries (in the next group commit: no transaction of its own)."""
+        if seqs:
+            await self.commit(StepWrite(delivered=tuple(seqs)))
 
     async def mark_retry(self, seq: int, next_attempt_at: datetime, error: str) -> None:
         """Record a failed attempt and when to try again."""

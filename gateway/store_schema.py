@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+
+from gateway import jsoncodec
 
 BUSY_TIMEOUT_MS = 10_000
 OUTBOX_COLUMNS = (
@@ -38,6 +39,12 @@ STEP_SQL: dict[str, str] = {
     " ON CONFLICT (respondent_id) DO NOTHING",
     "unsuppress": "DELETE FROM suppressions WHERE respondent_id = ?",
 }
+
+# A delivered row leaves pending (?1 delivered_at, ?2 seq); then PROMOTE_NEXT for its key.
+MARK_DELIVERED = (
+    "UPDATE outbox SET status = 'delivered', head = 0, attempts = attempts + 1,"
+    " delivered_at = ?1, last_error = NULL WHERE seq = ?2 AND status = 'pending'"
+)
 
 # After row ? left pending: the next pending row of its order key becomes the head.
 PROMOTE_NEXT = (
@@ -80,6 +87,7 @@ class StepWrite:
     inbound: tuple[str, str, str, dict[str, Any]] | None = None  # channel, provider, id, result
     suppress: tuple[tuple[str, str], ...] = ()  # (respondent_id, reason)
     unsuppress: tuple[str, ...] = ()
+    delivered: tuple[int, ...] = ()  # outbox seqs the forwarder delivered (share the commit)
 
 
 @dataclass(frozen=True)
@@ -103,7 +111,7 @@ class OutboxRow:
     @cached_property
     def event(self) -> dict[str, Any]:
         """The event envelope, decoded (only when a backend needs it as a dict)."""
-        decoded: dict[str, Any] = json.loads(self.payload)
+        decoded: dict[str, Any] = jsoncodec.loads(self.payload)
         return decoded
 
 
@@ -263,9 +271,7 @@ async def _pragma(conn: aiosqlite.Connection, name: str) -> Any:
     return next(iter(rows))[0]
 
 
-def dumps(value: Any) -> str:
-    """Compact JSON that keeps Persian and Arabic letters readable."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+dumps = jsoncodec.dumps  # compact JSON that keeps Persian and Arabic letters readable
 
 
 def to_ts(moment: datetime) -> float:
@@ -288,7 +294,7 @@ def session_row(row: sqlite3.Row) -> SessionRow:
         address=row["address"],
         survey_id=row["survey_id"],
         status=row["status"],
-        data=json.loads(row["data"]),
+        data=jsoncodec.loads(row["data"]),
         expires_at=from_ts(row["expires_at"]),
     )
 

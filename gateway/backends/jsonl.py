@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from gateway import jsoncodec
 from gateway.backends import DeliveryError
 from gateway.ids import Clock
 
@@ -25,7 +25,7 @@ class JsonlBackend:
 
     async def deliver(self, event: dict[str, Any]) -> None:
         """Append the event and fsync the file."""
-        await self._write([json.dumps(event, ensure_ascii=False, separators=(",", ":"))])
+        await self._write([jsoncodec.dumps(event)])
 
     async def deliver_batch(self, payloads: Sequence[str]) -> list[DeliveryError | None]:
         """Append the events' committed JSON in order with one fsync; all or none succeed."""

@@ -9,7 +9,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import logging
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
@@ -18,6 +17,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from gateway import jsoncodec
 from gateway.backends import DeliveryError
 from gateway.ids import Clock
 
@@ -86,7 +86,7 @@ class WebhookBackend:
 
     async def deliver(self, event: dict[str, Any]) -> None:
         """POST one event; raise DeliveryError unless the receiver answers 2xx."""
-        body = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        body = jsoncodec.dumpb(event)
         msg_id = str(event["id"])
         timestamp = int(self._clock().timestamp())
         headers = {

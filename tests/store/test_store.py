@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -335,3 +335,34 @@ async def test_requeued_rows_take_their_place_at_the_head_again(store: Store, cl
         assert head.event_id == expected
         await store.mark_delivered([head.seq])
     assert await store.claim_ready("crm", clock(), 10) == []
+
+
+# -- encoding -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        T0,
+        datetime(2024, 5, 1, 9, 30, 0, 5, tzinfo=UTC),
+        datetime(2024, 5, 1, 13, 0, 0, 123456, tzinfo=timezone(timedelta(hours=3, minutes=30))),
+    ],
+)
+async def test_a_session_is_stored_exactly_as_its_json(store: Store, moment: datetime) -> None:
+    """The hot path hands the encoder datetimes (to_row); what lands must equal to_json()."""
+    from gateway.session import Session
+    from gateway.store_schema import dumps
+
+    live = Session(
+        response_id="0190b4f4-0000-7000-8000-000000000001", survey_id="post_call_nps",
+        survey_version=1, language="fa", channel="sms", provider="twilio",
+        address="tel:+989120000001", respondent_id="r_abc", started_at=moment,
+        updated_at=moment + timedelta(seconds=1), expires_at=moment + timedelta(days=1),
+        question_id="nps", context={"agent": "۱۲"}, answers={"nps": 9},
+    )  # fmt: skip
+    assert dumps(live.to_row()) == dumps(live.to_json())
+    row = session(live.response_id, data=live.to_row())
+    await store.commit(StepWrite(session=row))
+    stored = await store.session(live.response_id)
+    assert stored is not None and stored.data == live.to_json()
+    assert Session.from_json(stored.data) == live
