@@ -83,6 +83,16 @@ class Config:
         return dict(self.data.get("retry", {}))
 
     @property
+    def speech(self) -> dict[str, Any]:
+        """The speech block: model folders by language (asr_models.SpeechModels.from_config)."""
+        return dict(self.data.get("speech", {}) or {})
+
+    @property
+    def quiet_hours(self) -> dict[str, Any]:
+        """The quiet_hours block (empty: none)."""
+        return dict(self.data.get("quiet_hours", {}) or {})
+
+    @property
     def log_level(self) -> str:
         """Log level name."""
         return str(self.data.get("log", {}).get("level", "info")).upper()

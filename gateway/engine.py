@@ -133,6 +133,19 @@ def step(
     )
 
 
+def remind(survey: Survey, session: Session, now: datetime) -> Step:
+    """The survey's one reminder: its text, if any, then the current question again."""
+    if session.status != "open" or session.question_id is None:
+        raise EngineError(f"response {session.response_id} is not open")
+    language = session.language
+    outbound: list[Outbound] = []
+    if language in survey.reminder:
+        outbound.append(Outbound("notice", survey.reminder[language], language))
+    outbound.append(prompt_for(survey.question(session.question_id), language))
+    reminded = session.evolve(remind_at=None, reminded=True, updated_at=now)
+    return Step(session=reminded, outbound=tuple(outbound))
+
+
 def abandon(
     survey: Survey,
     session: Session,

@@ -10,14 +10,16 @@ import hmac
 import logging
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, Literal
 
 from gateway import engine, replies
 from gateway.flows.model import Survey
 from gateway.ids import Clock, IdFactory
 from gateway.logs import fields
-from gateway.model import Event, Inbound, Outbound, Respondent
+from gateway.model import Event, Inbound, Outbound, Respondent, iso
+from gateway.quiet import QuietHours
 from gateway.session import Session
 from gateway.store import DuplicateMessage, SessionRow, StepWrite, Store
 
@@ -39,11 +41,11 @@ class Result:
     completed: bool = False
     duplicate: bool = False
     answers: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    send_at: str | None = None  # an invitation held back by quiet hours goes out then
 
     def to_json(self) -> dict[str, Any]:
         """The result as stored for de-duplication and returned by the API."""
-        return {
+        out = {
             "status": self.outcome,
             "reason": self.reason,
             "response_id": self.response_id,
@@ -51,6 +53,9 @@ class Result:
             "completed": self.completed,
             "answers": self.answers,
         }
+        if self.send_at is not None:
+            out["send_at"] = self.send_at
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Result:
@@ -74,6 +79,7 @@ class Result:
             completed=bool(data.get("completed")),
             duplicate=True,
             answers=int(data.get("answers", 0)),
+            send_at=data.get("send_at"),
         )
 
 
@@ -97,12 +103,14 @@ class Gateway:
         clock: Clock,
         new_id: IdFactory,
         senders: frozenset[str] = frozenset(),
+        quiet: QuietHours | None = None,
     ):
         self.store = store
         self.surveys = dict(surveys)
         self.clock = clock
         self.new_id = new_id
         self.senders = senders  # channels that send their own prompts (outbound.<channel> events)
+        self.quiet = quiet
         self._secret = secret
         self._turns = _Turns()
         self._respondents: dict[str, Respondent] = {}
@@ -151,16 +159,27 @@ class Gateway:
                 )
             started = engine.start(survey, inbound, respondent, now, self.new_id)
             assert started.session is not None
+            send_at = now
+            if inbound.channel in self.senders:
+                # Quiet hours hold the invitation back; expiry and the reminder count from then.
+                send_at = self._send_time(started.session, now)
+                session = started.session.evolve(expires_at=send_at + survey.expiry)
+                if survey.remind_after is not None:
+                    session = session.evolve(remind_at=send_at + survey.remind_after)
+                started = replace(started, session=session)
+            assert started.session is not None
             result = Result(
                 "accepted",
                 response_id=started.session.response_id,
                 outbound=started.outbound,
+                send_at=iso(send_at) if send_at > now else None,
             )
             inbound_key = None
             if invitation_key is not None:
                 inbound_key = (inbound.channel, "invitation", invitation_key, result.to_json())
             to = (inbound.channel, inbound.address)
-            write = self._write(started, inbound_key, to)
+            not_before = send_at if send_at > now else None
+            write = self._write(started, inbound_key, to, not_before=not_before)
             await self._commit(inbound.channel, inbound.address, write, started.session)
         log.info("invitation", extra=fields(survey=survey.id, channel=inbound.channel))
         return result
@@ -205,6 +224,49 @@ class Gateway:
             await self._commit(channel, address, self._write(step), step.session)
             return Result("accepted", reason, response_id=session.response_id)
 
+    async def remind_due(self, limit: int = 100) -> int:
+        """Send the reminders that are due (or move them past quiet hours); returns how many
+        sessions were looked at."""
+        rows = await self.store.reminders_due(self.clock(), limit)
+        for row in rows:
+            await self._remind(row.channel, row.address, row.response_id)
+        return len(rows)
+
+    async def _remind(self, channel: str, address: str, response_id: str) -> None:
+        async with self._lock(channel, address):
+            session = await self._open_session(channel, address)
+            now = self.clock()
+            if session is None or session.response_id != response_id:
+                return  # answered, ended or replaced since the query
+            if session.remind_at is None or session.remind_at > now:
+                return
+            survey = self.surveys.get(session.survey_id)
+            usable = survey is not None and survey.version == session.survey_version
+            expired = session.expires_at is not None and session.expires_at <= now
+            if not usable or expired or session.reminded or channel not in self.senders:
+                # Nothing to remind of (the expiry sweep closes expired ones): clear it.
+                cleared = session.evolve(remind_at=None)
+                await self._commit(channel, address, self._write(engine.Step(cleared)), cleared)
+                return
+            assert survey is not None
+            send_at = self._send_time(session, now)
+            if send_at > now:
+                later = session.evolve(remind_at=send_at)
+                await self._commit(channel, address, self._write(engine.Step(later)), later)
+                return
+            step = engine.remind(survey, session, now)
+            await self._commit(
+                channel, address, self._write(step, to=(channel, address)), step.session
+            )
+        log.info("reminder", extra=fields(survey=session.survey_id, channel=channel))
+
+    def _send_time(self, session: Session, now: datetime) -> datetime:
+        """When a message Seda starts (invitation, reminder) may reach this respondent."""
+        if self.quiet is None or session.channel not in self.quiet.channels:
+            return now
+        zone = self.quiet.zone_for(session.address, session.context)
+        return self.quiet.allowed_from(now, zone)
+
     async def expire_due(self, limit: int = 100) -> int:
         """Abandon open responses whose expiry has passed; returns how many."""
         rows = await self.store.expired_sessions(self.clock(), limit)
@@ -235,6 +297,15 @@ class Gateway:
             step = self._end(session, respondent, "survey_changed")
             return step, Result("ignored", "the survey was changed", session.response_id)
         step = engine.step(survey, session, inbound, respondent, now, self.new_id)
+        moved = step.session
+        if (
+            moved is not None
+            and moved.status == "open"
+            and survey.remind_after is not None
+            and not moved.reminded
+            and inbound.channel in self.senders
+        ):
+            step = replace(step, session=moved.evolve(remind_at=now + survey.remind_after))
         outcome: Outcome = "accepted" if step.accepted else "rejected"
         done = step.session is not None and step.session.status == "completed"
         result = Result(
@@ -289,6 +360,7 @@ class Gateway:
         inbound_key: tuple[str, str, str, dict[str, Any]] | None = None,
         to: tuple[str, str] | None = None,
         inbound: Inbound | None = None,
+        not_before: datetime | None = None,
     ) -> StepWrite:
         """What one step stores, in one transaction; `to` (channel, address) gets the prompts."""
         row = None
@@ -302,11 +374,12 @@ class Gateway:
                 status=s.status,
                 data=s.to_row(),
                 expires_at=s.expires_at,
+                remind_at=s.remind_at,
             )
         all_events = list(step.events)
         inline = inbound is not None and inbound.answered_inline
         if to is not None and to[0] in self.senders and step.outbound and not inline:
-            all_events.append(self._prompts_event(step, *to, inbound))
+            all_events.append(self._prompts_event(step, *to, inbound, not_before))
         events = tuple(
             (event.response_id or _respondent_key(event.data), event.to_json())
             for event in all_events
@@ -332,7 +405,12 @@ class Gateway:
         )
 
     def _prompts_event(
-        self, step: engine.Step, channel: str, address: str, inbound: Inbound | None
+        self,
+        step: engine.Step,
+        channel: str,
+        address: str,
+        inbound: Inbound | None,
+        not_before: datetime | None = None,
     ) -> Event:
         session = step.session
         response_id = session.response_id if session else None
@@ -347,6 +425,8 @@ class Gateway:
             "language": step.outbound[0].language,
             "prompts": [o.to_json() for o in step.outbound],
         }
+        if not_before is not None:
+            data["not_before"] = iso(not_before)
         return Event(self.new_id(), f"outbound.{channel}", response_id, self.clock(), data)
 
     def _lock(self, channel: str, address: str) -> _Turn:

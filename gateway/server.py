@@ -7,9 +7,9 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from aiohttp import web
 from prometheus_client.core import Metric
@@ -24,6 +24,7 @@ from gateway.forwarder import Forwarder, RetryPolicy
 from gateway.ids import Clock, IdFactory, system_clock
 from gateway.logs import fields
 from gateway.metrics import CONTENT_TYPE, Metrics, counter_family
+from gateway.quiet import QuietHours, QuietHoursError
 from gateway.router import Gateway
 from gateway.store import Store
 
@@ -33,7 +34,7 @@ GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 FORWARDER: web.AppKey[Forwarder] = web.AppKey("forwarder", Forwarder)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-EXPIRY_SWEEP_SECONDS = 30.0
+SWEEP_SECONDS = 30.0
 
 
 async def create_app(config: Config, clock: Clock = system_clock) -> web.Application:
@@ -55,7 +56,7 @@ async def create_app(config: Config, clock: Clock = system_clock) -> web.Applica
     senders = frozenset(name for name, f in factories.items() if registry.sends_prompts(f))
     store, gateway = await _open_core(config, surveys, senders, clock)
     try:
-        channels = {name: make(gateway, config.channels[name]) for name, make in factories.items()}
+        channels = {name: make(gateway, _spec(config, name)) for name, make in factories.items()}
         backends: dict[str, Backend] = {
             name: build_backend(name, spec, clock=clock) for name, spec in config.backends.items()
         }
@@ -108,9 +109,22 @@ async def create_app(config: Config, clock: Clock = system_clock) -> web.Applica
     return app
 
 
+def _spec(config: Config, name: str) -> Mapping[str, Any]:
+    """A channel's config block; the top-level `speech:` block (speech models by language) is
+    shared by every channel that hears voice, unless the channel's own block sets one."""
+    spec = config.channels[name]
+    if config.speech and "speech" not in spec:
+        return {**spec, "speech": config.speech}
+    return spec
+
+
 async def _open_core(
     config: Config, surveys: dict[str, Survey], senders: frozenset[str], clock: Clock
 ) -> tuple[Store, Gateway]:
+    try:
+        quiet = QuietHours.from_config(config.quiet_hours)
+    except QuietHoursError as exc:
+        raise ConfigError(f"{config.path}: {exc}") from None
     routes: dict[str, frozenset[str] | None] = {
         name: event_types(spec) for name, spec in config.backends.items()
     }
@@ -124,6 +138,7 @@ async def _open_core(
         clock=clock,
         new_id=IdFactory(clock),
         senders=senders,
+        quiet=quiet,
     )
     return store, gateway
 
@@ -180,13 +195,18 @@ def _running(
 
 
 async def _sweep_expired(gateway: Gateway) -> None:
+    """Close expired responses and send due reminders, every SWEEP_SECONDS."""
     while True:
-        await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
+        await asyncio.sleep(SWEEP_SECONDS)
         try:
             while await gateway.expire_due() > 0:
                 pass
         except Exception:
             log.exception("expiry sweep failed")
+        try:
+            await gateway.remind_due(limit=1000)  # the rest at the next sweep
+        except Exception:
+            log.exception("reminder sweep failed")
 
 
 def _live_counters(gateway: Gateway, forwarder: Forwarder) -> Iterable[Metric]:

@@ -30,6 +30,8 @@ class Session:
     context: dict[str, str] = field(default_factory=dict)
     answers: dict[str, Any] = field(default_factory=dict)  # question id -> normalised value
     line: str | None = None  # the channel endpoint the respondent talks to (SMS line, bot, ...)
+    remind_at: datetime | None = None  # when the survey's one reminder is due, if it is
+    reminded: bool = False  # the reminder went out (one per response)
 
     def evolve(self, **changes: Any) -> Session:
         """A copy with some fields changed."""
@@ -48,6 +50,7 @@ class Session:
         data["started_at"] = self.started_at.isoformat()
         data["updated_at"] = self.updated_at.isoformat()
         data["expires_at"] = self.expires_at.isoformat() if self.expires_at else None
+        data["remind_at"] = self.remind_at.isoformat() if self.remind_at else None
         return data
 
     def to_row(self) -> dict[str, Any]:
@@ -72,6 +75,8 @@ class Session:
             "context": dict(self.context),
             "answers": dict(self.answers),
             "line": self.line,
+            "remind_at": self.remind_at,
+            "reminded": self.reminded,
         }
 
     @classmethod
@@ -96,4 +101,6 @@ class Session:
             context=dict(data.get("context", {})),
             answers=dict(data.get("answers", {})),
             line=data.get("line"),
+            remind_at=datetime.fromisoformat(remind) if (remind := data.get("remind_at")) else None,
+            reminded=bool(data.get("reminded", False)),
         )

@@ -204,8 +204,9 @@ class Store:
         for write in writes:
             if (s := write.session) is not None:
                 expires = None if s.expires_at is None else to_ts(s.expires_at)
+                remind = None if s.remind_at is None else to_ts(s.remind_at)
                 key = (s.response_id, s.channel, s.address, s.survey_id, s.status)
-                rows["sessions"].append((*key, dumps(s.data), now, expires))
+                rows["sessions"].append((*key, dumps(s.data), now, expires, remind))
             for answer in write.answers:
                 ids = (answer["id"], answer["response_id"], answer["question_id"])
                 rows["answers"].append((*ids, dumps(answer), now))
@@ -215,10 +216,13 @@ class Store:
             for order_key, event in write.events:
                 event_id, event_type, payload = str(event["id"]), str(event["type"]), dumps(event)
                 public = not event_type.startswith(PRIVATE_PREFIX)
+                # Prompts held back by quiet hours carry the moment they may go out.
+                not_before = (event.get("data") or {}).get("not_before")
+                due = datetime.fromisoformat(not_before).timestamp() if not_before else now
                 for backend, types in self._backends.items():
                     if (public and types is None) or (types is not None and event_type in types):
                         item = (event_id, backend, order_key, event_type, payload)
-                        rows["outbox"].append((*item, now, now, now))
+                        rows["outbox"].append((*item, due, now, now))
             for respondent_id, reason in write.suppress:
                 suppressed[respondent_id] = reason
             for respondent_id in write.unsuppress:
@@ -323,6 +327,15 @@ class Store:
         rows = await self._read(
             "SELECT * FROM sessions WHERE status = 'open' AND expires_at IS NOT NULL"
             " AND expires_at <= ? ORDER BY expires_at LIMIT ?",
+            (to_ts(now), limit),
+        )
+        return [session_row(row) for row in rows]
+
+    async def reminders_due(self, now: datetime, limit: int = 100) -> list[SessionRow]:
+        """Open sessions whose reminder time has passed, oldest first."""
+        rows = await self._read(
+            "SELECT * FROM sessions WHERE status = 'open' AND remind_at IS NOT NULL"
+            " AND remind_at <= ? ORDER BY remind_at LIMIT ?",
             (to_ts(now), limit),
         )
         return [session_row(row) for row in rows]

@@ -22,10 +22,11 @@ OUTBOX_COLUMNS = (
 # What a group commit runs, in this order, each as one executemany over the whole batch.
 STEP_SQL: dict[str, str] = {
     "sessions": "INSERT INTO sessions (response_id, channel, address, survey_id, status, data,"
-    " updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " updated_at, expires_at, remind_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (response_id) DO UPDATE SET channel = excluded.channel,"
     " address = excluded.address, survey_id = excluded.survey_id, status = excluded.status,"
-    " data = excluded.data, updated_at = excluded.updated_at, expires_at = excluded.expires_at",
+    " data = excluded.data, updated_at = excluded.updated_at, expires_at = excluded.expires_at,"
+    " remind_at = excluded.remind_at",
     "answers": "INSERT INTO answers (id, response_id, question_id, data, created_at)"
     " VALUES (?, ?, ?, ?, ?)",
     "inbound_ids": "INSERT INTO inbound_ids (channel, provider, message_id, result, created_at)"
@@ -75,6 +76,7 @@ class SessionRow:
     status: str  # open | completed | abandoned
     data: dict[str, Any]
     expires_at: datetime | None
+    remind_at: datetime | None = None  # when the one reminder is due (sender channels only)
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,12 @@ MIGRATIONS: tuple[str, ...] = (
         reason TEXT NOT NULL
     );
     """,
+    # 2: reminders (one per response, on channels where Seda sends the messages).
+    """
+    ALTER TABLE sessions ADD COLUMN remind_at REAL;
+    CREATE INDEX sessions_open_remind
+        ON sessions (remind_at) WHERE status = 'open' AND remind_at IS NOT NULL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -296,6 +304,7 @@ def session_row(row: sqlite3.Row) -> SessionRow:
         status=row["status"],
         data=jsoncodec.loads(row["data"]),
         expires_at=from_ts(row["expires_at"]),
+        remind_at=from_ts(row["remind_at"]),
     )
 
 

@@ -222,6 +222,13 @@ class _Checker:
     def run(self) -> dict[JsonPath, conditions.Expression]:
         for name in ("intro", "closing", "invalid"):
             self.texts((name,), self.data.get(name), required=name != "invalid")
+        reminder = _dict(self.data.get("reminder"))
+        self.texts(("reminder", "text"), reminder.get("text"), required=True)
+        after, expiry = reminder.get("after"), self.data.get("expiry", "24h")
+        spans = [x for x in (after, expiry) if isinstance(x, str) and _SPAN.fullmatch(x)]
+        if len(spans) == 2 and _span(spans[0]) >= _span(spans[1]):
+            message = f"reminder.after ({after}) must be shorter than expiry ({expiry})"
+            self.doc.error(("reminder", "after"), message)
         questions = _list(self.data.get("questions"))
         for i, question in enumerate(questions):
             qid = _dict(question).get("id")
@@ -412,16 +419,28 @@ def _build(data: dict[str, Any], path: Path, found: dict[JsonPath, Any]) -> Surv
             )
         )
     expiry = data.get("expiry", "24h")
+    reminder = _dict(data.get("reminder"))
+    after = reminder.get("after")
     return Survey(
         id=data["id"],
         version=data["version"],
         languages=tuple(data["languages"]),
         questions=tuple(questions),
-        expiry=timedelta(**{_EXPIRY_UNITS[expiry[-1]]: int(expiry[:-1])}),
+        expiry=_span(expiry),
         intro=_texts(data.get("intro")),
         closing=_texts(data.get("closing")),
         source=str(path),
+        remind_after=_span(after) if isinstance(after, str) else None,
+        reminder=_texts(reminder.get("text")),
     )
+
+
+_SPAN = re.compile(r"[1-9][0-9]{0,4}[mhd]")
+
+
+def _span(text: str) -> timedelta:
+    """30m, 24h, 7d (the schema checked the form)."""
+    return timedelta(**{_EXPIRY_UNITS[text[-1]]: int(text[:-1])})
 
 
 def _choice(choice: dict[str, Any]) -> Choice:

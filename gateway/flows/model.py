@@ -74,6 +74,10 @@ class Survey:
     intro: Mapping[str, str] = field(default_factory=dict)
     closing: Mapping[str, str] = field(default_factory=dict)
     source: str = ""
+    # One reminder after this long without a reply (channels where Seda sends the messages):
+    # `reminder` (optional, per language) and then the current question again.
+    remind_after: timedelta | None = None
+    reminder: Mapping[str, str] = field(default_factory=dict)
 
     def question(self, question_id: str) -> Question:
         """The question with this id (KeyError if none)."""

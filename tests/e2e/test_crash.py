@@ -102,7 +102,14 @@ async def test_sigkill_loses_no_acknowledged_reply(tmp_path: Path) -> None:
                 for d in receiver.deliveries
                 if d["event"]["type"] == "answer.recorded"
             }
-            if delivered >= set(load.acked):
+            # Each response's completion follows its last answer in the same order key: wait
+            # for those too, not only the answers.
+            ended = {
+                d["event"]["data"]["response_id"]
+                for d in receiver.deliveries
+                if d["event"]["type"] == "response.completed"
+            }
+            if delivered >= set(load.acked) and len(ended) >= RESPONDENTS:
                 break
             await asyncio.sleep(0.1)
     finally:

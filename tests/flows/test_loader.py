@@ -102,6 +102,10 @@ BAD: dict[str, list[str]] = {
         "14:11 warning: on SMS, replies 11 and 12 are the opt-out and opt-in codes",
         "21:5 nps has a fixed scale 0-10; remove min",
     ],
+    "reminder": [
+        "6:10 reminder.after (4h) must be shorter than expiry (4h)",
+        "7:9 reminder.text: missing en",
+    ],
     "scales": [
         "6:5 rating question 'no_max' needs min and max",
         "14:10 max (5) must be greater than min (5)",
@@ -352,3 +356,10 @@ def test_control_character_and_symlink_loop(tmp_path: Path) -> None:
     assert [shown(p) for p in validate_paths([looped])] == [
         "9:17 warning: audio file not found: loop.wav"
     ]
+
+
+def test_reminder_of_the_shipped_post_call_survey() -> None:
+    survey = load_survey(ROOT / "config/flows/post_call_nps.yaml")
+    assert survey.remind_after == timedelta(hours=4)
+    assert set(survey.reminder) == {"fa", "ar", "en"}
+    assert load_survey(ROOT / "config/flows/ticket_csat.yaml").remind_after is None

@@ -1,0 +1,189 @@
+"""Reminders and quiet hours on SMS, through the real app and a fake Twilio API on loopback.
+
+The app runs on a clock the test moves; the reminder sweep is called directly (the server
+runs the same call every 30 seconds).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+import pytest
+
+from gateway.config import ConfigError, load
+from gateway.server import GATEWAY, create_app
+from sms.twilio import signature
+from tests.answer_schema import assert_valid_answer
+from tests.conftest import write_config
+from tests.sms.helpers import PUBLIC, TWILIO_TOKEN, FakeProviders, answers, payload, twilio_line
+
+RESPONDENT = "tel:+989121234567"  # Iran: Asia/Tehran, UTC+03:30 all year
+QUIET = {"start": "21:00", "end": "08:00", "timezone": "UTC", "channels": ["sms"]}
+REMINDER = "یادآوری: نظر شما برای ما مهم است."
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def tehran(hour: int, minute: int = 0, day: int = 2) -> datetime:
+    """A moment given in Tehran's local time (UTC+03:30), as aware UTC."""
+    return datetime(2026, 3, day, hour, minute, tzinfo=UTC) - timedelta(hours=3, minutes=30)
+
+
+async def start(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any, clock: Clock, **extra: Any
+) -> tuple[Any, FakeProviders]:
+    fake = FakeProviders()
+    server = await aiohttp_server(fake.app())
+    line = twilio_line(base_url=str(server.make_url("")).rstrip("/"))
+    channels = {"api": {"enabled": True}, "sms": {"enabled": True, "lines": {"main": line}}}
+    path = write_config(tmp_path, channels=channels, **extra)
+    client = await aiohttp_client(await create_app(load(path), clock=clock))
+    return client, fake
+
+
+async def reply(client: Any, text: str, sid: str) -> str | None:
+    """A signed Twilio webhook from the respondent; the TwiML <Message> text, if any."""
+    request = payload("twilio/inbound_fa.http").with_form(Body=text, MessageSid=sid)
+    headers = dict(request.headers)
+    headers["X-Twilio-Signature"] = signature(PUBLIC + request.path, request.form(), TWILIO_TOKEN)
+    resp = await client.post(request.path, data=request.body, headers=headers)
+    assert resp.status == 200, await resp.text()
+    found = ElementTree.fromstring(await resp.text()).find("Message")
+    return found.text if found is not None else None
+
+
+async def invite(client: Any, **body: Any) -> dict[str, Any]:
+    data = {"survey": "post_call_nps", "respondent": RESPONDENT, "language": "fa",
+            "channel": "sms", **body}  # fmt: skip
+    resp = await client.post("/api/v1/invitations", json=data)
+    assert resp.status == 201, await resp.text()
+    result: dict[str, Any] = await resp.json()
+    return result
+
+
+async def test_persian_survey_with_a_reminder_and_an_opt_out(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    clock = Clock(tehran(10))
+    client, fake = await start(tmp_path, aiohttp_client, aiohttp_server, clock, quiet_hours=QUIET)
+    gateway = client.app[GATEWAY]
+    invited = await invite(client, context={"agent": "42"})
+    assert "send_at" not in invited  # 10:00 in Tehran: not held back
+    await fake.wait(1)
+
+    assert (await reply(client, "۳", "SM" + "1" * 32) or "").startswith("متأسفیم")
+    clock.now += timedelta(hours=3, minutes=59)
+    assert await gateway.remind_due() == 0  # 4h after the last reply, not before
+
+    clock.now += timedelta(minutes=2)
+    assert await gateway.remind_due() == 1
+    sent = await fake.wait(2)
+    body = sent[1]["body"]["Body"]
+    assert body.startswith(REMINDER) and "متأسفیم" in body  # then the open question again
+    assert body.endswith("لغو ۱۱") and sent[1]["body"]["To"] == "+989121234567"
+
+    clock.now += timedelta(hours=5)
+    assert await gateway.remind_due() == 0  # one reminder per response
+    assert (await reply(client, "صف طولانی بود", "SM" + "2" * 32) or "").startswith("آیا مشکل")
+    assert (await reply(client, "خیر", "SM" + "3" * 32) or "").startswith("از اینکه وقت")
+
+    state = await answers(client, invited["response_id"])
+    assert state["status"] == "completed"
+    assert {a["question_id"]: a["value"] for a in state["answers"]} == {
+        "nps": 3, "reason": "صف طولانی بود", "resolved": False}  # fmt: skip
+    for answer in state["answers"]:
+        assert_valid_answer(answer)
+        assert answer["context"] == {"agent": "42"}
+
+    assert await reply(client, "۱۱", "SM" + "4" * 32)  # the opt-out notice comes back
+    again = await client.post("/api/v1/invitations", json={
+        "survey": "post_call_nps", "respondent": RESPONDENT, "channel": "sms"})  # fmt: skip
+    assert again.status == 409
+    assert len(fake.sent) == 2  # the invitation and the reminder; the rest went by TwiML
+
+
+async def test_quiet_hours_hold_an_invitation_until_morning(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    clock = Clock(tehran(23))
+    client, fake = await start(tmp_path, aiohttp_client, aiohttp_server, clock, quiet_hours=QUIET)
+    invited = await invite(client)
+    morning = tehran(8, day=3)
+    assert datetime.fromisoformat(invited["send_at"]) == morning
+    with pytest.raises(AssertionError):
+        await fake.wait(1)  # nothing goes out in the night
+
+    clock.now = morning + timedelta(seconds=1)
+    sent = await fake.wait(1)  # the forwarder sends it once its time has come
+    assert sent[0]["body"]["Body"].startswith("از صفر تا ده")
+    session = await client.app[GATEWAY].store.session(invited["response_id"])
+    assert session is not None and session.expires_at == morning + timedelta(hours=24)
+    assert session.remind_at == morning + timedelta(hours=4)
+
+
+async def test_a_reminder_due_at_night_waits_for_morning(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    clock = Clock(tehran(18))
+    client, fake = await start(tmp_path, aiohttp_client, aiohttp_server, clock, quiet_hours=QUIET)
+    gateway = client.app[GATEWAY]
+    invited = await invite(client)
+    await fake.wait(1)
+    clock.now = tehran(22, 30)  # due at 22:00, inside quiet hours
+    assert await gateway.remind_due() == 1
+    session = await gateway.store.session(invited["response_id"])
+    assert session is not None and session.remind_at == tehran(8, day=3)
+    with pytest.raises(AssertionError):
+        await fake.wait(2)
+
+    clock.now = tehran(8, 1, day=3)
+    assert await gateway.remind_due() == 1
+    assert (await fake.wait(2))[1]["body"]["Body"].startswith(REMINDER)
+
+
+async def test_a_timezone_in_the_context_wins_over_the_number(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    clock = Clock(datetime(2026, 3, 2, 23, 0, tzinfo=UTC))  # 02:30 in Tehran, 23:00 in London
+    client, _ = await start(tmp_path, aiohttp_client, aiohttp_server, clock, quiet_hours=QUIET)
+    invited = await invite(client, context={"timezone": "Europe/London"})
+    assert datetime.fromisoformat(invited["send_at"]) == datetime(2026, 3, 3, 8, tzinfo=UTC)
+
+
+async def test_without_quiet_hours_nothing_waits_and_the_api_channel_gets_no_reminder(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    clock = Clock(tehran(23))
+    client, fake = await start(tmp_path, aiohttp_client, aiohttp_server, clock)
+    await invite(client)
+    await fake.wait(1)
+    api = await invite(client, channel="api", respondent="tel:+989121234568")
+    session = await client.app[GATEWAY].store.session(api["response_id"])
+    assert session is not None and session.remind_at is None
+
+
+@pytest.mark.parametrize(
+    ("quiet", "message"),
+    [
+        ({"start": "21:00", "end": "08:00", "timezone": "Mars/Olympus"}, "not a time zone"),
+        ({"start": "21:00", "end": "21:00"}, "start and end are the same"),
+        ({"start": "21:00", "end": "08:00", "zones": {"98": "Asia/Tehran"}}, "calling code"),
+        ({"start": "9pm", "end": "08:00"}, "start"),
+    ],
+)
+async def test_bad_quiet_hours_stop_the_start_with_a_clear_error(
+    tmp_path: Path, quiet: dict[str, Any], message: str
+) -> None:
+    path = write_config(tmp_path, quiet_hours=quiet)
+    with pytest.raises(ConfigError, match=message):
+        await create_app(load(path))
+    assert not (tmp_path / "seda.db").exists()  # refused before anything was opened
