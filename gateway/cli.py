@@ -1,18 +1,19 @@
-"""The `seda` command: run, validate, simulate, outbox."""
+"""The `seda` command: run, validate, simulate, outbox, models."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from gateway import engine, logs, outbox_cli
+from gateway import engine, logs, outbox_cli, registry
 from gateway.config import Config, ConfigError, load
-from gateway.flows.loader import SurveyError, load_surveys, validate_paths
+from gateway.flows.loader import Problem, SurveyError, load_surveys, validate_paths
 from gateway.ids import IdFactory, system_clock
 from gateway.model import Inbound, Outbound, Respondent
 
@@ -56,6 +57,17 @@ def _parser() -> argparse.ArgumentParser:
     outbox = sub.add_parser("outbox", help="inspect, retry and replay deliveries")
     outbox_cli.add_arguments(outbox)
     outbox.set_defaults(handler=_outbox)
+
+    models = sub.add_parser("models", help="speech recognition models (Vosk) by language")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    install = models_sub.add_parser("install", help="install a Vosk model for a language")
+    install.add_argument("language", help="language code: fa, ar, en, ko...")
+    install.add_argument("source", help="a model folder, a model .zip or an https URL of one")
+    install.add_argument("--sha256", default=None, help="refuse a .zip or download without it")
+    install.add_argument("--replace", action="store_true", help="replace an installed model")
+    install.set_defaults(handler=_models_install)
+    listing = models_sub.add_parser("list", help="configured and installed models")
+    listing.set_defaults(handler=_models_list)
     return parser
 
 
@@ -80,12 +92,46 @@ def _run(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     paths = args.paths or [Path("config/flows")]
     problems = validate_paths(paths)
+    problems += _channel_checks(args.config, paths)
     for problem in problems:
         print(problem)
     errors = sum(1 for p in problems if p.severity == "error")
     warnings = len(problems) - errors
     print(f"{errors} error(s), {warnings} warning(s)", file=sys.stderr)
     return 1 if errors else 0
+
+
+def _channel_checks(config_path: Path, paths: Sequence[Path]) -> list[Problem]:
+    """Warnings from enabled channels that check surveys against their limits (SMS parts)."""
+    if not config_path.exists():
+        return []
+    try:
+        try:
+            config = load(config_path)
+        except ConfigError:  # perhaps only secrets unset here: checks need none
+            config = load(config_path, env=_AnyEnv(os.environ))
+    except ConfigError as exc:
+        print(f"seda: channel checks skipped: {exc}", file=sys.stderr)
+        return []
+    found: list[Problem] = []
+    for name, spec in config.channels.items():
+        try:
+            check = getattr(registry.load(name), "check_surveys", None)
+        except registry.UnknownChannel:
+            continue
+        if callable(check):
+            found += check(spec, paths)
+    return found
+
+
+class _AnyEnv(dict[str, str]):
+    """The environment with every unset variable empty (channel checks read no secrets)."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __missing__(self, key: str) -> str:
+        return ""
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -145,6 +191,33 @@ def _show(outbound: Sequence[Outbound], stdout: TextIO) -> None:
         stdout.write(f"[{item.kind}] {item.text}\n")
         for code, label, key in item.choices:
             stdout.write(f"   {key or '-'}: {label} ({code})\n")
+
+
+def _speech_spec(path: Path) -> dict[str, object]:
+    return load(path).speech if path.exists() else {}
+
+
+def _models_install(args: argparse.Namespace) -> int:
+    from asr_models.install import InstallError, run_install
+
+    spec = _speech_spec(args.config)
+    try:
+        message = run_install(
+            args.language, args.source, spec, Path.cwd(), sha256=args.sha256, replace=args.replace
+        )
+    except InstallError as exc:
+        print(f"seda: {exc}", file=sys.stderr)
+        return 1
+    print(message)
+    return 0
+
+
+def _models_list(args: argparse.Namespace) -> int:
+    from asr_models.install import run_list
+
+    for line in run_list(_speech_spec(args.config), Path.cwd()):
+        print(line)
+    return 0
 
 
 def _outbox(args: argparse.Namespace) -> int:
