@@ -11,6 +11,11 @@ from typing import Any
 from aiohttp import web
 
 from gateway.config import ConfigError
+from gateway.flows.model import Question, Survey
+from gateway.router import Gateway
+from gateway.session import Session
+from gateway.store import SessionRow
+from social import render
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # bot and line names appear in webhook URLs
 
@@ -67,6 +72,53 @@ def answer(status: str, reason: str = "", code: int = 200, **extra: Any) -> web.
 def refuse(code: int, reason: str) -> web.Response:
     """A rejected request (4xx) that changed nothing."""
     return answer("rejected", reason, code=code)
+
+
+async def with_scales(gateway: Gateway, data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The event's prompts to send, a rating's with its bounds (for its buttons)."""
+    prompts = [dict(p) for p in data.get("prompts", []) if p.get("text")]
+    for index, prompt in enumerate(prompts):
+        if prompt.get("question_type") == "rating" and prompt.get("question_id"):
+            response_id = data.get("response_id")
+            found = await _rating(gateway, str(prompt["question_id"]), response_id)
+            if found is not None:
+                prompts[index] = render.with_scale(prompt, found)
+    return prompts
+
+
+async def _rating(gateway: Gateway, question_id: str, response_id: object) -> Question | None:
+    """A rating question by id: from the surveys when they agree on it, else the response's."""
+    found = [
+        q
+        for survey in gateway.surveys.values()
+        for q in survey.questions
+        if q.id == question_id and q.type == "rating"
+    ]
+    if len({(q.minimum, q.maximum) for q in found}) == 1:
+        return found[0]
+    if not found or not isinstance(response_id, str):
+        return None
+    row = await gateway.store.session(response_id)
+    survey = gateway.surveys.get(row.survey_id) if row is not None else None
+    return _question(survey, question_id)
+
+
+def open_question(gateway: Gateway, row: SessionRow | None) -> tuple[Question, Session] | None:
+    """The question an open session (as stored) waits for, and the session; None if none."""
+    if row is None:
+        return None
+    session = Session.from_json(row.data)
+    question = _question(gateway.surveys.get(session.survey_id), session.question_id or "")
+    return None if question is None else (question, session)
+
+
+def _question(survey: Survey | None, question_id: str) -> Question | None:
+    if survey is None:
+        return None
+    try:
+        return survey.question(question_id)
+    except KeyError:
+        return None
 
 
 def _dumps(payload: Any) -> str:

@@ -2,12 +2,14 @@
 
 Updates are processed in the request and acknowledged (200) only after the gateway committed,
 so Telegram redelivers whatever a crash interrupted; update_id de-duplicates the redelivery.
-Prompts go out through the outbox (deliver), never from the request.
+Prompts go out through the outbox (deliver), never from the request; only the refusal of a
+voice note, which stores nothing, is sent at once (social/voice.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dtm
 import json
 import logging
 import re
@@ -16,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 from telegram import Message, Update
-from telegram.error import InvalidToken, TelegramError
+from telegram.error import BadRequest, InvalidToken, TelegramError
 
 from gateway import engine
 from gateway.backends import DeliveryError
@@ -24,12 +26,20 @@ from gateway.config import ConfigError
 from gateway.logs import fields
 from gateway.model import Inbound, InputMode
 from gateway.router import Gateway, Rejected, Result, dedupe_key
-from gateway.session import Session
 from gateway.store import SessionRow
 from social import render
-from social.common import Progress, answer, entries, refuse, same_secret
+from social.common import (
+    Progress,
+    answer,
+    entries,
+    open_question,
+    refuse,
+    same_secret,
+    with_scales,
+)
 from social.telegram_bots import TelegramBot, build_bot
 from social.telegram_send import MAX_CALLBACK_DATA, delivery_error, keyboard
+from social.voice import Refused, VoiceNotes
 
 log = logging.getLogger("seda.telegram")
 
@@ -54,6 +64,7 @@ class TelegramChannel:
         self.bots = {name: build_bot(name, e) for name, e in entries(spec, "bots", CHANNEL).items()}
         self._tasks: set[asyncio.Task[None]] = set()
         self._progress = Progress()
+        self.voice = VoiceNotes(spec, f"channels.{CHANNEL}")
 
     def routes(self) -> list[web.RouteDef]:
         """The webhook route every bot shares."""
@@ -120,7 +131,7 @@ class TelegramChannel:
             raise DeliveryError(f"telegram bot {bot.name} is not ready yet", retryable=True)
         chat_id = _chat_id(str(data.get("address", "")))
         event_id = str(event.get("id", ""))
-        prompts = [p for p in data.get("prompts", []) if p.get("text")]
+        prompts = await with_scales(self.gateway, data)
         for index, prompt in enumerate(prompts):
             if index < self._progress.sent(event_id):
                 continue  # sent by an earlier attempt of this event
@@ -138,8 +149,10 @@ class TelegramChannel:
     async def _message(self, bot: TelegramBot, update: Update, message: Message) -> tuple[str, str]:
         if message.chat.type != "private":
             return "ignored", "surveys run in private chats only"
+        if message.voice is not None:
+            return await self._voice(bot, update, message)
         if message.text is None:
-            return "ignored", "only text messages and buttons are answers"
+            return "ignored", "only text, voice notes and buttons are answers"
         address = f"telegram:{message.chat.id}"
         message_id = f"{bot.name}:{update.update_id}"
         reply, language = message.text, None
@@ -211,17 +224,80 @@ class TelegramChannel:
 
     def _current_codes(self, row: SessionRow | None) -> frozenset[str]:
         """The codes the buttons of the respondent's current question send (the valid data)."""
-        if row is None:
+        current = open_question(self.gateway, row)
+        if current is None:
             return frozenset()
-        session = Session.from_json(row.data)
-        survey = self.gateway.surveys.get(session.survey_id)
-        if survey is None or session.question_id is None:
-            return frozenset()
+        question, session = current
+        prompt = engine.prompt_for(question, session.language).to_json()
+        return render.answer_codes(render.with_scale(prompt, question))
+
+    async def _voice(self, bot: TelegramBot, update: Update, message: Message) -> tuple[str, str]:
+        """A voice note: recognised against the current question's words, then a reply."""
+        voice = message.voice
+        assert voice is not None
+        if not self.voice.enabled:
+            return "ignored", "voice notes are turned off"
+        address = f"telegram:{message.chat.id}"
+        message_id = f"{bot.name}:{update.update_id}"
+        key = dedupe_key(address, message_id)
+        seen, row = await self.gateway.store.conversation(CHANNEL, address, bot.name, key)
+        if seen is not None:  # a redelivery: the same outcome, without hearing it again
+            return _status(Result.from_json(seen))
+        current = open_question(self.gateway, row)
+        if current is None:
+            return "ignored", "no open survey for this respondent"
+        question, session = current
         try:
-            question = survey.question(session.question_id)
-        except KeyError:
-            return frozenset()
-        return render.answer_codes(engine.prompt_for(question, session.language).to_json())
+            self.voice.refuse_early(_seconds(voice.duration), voice.file_size)
+            audio = await self._download(bot, voice.file_id)
+            if audio is None:
+                return "ignored", "the voice note could not be fetched"
+            heard = await self.voice.hear(audio, question, session.language)
+        except Refused as exc:
+            await self._tell(
+                bot, message.chat.id, self.voice.refusal(exc.refusal, session.language)
+            )
+            return "ignored", str(exc)
+        inbound = Inbound(
+            "reply",
+            CHANNEL,
+            bot.name,
+            address,
+            self.gateway.clock(),
+            text=heard.text if heard else "",  # nothing heard: an empty reply, asked again
+            input_mode="speech",
+            transcript=heard.text if heard else None,
+            confidence=heard.confidence if heard else None,
+            message_id=message_id,
+            line=bot.name,
+        )
+        return _status(await self.gateway.receive(inbound))
+
+    async def _download(self, bot: TelegramBot, file_id: str) -> bytes | None:
+        """getFile, then the file from the bot's file URL (capped); None when it cannot be had."""
+        try:
+            found = await bot.app.bot.get_file(file_id)
+        except BadRequest as exc:  # e.g. "file is too big" (over 20 MB): asking again won't help
+            log.info("getFile refused", extra=fields(bot=bot.name, error=type(exc).__name__))
+            return None
+        self.voice.refuse_early(None, found.file_size)
+        url = found.file_path or ""
+        if not url.startswith(("https://", "http://")):  # a local Bot API server's own path
+            log.warning("voice note has no file URL to fetch", extra=fields(bot=bot.name))
+            return None
+        audio = await bot.requests[0].download(url, self.voice.limits.max_bytes)
+        if audio is None:
+            raise Refused("too_long", "the voice note is bigger than max_bytes")
+        return audio
+
+    async def _tell(self, bot: TelegramBot, chat_id: int, text: str) -> None:
+        """A notice that is not part of the survey (nothing stored): sent now, best effort."""
+        try:
+            await bot.app.bot.send_message(chat_id, text)
+        except TelegramError as exc:
+            log.warning(
+                "could not send a notice", extra=fields(bot=bot.name, error=type(exc).__name__)
+            )
 
     async def _answer_query(self, bot: TelegramBot, query_id: str) -> None:
         """answerCallbackQuery, or the button keeps spinning in the respondent's app."""
@@ -351,6 +427,13 @@ def _chat_id(address: str) -> int:
     if scheme != CHANNEL or not re.fullmatch(r"-?[0-9]{1,20}", chat):
         raise DeliveryError("not a telegram:<chat id> address", retryable=False)
     return int(chat)
+
+
+def _seconds(duration: int | dtm.timedelta | None) -> float | None:
+    """A Telegram duration (seconds, or a timedelta with PTB_TIMEDELTA) in seconds."""
+    if isinstance(duration, dtm.timedelta):
+        return duration.total_seconds()
+    return None if duration is None else float(duration)
 
 
 def _language(message: Message) -> str | None:

@@ -75,6 +75,26 @@ class AiohttpRequest(BaseRequest):
         except aiohttp.ClientError as exc:
             raise NetworkError(f"connection to the Bot API failed: {type(exc).__name__}") from None
 
+    async def download(self, url: str, limit: int) -> bytes | None:
+        """GET a file from the Bot API's file URL: its bytes, None when bigger than `limit`."""
+        timeout = aiohttp.ClientTimeout(total=self._read_timeout + self._connect_timeout)
+        try:
+            async with self._client().get(url, timeout=timeout, allow_redirects=False) as response:
+                if response.status != 200:
+                    raise NetworkError(f"file download refused: HTTP {response.status}")
+                if (response.content_length or 0) > limit:
+                    return None
+                data = bytearray()
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    data += chunk
+                    if len(data) > limit:
+                        return None
+                return bytes(data)
+        except TimeoutError:
+            raise TimedOut("no answer from the Bot API file server in time") from None
+        except aiohttp.ClientError as exc:
+            raise NetworkError(f"file download failed: {type(exc).__name__}") from None
+
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(

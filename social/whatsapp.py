@@ -24,10 +24,21 @@ from gateway.backends import DeliveryError
 from gateway.config import ConfigError
 from gateway.logs import fields
 from gateway.model import Inbound
-from gateway.router import Gateway
-from social.common import Progress, answer, entries, number, refuse, same_secret, text
-from social.whatsapp_graph import GraphClient
-from social.whatsapp_messages import incoming, outgoing, template
+from gateway.router import Gateway, Result, dedupe_key
+from social.common import (
+    Progress,
+    answer,
+    entries,
+    number,
+    open_question,
+    refuse,
+    same_secret,
+    text,
+    with_scales,
+)
+from social.voice import Refused, VoiceNotes
+from social.whatsapp_graph import GraphClient, MediaError
+from social.whatsapp_messages import Incoming, incoming, outgoing, template
 
 log = logging.getLogger("seda.whatsapp")
 
@@ -66,6 +77,7 @@ class WhatsAppChannel:
         timeout = number(spec, "timeout", f"channels.{CHANNEL}", 10.0)
         self._graph = GraphClient(timeout=timeout or 10.0)
         self._progress = Progress()
+        self.voice = VoiceNotes(spec, f"channels.{CHANNEL}")
         # When each address last wrote to us: in memory only (see README: after a restart,
         # invitations use the template until the respondent writes again).
         self._last_inbound: dict[str, datetime] = {}
@@ -135,7 +147,7 @@ class WhatsAppChannel:
         if match is None:
             raise DeliveryError("not a whatsapp:+<number> address", retryable=False)
         to = match.group(1)
-        prompts = [p for p in data.get("prompts", []) if p.get("text")]
+        prompts = await with_scales(self.gateway, data)
         asks = any(p.get("kind") == "prompt" for p in prompts)
         if line.template is not None and asks and not self._window_open(address):
             name, language = line.template
@@ -170,6 +182,9 @@ class WhatsAppChannel:
                 continue
             address = f"whatsapp:+{got.sender}"
             self._seen(address)
+            if got.audio is not None:
+                outcomes.append(await self._voice(owner, address, got))
+                continue
             if got.reply is None:
                 outcomes.append(0)
                 continue
@@ -187,6 +202,60 @@ class WhatsAppChannel:
             result = await self.gateway.receive(inbound)
             outcomes.append(0 if result.outcome == "ignored" else 1)
         return outcomes
+
+    async def _voice(self, line: WhatsAppLine, address: str, got: Incoming) -> int:
+        """A voice note: recognised against the current question's words, then a reply."""
+        assert got.audio is not None
+        if not self.voice.enabled:
+            return 0
+        key = dedupe_key(address, got.wamid)
+        seen, row = await self.gateway.store.conversation(CHANNEL, address, line.name, key)
+        if seen is not None:  # a redelivery: the same outcome, without hearing it again
+            return 0 if Result.from_json(seen).outcome == "ignored" else 1
+        current = open_question(self.gateway, row)
+        if current is None:
+            return 0
+        question, session = current
+        limit = self.voice.limits.max_bytes
+        try:
+            audio = await self._graph.media(line.graph_base, got.audio, line.access_token, limit)
+            if audio is None:
+                raise Refused("too_long", "the voice note is bigger than max_bytes")
+            heard = await self.voice.hear(audio, question, session.language)
+        except Refused as exc:
+            refusal = self.voice.refusal(exc.refusal, session.language)
+            await self._tell(line, got.sender, refusal)
+            return 0
+        except MediaError as exc:
+            if exc.retryable:
+                raise  # a 5xx: Meta delivers the event again later
+            log.warning("voice note not fetched", extra=fields(line=line.name, error=str(exc)))
+            return 0
+        inbound = Inbound(
+            "reply",
+            CHANNEL,
+            line.name,
+            address,
+            self.gateway.clock(),
+            text=heard.text if heard else "",  # nothing heard: an empty reply, asked again
+            input_mode="speech",
+            transcript=heard.text if heard else None,
+            confidence=heard.confidence if heard else None,
+            message_id=got.wamid,
+            line=line.name,
+        )
+        result = await self.gateway.receive(inbound)
+        return 0 if result.outcome == "ignored" else 1
+
+    async def _tell(self, line: WhatsAppLine, to: str, text: str) -> None:
+        """A notice that is not part of the survey (nothing stored): sent now, best effort."""
+        message = outgoing({"kind": "notice", "text": text}, to)[0]
+        try:
+            await self._graph.send(
+                line.graph_base, line.phone_number_id, line.access_token, message
+            )
+        except DeliveryError as exc:
+            log.warning("could not send a notice", extra=fields(line=line.name, error=str(exc)))
 
     def _line_of(self, data: Mapping[str, Any]) -> WhatsAppLine:
         """The line the respondent talks to (the event's line); else the first one configured."""

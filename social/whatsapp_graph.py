@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -46,6 +48,47 @@ class GraphClient:
             return
         raise graph_error(status, _code(body), retry_after)
 
+    async def media(self, base: str, media_id: str, token: str, limit: int) -> bytes | None:
+        """A received media file (a voice note): GET /{media_id} for its URL, then the bytes
+        with the same token; None when it is bigger than `limit`. MediaError on failure."""
+        headers = {"Authorization": f"Bearer {token}"}
+        described = await self._get(f"{base}/{media_id}", headers, 64 * 1024)
+        try:
+            info = json.loads(described)
+            url, size = str(info["url"]), int(info.get("file_size") or 0)
+        except (ValueError, KeyError, TypeError):
+            raise MediaError("graph: the media description has no url", retryable=False) from None
+        if urlsplit(url).scheme != "https" and urlsplit(url).netloc != urlsplit(base).netloc:
+            raise MediaError("graph: the media URL is not https", retryable=False)
+        if size > limit:
+            return None
+        data = await self._get(url, headers, limit + 1)
+        if len(data) > limit:
+            return None
+        digest = info.get("sha256")
+        if isinstance(digest, str) and digest and hashlib.sha256(data).hexdigest() != digest:
+            raise MediaError("graph: the media file does not match its sha256", retryable=True)
+        return data
+
+    async def _get(self, url: str, headers: dict[str, str], limit: int) -> bytes:
+        """The body of a GET (at most `limit` bytes read); MediaError unless 200."""
+        try:
+            async with self._client().get(url, headers=headers, allow_redirects=False) as response:
+                status = response.status
+                data = bytearray()
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    data += chunk
+                    if len(data) >= limit:
+                        break
+        except TimeoutError:
+            raise MediaError("graph: no answer in time", retryable=True) from None
+        except aiohttp.ClientError as exc:
+            raise MediaError(f"graph: {type(exc).__name__}", retryable=True) from None
+        if status != 200:
+            error = graph_error(status, _code(bytes(data)), None)
+            raise MediaError(f"media download: {error}", retryable=error.retryable)
+        return bytes(data)
+
     async def close(self) -> None:
         """Close the connection pool."""
         if self._session is not None:
@@ -59,6 +102,14 @@ class GraphClient:
                 headers={"User-Agent": "seda-gateway"},
             )
         return self._session
+
+
+class MediaError(Exception):
+    """A media file could not be fetched; `retryable`: whether asking again later can help."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 def graph_error(status: int, code: int | None, retry_after: float | None) -> DeliveryError:

@@ -29,6 +29,7 @@ LIST_BUTTON = 20
 INTERACTIVE_BODY = 1024
 TEXT_BODY = 4096
 _SENDER = re.compile(r"^[0-9]{5,20}$")
+_MEDIA = re.compile(r"^[A-Za-z0-9_-]{1,100}$")  # a media id goes into a Graph API path
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Incoming:
     sender: str  # the user's WhatsApp number, digits only
     reply: str | None  # None: not an answer (an image, a reaction, a location, ...)
     input_mode: InputMode = "text"
+    audio: str | None = None  # the media id of a voice note or audio file, to recognise
 
 
 def incoming(message: Mapping[str, Any]) -> Incoming | None:
@@ -59,6 +61,10 @@ def incoming(message: Mapping[str, Any]) -> Incoming | None:
     elif kind == "button":  # a template's quick-reply button: its payload is the answer code
         reply = _get(message, "button", "payload") or _get(message, "button", "text")
         mode = "button"
+    elif kind == "audio":  # a voice note (audio.voice) or an audio file: heard, not read
+        media = _get(message, "audio", "id")
+        if isinstance(media, str) and _MEDIA.match(media):
+            return Incoming(wamid, sender, None, "speech", audio=media)
     if not isinstance(reply, str) or not reply.strip():
         reply = None
     return Incoming(wamid, sender, reply, mode)
@@ -95,8 +101,8 @@ def _lists(
     chunks = [options[at : at + size] for at in range(0, len(options), size)]
     messages = []
     for index, chunk in enumerate(chunks):
-        if render.is_scale(prompt):
-            label = f"{chunk[0][1]}–{chunk[-1][1]}"  # ۰–۵: the digits shown on the rows
+        if render.is_scale(prompt):  # ۰–۵: the numbers of the rows, in the language's digits
+            label = "–".join(render.localized(chunk[e][0], language) for e in (0, -1))
         else:
             label = render.word(render.CHOOSE, language)
             label += f" {index + 1}/{count}" if count > 1 else ""

@@ -12,6 +12,7 @@ from gateway.ids import Clock
 REGISTRY: dict[str, str] = {
     "jsonl": "gateway.backends.jsonl",
     "webhook": "gateway.backends.webhook",
+    "telegram_alert": "social.alerts",  # low-score alerts to a Telegram chat (social/README.md)
 }
 
 

@@ -26,12 +26,40 @@ class FakeGraphApi:
         self.paths: list[str] = []
         self.failures: list[tuple[int, dict[str, Any], dict[str, str]] | None] = []
         self.url = ""
+        self.media: dict[str, bytes] = {}  # media id -> content (voice notes users sent)
+        self.media_calls: list[str] = []  # paths of GET requests for media
 
     def app(self) -> web.Application:
         """The aiohttp application to serve."""
         app = web.Application()
         app.router.add_post("/v21.0/{phone_number_id}/messages", self.handle)
+        app.router.add_get("/v21.0/{media_id}", self.describe)
+        app.router.add_get("/whatsapp_business/attachments/", self.download)
         return app
+
+    async def describe(self, request: web.Request) -> web.Response:
+        """GET /{media_id}: where a received media file can be downloaded (for 5 minutes)."""
+        self.media_calls.append(request.path)
+        media_id = request.match_info["media_id"]
+        if request.headers.get("Authorization") != f"Bearer {ACCESS_TOKEN}":
+            return web.json_response({"error": {"code": 190}}, status=401)
+        if media_id not in self.media:
+            return web.json_response({"error": {"code": 100}}, status=400)
+        data = self.media[media_id]
+        url = f"{request.scheme}://{request.host}/whatsapp_business/attachments/?mid={media_id}"
+        return web.json_response({"messaging_product": "whatsapp", "url": url, "mime_type": "audio/ogg",
+                                  "sha256": hashlib.sha256(data).hexdigest(),
+                                  "file_size": str(len(data)), "id": media_id})  # fmt: skip
+
+    async def download(self, request: web.Request) -> web.Response:
+        """The media file itself; the access token is required here too."""
+        self.media_calls.append(request.path_qs)
+        media_id = request.query.get("mid", "")
+        if request.headers.get("Authorization") != f"Bearer {ACCESS_TOKEN}":
+            return web.Response(status=401)
+        if media_id not in self.media:
+            return web.Response(status=404)
+        return web.Response(body=self.media[media_id], content_type="audio/ogg")
 
     def fail_next(self, status: int, code: int, retry_after: str | None = None) -> None:
         """Make the next send fail with a Graph API error."""

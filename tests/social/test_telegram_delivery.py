@@ -105,13 +105,8 @@ async def test_prompts_without_buttons_and_with_choices(
     sent = bot_api.sent("sendMessage")
     assert sent[0]["reply_markup"] == {"inline_keyboard": [
         [{"text": "سرعت", "callback_data": "speed"}], [{"text": "ادب", "callback_data": "courtesy"}]]}  # fmt: skip
-    assert [b["text"] for b in sent[1]["reply_markup"]["inline_keyboard"][0]] == [
-        "١",
-        "٢",
-        "٣",
-        "٤",
-        "٥",
-    ]
+    assert [row[0]["text"] for row in sent[1]["reply_markup"]["inline_keyboard"]] == [
+        "⭐ غير راضٍ جدًا", "⭐⭐ غير راضٍ", "⭐⭐⭐ محايد", "⭐⭐⭐⭐ راضٍ", "⭐⭐⭐⭐⭐ راضٍ جدًا"]  # fmt: skip
     assert "reply_markup" not in sent[2] and "reply_markup" not in sent[3]
 
 
