@@ -69,6 +69,10 @@ class Forwarder:
         self._random = random
         self._grace = grace  # seconds stop() lets in-flight deliveries finish
         self._wakeups = {name: asyncio.Event() for name in self._backends}
+        # isinstance against a runtime Protocol walks its members (tens of µs): decide once.
+        self._batched = {
+            name: b for name, b in self._backends.items() if isinstance(b, BatchBackend)
+        }
         self._disabled_seen: dict[str, tuple[float, bool]] = {}  # name -> (checked at, disabled)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -126,7 +130,8 @@ class Forwarder:
         """Start deliveries for due heads; return how long to wait before looking again."""
         if await self._disabled(name):
             return self._poll
-        batched = isinstance(backend, BatchBackend)
+        batch_backend = self._batched.get(name)
+        batched = batch_backend is not None
         free = (BATCH if not inflight else 0) if batched else self._concurrency - len(inflight)
         if free <= 0:
             return self._poll  # a finishing delivery wakes the loop
@@ -134,9 +139,8 @@ class Forwarder:
         limit = free + len(inflight)  # the heads in flight are still pending, so may come back
         rows = await self._store.claim_ready(name, now, limit=limit)
         fresh = [r for r in rows if r.seq not in inflight][:free]
-        if batched and fresh:
-            assert isinstance(backend, BatchBackend)
-            task = asyncio.create_task(self._deliver_batch(backend, fresh))
+        if batch_backend is not None and fresh:
+            task = asyncio.create_task(self._deliver_batch(batch_backend, fresh))
             inflight.update(dict.fromkeys((r.seq for r in fresh), task))
         for row in [] if batched else fresh:
             inflight[row.seq] = asyncio.create_task(self._deliver(backend, row))
