@@ -1,8 +1,10 @@
 """The email channel: an SMTP server for replies on Seda's own loop, and mail that asks.
 
 Inbound: aiosmtpd's SMTP protocol served with `loop.create_server` (no extra thread), the
-handler in email_in.inbound. Outbound (the Sender capability): every batch of prompts becomes
-one email through the configured relay; scale, yes/no and choice questions get answer links.
+handler in email_in.inbound, at most `max_connections` connections at once (beyond: 421).
+Outbound (the Sender capability): every batch of prompts becomes one email through the
+configured relay, DKIM-signed when a key is configured; scale, yes/no and choice questions get
+answer links, and every email a one-click unsubscribe link (RFC 8058).
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import weakref
 from collections.abc import Mapping
 from dataclasses import replace
 from email.utils import parseaddr
@@ -20,12 +21,15 @@ from aiohttp import web
 from aiosmtpd.smtp import SMTP
 
 from email_in import texts
+from email_in.authenticity import Checker
 from email_in.compose import Headers, Letter, compose
 from email_in.inbound import InboundHandler
 from email_in.links import AnswerLinks
 from email_in.relay import RelayClient
 from email_in.settings import EmailSettings, parse
+from email_in.signing import Signer
 from email_in.tokens import Tokens
+from email_in.unsubscribe import Unsubscribe
 from gateway.backends import DeliveryError
 from gateway.logs import fields
 from gateway.router import Gateway
@@ -35,14 +39,31 @@ log = logging.getLogger("seda.email")
 _ADDRESS = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9.-]{1,253}$")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(?:-[A-Za-z0-9]{1,8})?$")
 _MESSAGE_ID = re.compile(r"^[!-;=?-~]{1,200}@[!-;=?-~]{1,200}$")  # no <, > or spaces
+BUSY = b"421 4.3.2 Too many connections, try again later\r\n"
 
 
 class _Connection(SMTP):
-    """aiosmtpd's protocol, tracked so that stop() can hang up open connections."""
+    """aiosmtpd's protocol, counted from creation until the connection is lost."""
 
-    def __init__(self, handler: Any, live: weakref.WeakSet[_Connection], **options: Any):
+    def __init__(self, handler: Any, live: set[_Connection], **options: Any):
         super().__init__(handler, **options)
+        self._live = live
         live.add(self)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        """Stop counting this connection."""
+        self._live.discard(self)
+        super().connection_lost(error)
+
+
+class _Busy(asyncio.Protocol):
+    """The answer to a connection beyond the cap: 421, then hang up (RFC 5321 section 3.1)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Say 421 and close."""
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(BUSY)
+        transport.close()
 
 
 class EmailChannel:
@@ -54,13 +75,22 @@ class EmailChannel:
         self.gateway = gateway
         self.settings: EmailSettings = parse(spec)
         self.tokens = Tokens(self.settings.token_secret)
+        authenticity = self.settings.authenticity
+        checker = None if authenticity.policy == "off" else Checker(authenticity)
         self.handler = InboundHandler(
-            gateway, self.tokens, self.settings.reply_domain, self.settings.max_recipients
+            gateway,
+            self.tokens,
+            self.settings.reply_domain,
+            self.settings.max_recipients,
+            checker,
         )
         self.links = AnswerLinks(gateway, self.tokens, self.settings.link_base)
+        self.unsubscribe = Unsubscribe(gateway, self.tokens, self.settings.link_base)
+        self.signer = Signer(self.settings.signing) if self.settings.signing else None
         self.relay = RelayClient(self.settings.relay, self.settings.hostname)
         self._server: asyncio.Server | None = None
-        self._live: weakref.WeakSet[_Connection] = weakref.WeakSet()
+        self._live: set[_Connection] = set()
+        self.refused_busy = 0  # connections answered 421 since start
 
     @property
     def port(self) -> int | None:
@@ -69,9 +99,14 @@ class EmailChannel:
             return None
         return int(self._server.sockets[0].getsockname()[1])
 
+    @property
+    def connections(self) -> int:
+        """SMTP connections open now."""
+        return len(self._live)
+
     def routes(self) -> list[web.RouteDef]:
-        """One-click answer links."""
-        return self.links.routes()
+        """One-click answer links and one-click unsubscribe."""
+        return [*self.links.routes(), *self.unsubscribe.routes()]
 
     async def start(self) -> None:
         """Listen for SMTP on the configured address."""
@@ -82,7 +117,12 @@ class EmailChannel:
         settings = self.settings
         context = settings.tls_context()
 
-        def connection() -> _Connection:
+        def connection() -> asyncio.Protocol:
+            if len(self._live) >= settings.max_connections:
+                self.refused_busy += 1
+                if self.refused_busy in (1, 10, 100) or self.refused_busy % 1000 == 0:
+                    log.warning("smtp busy", extra=fields(refused=self.refused_busy))
+                return _Busy()
             return _Connection(
                 self.handler,
                 self._live,
@@ -98,7 +138,15 @@ class EmailChannel:
             )
 
         self._server = await loop.create_server(connection, settings.host, settings.port)
-        log.info("smtp listening", extra=fields(port=self.port, starttls=context is not None))
+        log.info(
+            "smtp listening",
+            extra=fields(
+                port=self.port,
+                starttls=context is not None,
+                max_connections=settings.max_connections,
+                authenticity=settings.authenticity.policy,
+            ),
+        )
 
     async def stop(self) -> None:
         """Stop listening and hang up the connections still open."""
@@ -127,7 +175,7 @@ class EmailChannel:
         if response_id:
             links = await self.links.for_prompts(str(response_id), prompts, language)
         letter = Letter(to=to, language=language, prompts=prompts, links=links)
-        headers = self._headers(str(event.get("id", "")), response_id, language)
+        headers = self._headers(str(event.get("id", "")), response_id, language, address)
         answering = _reply_id(data.get("in_reply_to"))
         if answering is not None and headers.reply_to is not None:
             # Thread the next question under the respondent's own reply.
@@ -135,6 +183,8 @@ class EmailChannel:
                 headers, subject=f"Re: {headers.subject}", in_reply_to=f"<{answering}>"
             )
         message = compose(letter, headers)
+        if self.signer is not None:
+            message = self.signer.sign(message)
         await self.relay.send(message, self._envelope_sender(response_id), to)
         log.info("email sent", extra=fields(prompts=len(prompts)))
 
@@ -142,7 +192,9 @@ class EmailChannel:
         """Close the relay connections."""
         await self.relay.close()
 
-    def _headers(self, event_id: str, response_id: str | None, language: str) -> Headers:
+    def _headers(
+        self, event_id: str, response_id: str | None, language: str, address: str
+    ) -> Headers:
         settings = self.settings
         domain = settings.reply_domain
         subject = settings.subject.get(language) or texts.say(texts.SUBJECT, language)
@@ -158,6 +210,7 @@ class EmailChannel:
             date=self.gateway.clock(),
             reply_to=f"survey+{token}@{domain}",
             unsubscribe=f"unsubscribe+{token}@{domain}",
+            unsubscribe_url=self.unsubscribe.url(response_id, address),
             thread=f"<thread.{token}@{domain}>",
         )
 

@@ -1,8 +1,9 @@
 """Composing Seda's mail (invitations, next questions, closings).
 
 A text part and an HTML part (`lang` and `dir="rtl"` for Persian and Arabic), Reply-To the
-response's `survey+TOKEN` address, List-Unsubscribe to its `unsubscribe+TOKEN` address, and
-for scale, yes/no and choice questions one-click answer links.
+response's `survey+TOKEN` address, List-Unsubscribe to the one-click HTTPS URL (RFC 8058) and
+to its `unsubscribe+TOKEN` address, and for scale, yes/no and choice questions one-click
+answer links.
 
 The MIME skeleton is written here; the encodings come from the standard library's email
 package (RFC 2047 headers, addresses, dates) and base64. Building an EmailMessage took about
@@ -61,7 +62,8 @@ class Headers:
     message_id: str
     date: datetime
     reply_to: str | None = None
-    unsubscribe: str | None = None
+    unsubscribe: str | None = None  # the unsubscribe+TOKEN address
+    unsubscribe_url: str | None = None  # the one-click URL (RFC 8058)
     thread: str | None = None  # a fixed References id that keeps a response in one thread
     in_reply_to: str | None = None  # the respondent's email these prompts answer
 
@@ -72,6 +74,7 @@ def compose(letter: Letter, headers: Headers) -> bytes:
         *(headers.sender, headers.subject, headers.message_id, letter.to, letter.language),
         *(headers.reply_to or "", headers.thread or "", headers.unsubscribe or ""),
         headers.in_reply_to or "",
+        headers.unsubscribe_url or "",
     )
     if any("\r" in value or "\n" in value for value in values):
         raise ValueError("a header value holds a line break")
@@ -91,8 +94,7 @@ def compose(letter: Letter, headers: Headers) -> bytes:
     references = " ".join(r for r in (headers.thread, headers.in_reply_to) if r)
     if references:
         lines.append(f"References: {references}")
-    if headers.unsubscribe:
-        lines.append(f"List-Unsubscribe: <mailto:{headers.unsubscribe}?subject=unsubscribe>")
+    lines += _unsubscribe(headers)
     lines += [
         # RFC 3834: machines must not answer this (no vacation replies); Exchange's own switch.
         "Auto-Submitted: auto-generated",
@@ -109,6 +111,21 @@ def compose(letter: Letter, headers: Headers) -> bytes:
         "",
     ]
     return "\r\n".join(lines).encode("ascii")
+
+
+def _unsubscribe(headers: Headers) -> list[str]:
+    """List-Unsubscribe (RFC 2369), and List-Unsubscribe-Post (RFC 8058) for an HTTPS URL."""
+    targets = []
+    if headers.unsubscribe_url:
+        targets.append(f"<{headers.unsubscribe_url}>")
+    if headers.unsubscribe:
+        targets.append(f"<mailto:{headers.unsubscribe}?subject=unsubscribe>")
+    if not targets:
+        return []
+    lines = ["List-Unsubscribe: " + ",\r\n ".join(targets)]  # folded: one target a line
+    if headers.unsubscribe_url and headers.unsubscribe_url.startswith("https://"):
+        lines.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
+    return lines
 
 
 def asks_question(letter: Letter) -> bool:

@@ -1,9 +1,16 @@
 """The SMTP handler: recipients checked at RCPT, each message read and answered at DATA.
 
-Only `survey+`, `unsubscribe+` and `bounce+` addresses of the reply domain with a genuine token
-are accepted; anything else gets 550 at RCPT, so Seda never relays and never bounces. 250 comes
-only after the gateway has committed the answer (it de-duplicates on Message-ID); a failure is
-451 so that the sending server tries again.
+`survey+`, `unsubscribe+` and `bounce+` addresses of the reply domain with a genuine token are
+accepted. So is a `survey` address whose token is missing or damaged: at DATA the message is
+matched by its In-Reply-To/References (the Message-IDs Seda writes carry the signed token), then
+by its From address when that has exactly one open response and (unless authenticity checks
+are off) DKIM or SPF vouches for it; a message that matches nothing gets 550 at the end of
+DATA. Any other recipient gets 550 at RCPT, so Seda never relays and never bounces.
+
+The sender is checked (DKIM, SPF) per the channel's policy: `record` logs the result, `require`
+refuses what fails (550, or 451 when DNS did not answer). 250 comes only after the gateway has
+committed the answer (it de-duplicates on Message-ID); a failure is 451 so that the sending
+server tries again.
 """
 
 from __future__ import annotations
@@ -12,15 +19,17 @@ import email
 import hashlib
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import Message
+from email.utils import getaddresses
 from functools import lru_cache
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from email_in.authenticity import Checker, Verdict
 from email_in.automatic import Automatic, automatic
 from email_in.reply import answer_text
-from email_in.tokens import Recipient, Tokens
+from email_in.tokens import MAX_LOCAL_PART, Recipient, Tokens
 from gateway import replies
 from gateway.logs import fields
 from gateway.model import Inbound
@@ -29,7 +38,18 @@ from gateway.router import Gateway
 log = logging.getLogger("seda.email")
 
 _MESSAGE_ID = re.compile(r"^[\x21-\x7e]{1,250}$")
+_IDS = re.compile(r"<([^<>\s]{1,250})>")
+# The Message-IDs and thread ids Seda writes: <inv.TOKEN.N@reply-domain>, <thread.TOKEN@...>.
+_OUR_ID = re.compile(r"^(?:inv|thread)\.([a-z2-7]{42})(?:\.[0-9a-z]{1,64})?@([^@]+)$")
+_AUTHOR = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9.-]{1,253}$")
+MAX_THREAD_IDS = 50
 OK = "250 2.0.0 OK"
+NOT_MATCHED = (
+    "550 5.1.1 This message matches no survey: reply to the survey email itself, "
+    "keeping its reply address"
+)
+NOT_AUTHENTIC = "550 5.7.26 Sender not authenticated: no DKIM signature or SPF pass for its domain"
+NOT_CHECKED = "451 4.4.3 Sender authentication could not be completed, try again later"
 
 
 @dataclass(frozen=True)
@@ -39,16 +59,33 @@ class Reading:
     machine: Automatic | None
     message_id: str
     text: str
+    author: str | None = None  # the one From address, as written; None for none or several
+    threads: tuple[str, ...] = ()  # In-Reply-To, then References newest first (no brackets)
+    message: Message | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def author_domain(self) -> str | None:
+        """The domain of the From address, lower-cased."""
+        return self.author.rpartition("@")[2].lower() if self.author else None
 
 
 class InboundHandler:
     """aiosmtpd hooks for Seda's reply domain."""
 
-    def __init__(self, gateway: Gateway, tokens: Tokens, domain: str, max_recipients: int):
+    def __init__(
+        self,
+        gateway: Gateway,
+        tokens: Tokens,
+        domain: str,
+        max_recipients: int,
+        checker: Checker | None = None,
+    ):
         self.gateway = gateway
         self.tokens = tokens
         self.domain = domain
         self.max_recipients = max_recipients
+        self.checker = checker  # None: authenticity policy off
+        self.require = checker is not None and checker.settings.policy == "require"
         # RCPT and DATA both need the parsed recipient: check each token's HMAC once.
         self.recipient = lru_cache(maxsize=4096)(self._recipient)
 
@@ -60,13 +97,13 @@ class InboundHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
-        """Accept a recipient only if it is ours and carries a genuine token."""
+        """Accept a recipient of ours with a genuine token, or a survey address to match later."""
         if len(envelope.rcpt_tos) >= self.max_recipients:
             return "452 4.5.3 Too many recipients"
         _, at, host = address.rpartition("@")
         if not at or host.lower().rstrip(".") != self.domain:
             return "550 5.7.1 Relaying denied"
-        if self.recipient(address) is None:
+        if self.recipient(address) is None and not _survey_address(address):
             return "550 5.1.1 No such recipient here"
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
@@ -80,9 +117,27 @@ class InboundHandler:
         except Exception:
             log.warning("email could not be read")
             return "554 5.6.0 Message could not be read"
-        recipients = [self.recipient(address) for address in envelope.rcpt_tos]
+        found = [self.recipient(address) for address in envelope.rcpt_tos]
+        recipients = [r for r in found if r is not None]
+        verdict = await self._authenticate(raw, reading, session, envelope)
+        refusal = self._refusal(verdict, reading, recipients)
+        if refusal is not None:
+            return refusal
+        if not recipients:  # only survey addresses without a genuine token
+            if reading.machine is not None:
+                log.info("email automatic", extra=fields(reason=reading.machine.reason))
+                return f"{OK} ignored: automatic message"
+            try:
+                matched = await self.correlate(reading, verdict)
+            except Exception:
+                log.exception("email could not be matched")
+                return "451 4.3.0 Try again later"
+            if matched is None:
+                log.info("email refused", extra=fields(reason="matches no survey"))
+                return NOT_MATCHED
+            recipients = [matched]
         try:
-            outcome = await self.receive(reading, [r for r in recipients if r is not None])
+            outcome = await self.receive(reading, recipients)
         except Exception:
             log.exception("email could not be stored")
             return "451 4.3.0 Try again later"
@@ -114,6 +169,62 @@ class InboundHandler:
             else:
                 outcome = await self._reply(recipient, reading.text, message_id)
         return outcome
+
+    async def correlate(self, reading: Reading, verdict: Verdict | None) -> Recipient | None:
+        """The response a message without a genuine reply token answers, if one is certain.
+
+        First the thread: a Message-ID Seda wrote, named in In-Reply-To or References, carries
+        the response's signed token. Then the From address, when it has exactly one open email
+        response and (with authenticity checks on) DKIM or SPF vouches for its domain.
+        """
+        for message_id in reading.threads:
+            match = _OUR_ID.match(message_id.lower())
+            if match is None or match[2].rstrip(".") != self.domain:
+                continue
+            response_id = self.tokens.verify(match[1])
+            if response_id is not None:
+                log.info("email matched", extra=fields(by="thread"))
+                return Recipient("survey", response_id, match[1])
+        if reading.author is None or (verdict is not None and not verdict.aligned):
+            return None
+        rows = {}
+        for spelling in _spellings(reading.author):
+            row = await self.gateway.store.open_session("email", f"mailto:{spelling}")
+            if row is not None:
+                rows[row.response_id] = row
+        if len(rows) != 1:
+            return None
+        log.info("email matched", extra=fields(by="from"))
+        return Recipient("survey", next(iter(rows)), "")
+
+    async def _authenticate(
+        self, raw: bytes, reading: Reading, session: Session, envelope: Envelope
+    ) -> Verdict | None:
+        if self.checker is None or reading.message is None:
+            return None
+        peer = session.peer
+        peer_ip = str(peer[0]) if isinstance(peer, tuple) and peer else None
+        verdict = await self.checker.check(
+            raw,
+            reading.message,
+            reading.author_domain,
+            peer_ip,
+            session.host_name,
+            envelope.mail_from,
+        )
+        log.info("email authenticity", extra=fields(**verdict.fields()))
+        return verdict
+
+    def _refusal(
+        self, verdict: Verdict | None, reading: Reading, recipients: list[Recipient]
+    ) -> str | None:
+        """The reply under `require` to a message that is not authenticated, else None."""
+        if verdict is None or verdict.aligned or not self.require:
+            return None
+        if _report_to_bounce_address(reading, recipients):
+            return None
+        log.info("email refused", extra=fields(reason="not authenticated"))
+        return NOT_CHECKED if verdict.temporary else NOT_AUTHENTIC
 
     def _recipient(self, address: str) -> Recipient | None:
         return self.tokens.recipient(address, self.domain)
@@ -161,7 +272,14 @@ def read(raw: bytes, mail_from: str | None) -> Reading:
     message = parse(raw)
     machine = automatic(message, mail_from)
     text = "" if machine is not None else answer_text(message)
-    return Reading(machine, _message_id(message, raw), text)
+    return Reading(
+        machine,
+        _message_id(message, raw),
+        text,
+        author=_author(message),
+        threads=_threads(message),
+        message=message,
+    )
 
 
 def parse(raw: bytes) -> Message:
@@ -171,6 +289,47 @@ def parse(raw: bytes) -> Message:
     objects), twenty times this; Seda reads a few plain headers and decodes the body itself.
     """
     return email.message_from_bytes(raw)
+
+
+def _survey_address(address: str) -> bool:
+    """`survey@…` or `survey+…@…`: a reply address whose token may have been lost or damaged."""
+    local = address.rpartition("@")[0]
+    prefix = local.lower().partition("+")[0]
+    return prefix == "survey" and len(local.encode("utf-8")) <= MAX_LOCAL_PART
+
+
+def _report_to_bounce_address(reading: Reading, recipients: list[Recipient]) -> bool:
+    """A delivery report to a genuine bounce+TOKEN address (MTAs rarely sign their DSNs)."""
+    machine = reading.machine
+    report = machine is not None and machine.report
+    return report and any(r.purpose == "bounce" for r in recipients)
+
+
+def _author(message: Message) -> str | None:
+    try:
+        values = [str(v) for v in message.get_all("From") or []]
+        addresses = [address for _, address in getaddresses(values) if address]
+    except Exception:
+        return None
+    if len(addresses) != 1 or not _AUTHOR.match(addresses[0]):
+        return None
+    return addresses[0]
+
+
+def _threads(message: Message) -> tuple[str, ...]:
+    try:
+        replying = _IDS.findall(str(message.get("In-Reply-To", "") or ""))
+        references = _IDS.findall(str(message.get("References", "") or ""))
+    except Exception:
+        return ()
+    ids = [*replying, *reversed(references)]
+    return tuple(dict.fromkeys(ids))[:MAX_THREAD_IDS]
+
+
+def _spellings(address: str) -> list[str]:
+    """An address as written, with its domain lower-cased, and all lower-case."""
+    local, _, domain = address.rpartition("@")
+    return list(dict.fromkeys([address, f"{local}@{domain.lower()}", address.lower()]))
 
 
 def _message_id(message: Message, raw: bytes) -> str:

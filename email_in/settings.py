@@ -9,11 +9,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dkim.crypto
+
 from gateway.config import ConfigError
 
 _DOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9-]{1,63})+$")
 _ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
 MIB = 1024 * 1024
+POLICIES = ("off", "record", "require")
+_AUTHSERV_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$")
+_SELECTOR = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?$")
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,25 @@ class Relay:
 
 
 @dataclass(frozen=True)
+class Authenticity:
+    """How inbound mail's sender is checked: DKIM and SPF, or a trusted MTA's verdict."""
+
+    policy: str = "record"  # off | record (log the result) | require (550 unless it passes)
+    dns_server: tuple[str, int] | None = None  # host and port; None: the system's resolver
+    dns_timeout: float = 5.0  # seconds for all the lookups of one check
+    authserv_id: str | None = None  # trust this MTA's Authentication-Results instead
+
+
+@dataclass(frozen=True)
+class Signing:
+    """DKIM signing of Seda's own mail (RFC 6376), covering List-Unsubscribe (RFC 8058)."""
+
+    domain: str
+    selector: str
+    private_key: bytes = field(repr=False)  # PEM, PKCS#1 or PKCS#8
+
+
+@dataclass(frozen=True)
 class EmailSettings:
     """Everything the email channel is configured with."""
 
@@ -42,13 +66,16 @@ class EmailSettings:
     hostname: str = ""  # the name in the SMTP greeting; the reply domain when empty
     data_size_limit: int = MIB
     max_recipients: int = 10
-    timeout: float = 300.0  # seconds of silence before the SMTP server hangs up
+    timeout: float = 300.0  # seconds a command (DATA included) may take before a hang-up
+    max_connections: int = 100  # open SMTP connections; beyond: 421 and close
     tls_cert: Path | None = None
     tls_key: Path | None = None
     require_starttls: bool = False
     link_base: str | None = None  # Seda's public HTTP address, for one-click answer links
     verp: bool = True  # envelope sender bounce+TOKEN@reply-domain, so bounces come back here
     subject: Mapping[str, str] = field(default_factory=dict)
+    authenticity: Authenticity = field(default_factory=Authenticity)
+    signing: Signing | None = None
 
     def tls_context(self) -> ssl.SSLContext | None:
         """A server TLS context for STARTTLS, when a certificate is configured."""
@@ -96,12 +123,15 @@ def parse(spec: Mapping[str, Any]) -> EmailSettings:
         data_size_limit=_number(spec, "data_size_limit", MIB, 1024, 64 * MIB),
         max_recipients=_number(spec, "max_recipients", 10, 1, 1000),
         timeout=float(_number(spec, "timeout", 300, 1, 3600)),
+        max_connections=_number(spec, "max_connections", 100, 1, 100_000),
         tls_cert=cert,
         tls_key=key,
         require_starttls=require_tls,
         link_base=str(link_base).rstrip("/") if link_base else None,
         verp=_flag(spec, "verp", True),
         subject={str(k): str(v) for k, v in subject.items()},
+        authenticity=_authenticity(spec.get("authenticity", {})),
+        signing=_signing(spec.get("dkim")),
     )
     try:
         settings.tls_context()
@@ -126,6 +156,59 @@ def _relay(spec: Any) -> Relay:
         timeout=float(_number(spec, "timeout", 30, 1, 600, "relay.")),
         connections=_number(spec, "connections", 4, 1, 64, "relay."),
     )
+
+
+def _authenticity(spec: Any) -> Authenticity:
+    if not isinstance(spec, Mapping):
+        raise ConfigError("channels.email.authenticity: a mapping (policy, dns_server, ...)")
+    policy = spec.get("policy", "record")
+    if policy not in POLICIES:
+        raise ConfigError("channels.email.authenticity.policy: off, record or require")
+    server = spec.get("dns_server")
+    address = None
+    if server is not None:
+        host, colon, port = str(server).rpartition(":")
+        host = host.strip("[]")
+        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(
+                "channels.email.authenticity.dns_server: host:port, e.g. 127.0.0.1:53"
+            )
+        address = (host, int(port))
+    authserv_id = spec.get("authserv_id")
+    if authserv_id is not None and not _AUTHSERV_ID.match(str(authserv_id)):
+        raise ConfigError("channels.email.authenticity.authserv_id: your MTA's host name")
+    return Authenticity(
+        policy=str(policy),
+        dns_server=address,
+        dns_timeout=float(_number(spec, "dns_timeout", 5, 1, 60, "authenticity.")),
+        authserv_id=None if authserv_id is None else str(authserv_id).lower(),
+    )
+
+
+def _signing(spec: Any) -> Signing | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, Mapping):
+        raise ConfigError("channels.email.dkim: a mapping of domain, selector and private_key")
+    domain = str(spec.get("domain", "")).lower().rstrip(".")
+    if not _DOMAIN.match(domain):
+        raise ConfigError("channels.email.dkim.domain: the domain of the From address")
+    selector = str(spec.get("selector", "")).lower()
+    if not _SELECTOR.match(selector):
+        raise ConfigError("channels.email.dkim.selector: a DNS label such as seda2025")
+    path = _path(spec, "private_key")
+    if path is None:
+        raise ConfigError("channels.email.dkim.private_key: the file of the PEM private key")
+    try:
+        key = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"channels.email.dkim.private_key: cannot be read ({exc})") from None
+    key = key.replace(b"\r\n", b"\n")
+    try:
+        dkim.crypto.parse_pem_private_key(key)
+    except Exception:  # dkimpy raises several kinds for a bad file
+        raise ConfigError("channels.email.dkim.private_key: not a PEM RSA private key") from None
+    return Signing(domain, selector, key)
 
 
 def _text(spec: Mapping[str, Any], key: str) -> str:

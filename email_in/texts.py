@@ -57,6 +57,26 @@ PAGE_NOT_UNDERSTOOD = {
     "fa": "متأسفیم، این پاسخ ثبت نشد. لطفاً در جواب ایمیل بنویسید.",
     "ar": "عذراً، تعذّر تسجيل هذه الإجابة. يُرجى الرد على الرسالة بدلاً من ذلك.",
 }
+UNSUBSCRIBE_ASK = {
+    "en": "Receive no more surveys?",
+    "fa": "دیگر نظرسنجی دریافت نکنید؟",
+    "ar": "إيقاف استلام الاستطلاعات؟",
+}
+UNSUBSCRIBE_BUTTON = {
+    "en": "Unsubscribe",
+    "fa": "لغو اشتراک",
+    "ar": "إلغاء الاشتراك",
+}
+UNSUBSCRIBE_DONE = {
+    "en": "You are unsubscribed: you will receive no more surveys from us.",
+    "fa": "اشتراک شما لغو شد: دیگر از ما نظرسنجی دریافت نمی‌کنید.",
+    "ar": "تم إلغاء اشتراكك: لن تصلك منا استطلاعات بعد الآن.",
+}
+UNSUBSCRIBE_NOT_ONE_CLICK = {
+    "en": "This is not an unsubscribe request. Use the button on the page of this link.",
+    "fa": "این درخواست لغو اشتراک نیست. از دکمهٔ صفحهٔ همین پیوند استفاده کنید.",
+    "ar": "هذا ليس طلب إلغاء اشتراك. استخدم الزر في صفحة هذا الرابط.",
+}
 
 _DIGITS = {
     "fa": str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹"),

@@ -1,4 +1,5 @@
-"""The whole gateway with the email channel on loopback, and an aiosmtpd relay that records."""
+"""The whole gateway with the email channel on loopback, an aiosmtpd relay that records, and a
+DNS server on loopback that Seda's DKIM and SPF checks ask (policy `record` by default)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from gateway.server import GATEWAY, create_app
 from tests.answer_schema import assert_valid_answer
 from tests.conftest import write_config
 from tests.e2e.harness import free_port
+from tests.email.dns_server import Zone, serve
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "email"
 SECRET = "test-token-secret-0123456789"
@@ -94,6 +96,27 @@ def relay() -> Iterator[Relay]:
 
 
 @dataclass
+class Dns:
+    """The loopback DNS server the channel is pointed at, and what it serves."""
+
+    zone: Zone
+    port: int
+
+    @property
+    def server(self) -> str:
+        """The `dns_server` setting."""
+        return f"127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def dns() -> Iterator[Dns]:
+    """An empty zone (every name NXDOMAIN) until a test adds records."""
+    zone = Zone()
+    with serve(zone) as port:
+        yield Dns(zone, port)
+
+
+@dataclass
 class Seda:
     """The running gateway: HTTP client, core, SMTP port and the relay it sends through."""
 
@@ -102,6 +125,7 @@ class Seda:
     smtp_port: int
     relay: Relay
     tmp_path: Path
+    dns: Dns
 
     @property
     def gateway(self) -> Gateway:
@@ -134,8 +158,10 @@ class Seda:
 SedaFactory = Callable[..., Awaitable[Seda]]
 
 
-def email_spec(smtp_port: int, relay_port: int, **overrides: Any) -> dict[str, Any]:
-    """A `channels.email` block for tests."""
+def email_spec(
+    smtp_port: int, relay_port: int, dns_server: str, **overrides: Any
+) -> dict[str, Any]:
+    """A `channels.email` block for tests; DNS only from the loopback server."""
     spec: dict[str, Any] = {
         "enabled": True,
         "host": "127.0.0.1",
@@ -147,22 +173,26 @@ def email_spec(smtp_port: int, relay_port: int, **overrides: Any) -> dict[str, A
         "link_base": LINK_BASE,
         "timeout": 10,
     }
+    authenticity = {"dns_server": dns_server, "dns_timeout": 2}
+    authenticity.update(overrides.pop("authenticity", {}))  # never the machine's resolver
+    spec["authenticity"] = authenticity
     spec.update(overrides)
     return spec
 
 
 @pytest.fixture
 async def make_seda(
-    tmp_path: Path, aiohttp_client: Any, relay: Relay
+    tmp_path: Path, aiohttp_client: Any, relay: Relay, dns: Dns
 ) -> AsyncIterator[SedaFactory]:
     """Start the whole app (so the channel's start() runs) with email settings overridden."""
 
     async def make(**overrides: Any) -> Seda:
         port = free_port()
-        channels = {"api": {"enabled": True}, "email": email_spec(port, relay.port, **overrides)}
+        email = email_spec(port, relay.port, dns.server, **overrides)
+        channels = {"api": {"enabled": True}, "email": email}
         app = await create_app(load(write_config(tmp_path, channels=channels)))
         client = await aiohttp_client(app)
-        return Seda(client, app, port, relay, tmp_path)
+        return Seda(client, app, port, relay, tmp_path, dns)
 
     yield make
 
