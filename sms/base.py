@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
+import json
 import re
 import time
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -58,6 +59,7 @@ class Received:
     sender: str  # tel:+E.164
     text: str
     message_id: str | None
+    to: str | None = None  # the number it was sent to, when a polled provider says (routing)
 
 
 @dataclass(frozen=True)
@@ -90,18 +92,91 @@ class Provider(Protocol):
         """The synchronous webhook response, carrying `text` as a reply when given."""
         ...
 
-    async def send(self, http: aiohttp.ClientSession, to: str, text: str, key: str) -> None:
-        """Send one SMS through the provider's API (raise DeliveryError on failure)."""
+    async def send(self, http: aiohttp.ClientSession, to: str, text: str, key: str) -> str | None:
+        """Send one SMS through the provider's API (raise DeliveryError on failure).
+
+        Returns the provider's id for the message when its API gives one (for its reports).
+        """
         ...
+
+
+Known = Callable[[str], bool]
 
 
 @runtime_checkable
 class Poller(Protocol):
     """Optional capability: a provider whose inbound messages are fetched, not pushed."""
 
-    async def fetch(self, http: aiohttp.ClientSession) -> list[tuple[str, Received]]:
-        """Unread messages as (provider id, message); the provider marks them read."""
+    async def fetch(self, http: aiohttp.ClientSession, known: Known) -> list[tuple[str, Received]]:
+        """New messages as (provider id, message); raise PollError when the provider fails.
+
+        `known(id)` says whether Seda already holds a message, so a provider whose API returns
+        messages again (it does not mark them read) can tell where the new ones end.
+        """
         ...
+
+
+class PollError(Exception):
+    """A poll the provider did not answer usefully; the message names no secret and no number."""
+
+    def __init__(
+        self, provider: str, reason: str, status: int | None = None, *, auth: bool | None = None
+    ) -> None:
+        super().__init__(f"{provider}: {reason}")
+        self.status = status
+        self.auth = status in (401, 403) if auth is None else auth
+
+
+async def fetch_json(
+    http: aiohttp.ClientSession, provider: str, method: str, url: str, **kwargs: Any
+) -> Any:
+    """One poll request: the JSON body of a 2xx answer, else PollError (never the URL, which
+    may carry an API key, nor the body, which may carry numbers)."""
+    try:
+        async with http.request(method, url, timeout=TIMEOUT, **kwargs) as response:
+            status = response.status
+            body = await response.read()
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise PollError(provider, f"unreachable ({type(exc).__name__})") from None
+    if status in (401, 403):
+        raise PollError(provider, f"refused the credentials (HTTP {status})", status)
+    if status >= 300:
+        raise PollError(provider, f"answered HTTP {status}", status)
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise PollError(provider, "answered a body that is not JSON", status) from None
+
+
+async def call(
+    http: aiohttp.ClientSession, provider: str, method: str, url: str, **kwargs: Any
+) -> tuple[int, str]:
+    """One send request: status and body whatever the status (the provider module decides);
+    DeliveryError (retryable) only when the provider cannot be reached."""
+    try:
+        async with http.request(method, url, timeout=TIMEOUT, **kwargs) as response:
+            return response.status, await response.text()
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise DeliveryError(
+            f"{provider} unreachable ({type(exc).__name__})", retryable=True
+        ) from None
+
+
+def national(to: str, country: str | None) -> str:
+    """tel:+98912... -> 0912... on a line of that country, else 00 and the international number
+    (the form Iranian providers want)."""
+    number = e164(to)
+    home = f"+{country}" if country else None
+    return "0" + number[len(home) :] if home and number.startswith(home) else "00" + number[1:]
+
+
+def same_number(a: str, b: str) -> bool:
+    """Whether two spellings name the same line (3000..., +983000..., 00983000...)."""
+    x, y = (re.sub(r"\D", "", n).lstrip("0") for n in (a, b))
+    if not x or not y:
+        return False
+    short, long = sorted((x, y), key=len)
+    return long == short or (long.endswith(short) and long[: -len(short)] in ("98",))
 
 
 def tel(raw: str, country: str | None = None) -> str:

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from gateway.backends import DeliveryError
+from gateway.flows.loader import Problem
 from gateway.logs import fields
 from gateway.model import Inbound
 from gateway.router import Gateway
-from sms.base import Ignored, Line, Poller, Provider, Received, Refused, TokenBucket
+from sms.base import Ignored, Line, Poller, Provider, Received, Refused, TokenBucket, same_number
 from sms.polling import PollLoop
 from sms.segments import encoding, segments
 
@@ -28,17 +30,23 @@ PROVIDERS: Mapping[str, str] = {
     "jasmin": "sms.jasmin:Jasmin",
     "generic": "sms.generic:Generic",
     "kavenegar": "sms.kavenegar:Kavenegar",
+    "smsir": "sms.smsir:SmsIr",
+    "ghasedak": "sms.ghasedak:Ghasedak",
+    "melipayamak": "sms.melipayamak:Melipayamak",
 }
 WEBHOOK_REPLY = frozenset({"twilio", "kannel", "generic"})  # providers that can answer inline
+IRANIAN = frozenset({"kavenegar", "smsir", "ghasedak", "melipayamak"})
+IRAN_FOOTER = "لغو ۱۱"  # the regulator's opt-out footer for service lines (PROTOCOLS 1.8)
 MAX_BODY = 64 * 1024
+MAX_SEGMENTS = 10  # a line refuses longer messages unless configured otherwise
 
 
 class ConfigError(ValueError):
     """The channels.sms section is wrong; the message says where."""
 
 
-def make_line(name: str, spec: Mapping[str, Any]) -> Line:
-    """A Line from its gateway.yaml mapping, checked."""
+def make_line(name: str, spec: Mapping[str, Any], max_segments: int = MAX_SEGMENTS) -> Line:
+    """A Line from its gateway.yaml mapping, checked (`max_segments`: the channel's default)."""
     where = f"channels.sms.lines.{name}"
     provider = str(spec.get("provider"))
     if provider not in PROVIDERS:
@@ -53,17 +61,20 @@ def make_line(name: str, spec: Mapping[str, Any]) -> Line:
     rate = spec.get("rate")
     if rate is not None and (not isinstance(rate, int | float) or rate <= 0):
         raise ConfigError(f"{where}.rate must be a positive number of messages per second")
-    default_country = "98" if provider == "kavenegar" else None
+    segments = spec.get("max_segments", max_segments)
+    if not isinstance(segments, int) or isinstance(segments, bool) or segments < 1:
+        raise ConfigError(f"{where}.max_segments must be a whole number of SMS parts (1 or more)")
+    default_country = "98" if provider in IRANIAN else None
     return Line(
         name=name,
         provider=provider,
         number=number,
         reply=reply,
-        footer=str(spec.get("footer", "")),
+        footer=str(spec.get("footer", IRAN_FOOTER if provider in IRANIAN else "") or ""),
         rate=float(rate) if rate is not None else None,
         verify=bool(spec.get("verify_signatures", True)),
         public_url=spec.get("public_url"),
-        max_segments=int(spec.get("max_segments", 10)),
+        max_segments=segments,
         country=str(spec.get("country", default_country) or "") or None,
         spec=spec,
     )
@@ -92,7 +103,8 @@ def render(prompts: list[Mapping[str, Any]]) -> str:
 
 
 class SmsChannel:
-    """SMS lines at Twilio, Vonage, Plivo, Kannel, Jasmin, Kavenegar or a generic gateway."""
+    """SMS lines at Twilio, Vonage, Plivo, Kannel, Jasmin, the Iranian providers (Kavenegar,
+    SMS.ir, Ghasedak, Melipayamak; polled) or a generic gateway."""
 
     name = "sms"
 
@@ -102,7 +114,10 @@ class SmsChannel:
         if not isinstance(lines, Mapping) or not lines:
             raise ConfigError("channels.sms.lines must name at least one line")
         self.max_body = int(spec.get("max_body", MAX_BODY))
-        self.lines = {str(n): make_line(str(n), s or {}) for n, s in lines.items()}
+        segments = spec.get("max_segments", MAX_SEGMENTS)
+        if not isinstance(segments, int) or isinstance(segments, bool) or segments < 1:
+            raise ConfigError("channels.sms.max_segments must be a whole number of SMS parts")
+        self.lines = {str(n): make_line(str(n), s or {}, segments) for n, s in lines.items()}
         self.default_line = str(spec.get("default_line", next(iter(self.lines))))
         if self.default_line not in self.lines:
             raise ConfigError("channels.sms.default_line must name a configured line")
@@ -130,7 +145,7 @@ class SmsChannel:
                 )
         for name, provider in self.providers.items():
             if isinstance(provider, Poller):
-                loop = PollLoop(self.lines[name], provider, self._receive, self.http)
+                loop = PollLoop(self.lines[name], provider, self._receive_polled, self.http)
                 self._polls.append(loop)
                 loop.start()
 
@@ -183,6 +198,20 @@ class SmsChannel:
             return provider.answer(text)
         return provider.answer(None)
 
+    async def _receive_polled(self, line: Line, message: Received) -> Any:
+        """A polled message: on the line it was sent to (one account may serve several)."""
+        if message.to is None or same_number(message.to, line.number):
+            return await self._receive(line, message)
+        for other in self.lines.values():
+            if other.provider == line.provider and same_number(message.to, other.number):
+                return await self._receive(other, message)
+        # A number of the account that Seda does not serve: not a reply to any survey here.
+        key = (line.name, "message to a number Seda does not serve")
+        self.ignored[key] = self.ignored.get(key, 0) + 1
+        log.warning("sms polled message ignored: sent to a number no line here has",
+                    extra=fields(line=line.name, provider=line.provider))  # fmt: skip
+        return None
+
     async def _receive(self, line: Line, message: Received) -> Any:
         """Hand one message to the core; returns after the commit."""
         inbound = Inbound(
@@ -218,11 +247,12 @@ class SmsChannel:
         bucket = self.buckets.get(line.name)
         if bucket is not None:
             await bucket.take()
-        await self.providers[line.name].send(self.http(), data["address"], text, event["id"])
+        sent = await self.providers[line.name].send(self.http(), data["address"], text, event["id"])
         log.info(
             "sms sent",
             extra=fields(line=line.name, provider=line.provider, segments=parts,
-                         encoding=encoding(text), response_id=data.get("response_id")),
+                         encoding=encoding(text), response_id=data.get("response_id"),
+                         provider_id=sent),
         )  # fmt: skip
 
     def _line_for(self, data: Mapping[str, Any]) -> Line:
@@ -233,7 +263,19 @@ class SmsChannel:
 
     @staticmethod
     def _with_footer(line: Line, text: str) -> str:
-        return f"{text}\n{line.footer}" if line.footer and text else text
+        return with_footer(line.footer, text)
+
+    @staticmethod
+    def check_surveys(spec: Mapping[str, Any], paths: Sequence[Path]) -> list[Problem]:
+        """`seda validate`: a warning for each survey message longer than a line allows."""
+        from sms.checks import check_surveys
+
+        return check_surveys(spec, paths)
+
+
+def with_footer(footer: str, text: str) -> str:
+    """The text as sent on a line with this footer (on its own last line)."""
+    return f"{text}\n{footer}" if footer and text else text
 
 
 def _public_url(request: web.Request, line: Line) -> str:

@@ -10,7 +10,18 @@ import aiohttp
 from aiohttp import web
 
 from gateway.backends import DeliveryError
-from sms.base import TIMEOUT, Ignored, Line, Received, Refused, e164, post_checked, tel
+from sms.base import (
+    Ignored,
+    Known,
+    Line,
+    PollError,
+    Received,
+    Refused,
+    fetch_json,
+    national,
+    post_checked,
+    tel,
+)
 
 API = "https://api.kavenegar.com"
 
@@ -34,51 +45,46 @@ class Kavenegar:
         """Not used (no webhook)."""
         return web.json_response({"status": "ok"})
 
-    async def fetch(self, http: aiohttp.ClientSession) -> list[tuple[str, Received]]:
+    async def fetch(self, http: aiohttp.ClientSession, known: Known) -> list[tuple[str, Received]]:
         """GET receive.json?linenumber=..&isread=0 (at most 100, marked read by Kavenegar)."""
         url = f"{self.base}/v1/{self.key}/sms/receive.json"
         params = {"linenumber": self.line.number, "isread": "0"}
-        async with http.get(url, params=params, timeout=TIMEOUT) as response:
-            body = await response.text()
-            if response.status != 200:
-                raise RuntimeError(f"kavenegar answered {response.status}")
-        entries = _entries(body)
+        entries = _entries(await fetch_json(http, self.name, "GET", url, params=params))
         out: list[tuple[str, Received]] = []
         for entry in entries:
             message_id = str(entry["messageid"])
             sender = tel(str(entry["sender"]), self.line.country)
-            out.append((message_id, Received(sender, str(entry.get("message") or ""), message_id)))
+            text = str(entry.get("message") or "")
+            out.append((message_id, Received(sender, text, message_id)))  # this line's only
         return out
 
-    def _receptor(self, to: str) -> str:
-        number = e164(to)
-        home = f"+{self.line.country}" if self.line.country else None
-        return "0" + number[len(home) :] if home and number.startswith(home) else "00" + number[1:]
-
-    async def send(self, http: aiohttp.ClientSession, to: str, text: str, key: str) -> None:
+    async def send(self, http: aiohttp.ClientSession, to: str, text: str, key: str) -> str | None:
         """POST send.json (receptor, sender, message, localid: a retry is not sent twice)."""
         url = f"{self.base}/v1/{self.key}/sms/send.json"
         data = {
-            "receptor": self._receptor(to),
+            "receptor": national(to, self.line.country),
             "sender": self.line.number,
             "message": text,
             "localid": key,
         }
         _, body = await post_checked(http, self.name, url, data=data)
         try:
-            status = json.loads(body)["return"]["status"]
+            answer = json.loads(body)
+            status = answer["return"]["status"]
         except (ValueError, KeyError, TypeError):
             raise DeliveryError("kavenegar answered an unreadable body", retryable=True) from None
         if status != 200:
             raise DeliveryError(f"kavenegar status {status}", retryable=False)
+        entries = answer.get("entries") or [{}]
+        first = entries[0] if isinstance(entries[0], dict) else {}
+        return str(first["messageid"]) if "messageid" in first else None
 
 
-def _entries(body: str) -> list[dict[str, Any]]:
-    data = json.loads(body)
-    status = data.get("return", {}).get("status")
+def _entries(data: Any) -> list[dict[str, Any]]:
+    status = data.get("return", {}).get("status") if isinstance(data, dict) else None
     if status != 200:
-        raise RuntimeError(f"kavenegar status {status}")
+        raise PollError("kavenegar", f"status {status}")
     entries = data.get("entries") or []
     if not isinstance(entries, list):
-        raise RuntimeError("kavenegar entries is not a list")
+        raise PollError("kavenegar", "entries is not a list")
     return [e for e in entries if isinstance(e, dict) and "messageid" in e and "sender" in e]

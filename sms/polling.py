@@ -1,4 +1,14 @@
-"""Polling for providers that do not push (Kavenegar): fetch, spool, hand to the core, forget."""
+"""Polling for providers that do not push (Kavenegar, SMS.ir, Ghasedak, Melipayamak).
+
+Fetch, spool, hand to the core, remember. Two kinds of provider APIs are handled alike:
+- APIs that mark what they return as read (Kavenegar, SMS.ir's receive/latest): a fetched
+  message exists only here until the core has committed it, so with `spool: <file>` the batch
+  is written (fsync, atomic rename) before any of it is processed and reloaded at start;
+- APIs that return a message again on the next poll (an inbox read by offset, or one that does
+  not say whether it marks): every provider id already held is skipped (`seen`, kept in the
+  spool too), and the core's de-duplication by provider id refuses what slips through.
+Either way nothing is lost and nothing is answered twice.
+"""
 
 from __future__ import annotations
 
@@ -15,21 +25,23 @@ from typing import Any
 import aiohttp
 
 from gateway.logs import fields
-from sms.base import Line, Poller, Received
+from sms.base import Line, Poller, PollError, Received
 
 log = logging.getLogger("seda.sms.poll")
 
 Receive = Callable[[Line, Received], Awaitable[Any]]
+SEEN = 5000  # provider ids remembered per line (the core's de-duplication is the backstop)
+MAX_BACKOFF = 300.0  # seconds between polls at most while the provider keeps failing
 
 
 class PollLoop:
-    """Fetches a line's unread messages every `poll_interval` seconds.
+    """Fetches a line's new messages every `poll_interval` seconds (10).
 
-    The provider marks what it returns as read, so a fetched message exists only here until the
-    core has committed it. With `spool: <file>` configured the batch is written (fsync, atomic
-    rename) before any of it is processed and reloaded at start, so a crash loses nothing; without
-    it, messages fetched but not yet committed are lost if the process dies in that window.
-    A message whose processing fails stays pending (with those after it) for the next tick.
+    When the provider fails (its API down, 5xx, or the credentials refused), the loop waits
+    twice as long each time, up to `poll_max_backoff` seconds (300), and logs why (never the
+    key, the numbers or the text). The messages wait at the provider meanwhile: a failed poll
+    marks nothing read. A message whose processing fails stays pending (with those after it)
+    for the next tick.
     """
 
     def __init__(
@@ -44,9 +56,13 @@ class PollLoop:
         self.receive = receive
         self.http = http
         self.interval = float(line.spec.get("poll_interval", 10))
+        self.max_backoff = float(line.spec.get("poll_max_backoff", MAX_BACKOFF))
         spool = line.spec.get("spool")
         self.spool = Path(spool) if spool else None
         self.pending: OrderedDict[str, Received] = OrderedDict()
+        self.seen: OrderedDict[str, None] = OrderedDict()
+        self.failures = 0  # consecutive failed polls
+        self.polls = 0
         self._task: asyncio.Task[None] | None = None
         if self.spool is None:
             log.warning(
@@ -67,23 +83,28 @@ class PollLoop:
                 await self._task
             self._task = None
 
+    def known(self, key: str) -> bool:
+        """Whether this provider id is pending here or was already handed to the core."""
+        return key in self.pending or key in self.seen
+
+    def delay(self) -> float:
+        """Seconds until the next poll: the interval, doubled for each failure in a row."""
+        if not self.failures:
+            return self.interval
+        return min(self.max_backoff, self.interval * 2.0 ** min(self.failures, 30))
+
     async def _run(self) -> None:
         while True:
             await self.tick()
-            await asyncio.sleep(self.interval)
+            await asyncio.sleep(self.delay())
 
     async def tick(self) -> int:
-        """One round: retry what is pending, fetch what is new, process in order."""
-        try:
-            fetched = await self.provider.fetch(self.http())
-        except Exception as exc:  # the provider is down or answered nonsense: try next tick
-            log.warning(
-                "sms poll failed", extra=fields(line=self.line.name, error=type(exc).__name__)
-            )
-            fetched = []
-        for key, message in fetched:
-            self.pending.setdefault(key, message)
-        if fetched:
+        """One round: fetch what is new, spool it, process everything pending in order."""
+        fetched = await self._fetch()
+        fresh = [(k, m) for k, m in fetched if not self.known(k)]
+        for key, message in fresh:
+            self.pending[key] = message
+        if fresh:
             self._save()
         done = 0
         while self.pending:
@@ -95,29 +116,60 @@ class PollLoop:
                               extra=fields(line=self.line.name))  # fmt: skip
                 break
             del self.pending[key]
+            self._remember(key)
             done += 1
         if done:
             self._save()
         return done
 
+    async def _fetch(self) -> list[tuple[str, Received]]:
+        self.polls += 1
+        try:
+            fetched = await self.provider.fetch(self.http(), self.known)
+        except Exception as exc:  # down, refused, or nonsense: the messages wait at the provider
+            self.failures += 1
+            status = exc.status if isinstance(exc, PollError) else None
+            reason = str(exc) if isinstance(exc, PollError) else type(exc).__name__
+            event = "sms poll failed; retrying with backoff"
+            if isinstance(exc, PollError) and exc.auth:
+                event = "sms poll refused: check this line's credentials; retrying with backoff"
+            log.warning(event, extra=fields(line=self.line.name, provider=self.line.provider,
+                                            status=status, error=reason, failures=self.failures,
+                                            retry_in=round(self.delay(), 3)))  # fmt: skip
+            return []
+        if self.failures:
+            log.info("sms poll recovered", extra=fields(line=self.line.name, after=self.failures))
+        self.failures = 0
+        return fetched
+
+    def _remember(self, key: str) -> None:
+        self.seen[key] = None
+        self.seen.move_to_end(key)
+        while len(self.seen) > SEEN:
+            self.seen.popitem(last=False)
+
     def _load(self) -> None:
         if self.spool is None or not self.spool.exists():
             return
-        for item in json.loads(self.spool.read_text("utf-8")):
-            message = Received(item["sender"], item["text"], item["message_id"])
+        data = json.loads(self.spool.read_text("utf-8"))
+        items = data if isinstance(data, list) else data.get("pending", [])  # a list: older spool
+        for item in items:
+            message = Received(item["sender"], item["text"], item["message_id"], item.get("to"))
             self.pending.setdefault(item["key"], message)
+        for key in [] if isinstance(data, list) else data.get("seen", []):
+            self._remember(str(key))
         log.info("sms spool loaded", extra=fields(line=self.line.name, pending=len(self.pending)))
 
     def _save(self) -> None:
         if self.spool is None:
             return
-        items = [
-            {"key": k, "sender": m.sender, "text": m.text, "message_id": m.message_id}
+        pending = [
+            {"key": k, "sender": m.sender, "text": m.text, "message_id": m.message_id, "to": m.to}
             for k, m in self.pending.items()
         ]
         tmp = self.spool.with_suffix(self.spool.suffix + ".tmp")
         with tmp.open("w", encoding="utf-8") as out:
-            json.dump(items, out, ensure_ascii=False)
+            json.dump({"pending": pending, "seen": list(self.seen)}, out, ensure_ascii=False)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, self.spool)

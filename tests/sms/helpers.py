@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,10 @@ from gateway.server import create_app
 from tests.conftest import write_config
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "sms"
+RECORDED = {"smsir": "smsir/receive_latest.json", "ghasedak": "ghasedak/received.json",
+            "melipayamak": "melipayamak/get_messages.json"}  # fmt: skip
+SENT = {"smsir": "smsir/send_bulk.json", "ghasedak": "ghasedak/send_single.json",
+        "melipayamak": "melipayamak/send.json"}  # fmt: skip
 PUBLIC = "https://seda.example.com"
 TWILIO_ACCOUNT = "ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
 TWILIO_TOKEN = "twilio-test-token"
@@ -51,13 +56,36 @@ def payload(name: str) -> Payload:
     return Payload(method, path, headers, body.rstrip(b"\n"))
 
 
+POLL_PATHS = {
+    "/sms/receive.json": "kavenegar",
+    "/v1/receive/latest": "smsir",
+    "/GetReceivedSmses": "ghasedak",
+    "/api/SendSMS/GetMessages": "melipayamak",
+}
+KEYS = {"smsir": "smsir-test-key", "ghasedak": "ghasedak-test-key"}
+
+
 @dataclass
 class FakeProviders:
-    """Plays every provider's send (and Kavenegar's receive) API; records what was sent."""
+    """Plays every provider's send API and the polled providers' inboxes; records the sends.
+
+    `inbox` holds messages in each polled provider's own item shape (Kavenegar entries, SMS.ir
+    data items, Ghasedak items, Melipayamak Data rows), wrapped in the envelope of the recorded
+    answer under tests/data/sms/<provider>/. By default a poll hands them out once (the API
+    marks them read); with `keeps_read` every poll returns them again, read by offset.
+    """
 
     sent: list[dict[str, Any]] = field(default_factory=list)
-    inbox: list[dict[str, Any]] = field(default_factory=list)  # Kavenegar receive.json entries
-    fail: list[int] = field(default_factory=list)  # statuses to answer first, one per request
+    inbox: list[dict[str, Any]] = field(default_factory=list)  # messages not yet polled
+    fail: list[int] = field(default_factory=list)  # statuses to answer first, one per send
+    fail_polls: list[int] = field(default_factory=list)  # statuses answered to the next polls
+    fail_after_accept: list[int] = field(default_factory=list)  # accept, then answer this status
+    keeps_read: bool = False  # the provider returns read messages again
+    newest_first: bool = True  # the inbox order when read by offset
+    polls: list[tuple[str, float, dict[str, str]]] = field(default_factory=list)  # who, when, query
+    served: list[tuple[float, int]] = field(default_factory=list)  # when, how many messages
+    checks: list[dict[str, str]] = field(default_factory=list)  # Ghasedak CheckSmsStatus queries
+    send_status: dict[str, tuple[int, str]] = field(default_factory=dict)  # provider -> answer
 
     def app(self) -> web.Application:
         """The aiohttp application."""
@@ -68,11 +96,11 @@ class FakeProviders:
     async def handle(self, request: web.Request) -> web.Response:
         """Record a send and answer as the provider would."""
         path = request.path
-        if path.endswith("/sms/receive.json"):
-            entries, self.inbox[:] = list(self.inbox), []
-            return web.json_response(
-                {"return": {"status": 200, "message": "تایید شد"}, "entries": entries}
-            )
+        for suffix, provider in POLL_PATHS.items():
+            if path.endswith(suffix):
+                return await self.poll(provider, request)
+        if path.endswith("/CheckSmsStatus"):
+            return self.check_status(request)
         if request.content_type == "application/json":
             body: Any = await request.json()
         else:
@@ -82,6 +110,12 @@ class FakeProviders:
         if self.fail:
             return web.Response(status=self.fail.pop(0), text="failing as asked")
         self.sent.append(record)
+        if self.fail_after_accept:  # accepted, but the answer is lost on the way back
+            return web.Response(status=self.fail_after_accept.pop(0), text="answer lost")
+        for suffix, provider in (("/v1/send/bulk", "smsir"), ("/SendSingleSMS", "ghasedak"),
+                                 ("/api/SendSMS/SendSMS", "melipayamak")):  # fmt: skip
+            if path.endswith(suffix):
+                return self.send_answer(provider, request, record)
         if "Messages.json" in path:
             return web.json_response({"sid": "SM" + "0" * 32, "status": "queued"}, status=201)
         if path.endswith("/sms/send.json"):
@@ -103,6 +137,60 @@ class FakeProviders:
         if path == "/send":
             return web.Response(text='Success "b6ff2d35-27d0-4cd1-a5ec-2a2fa1a27c18"')
         return web.json_response({"status": "ok"})
+
+    async def poll(self, provider: str, request: web.Request) -> web.Response:
+        """One poll of a provider's inbox, checked for its credentials."""
+        form = dict(await request.post()) if request.method == "POST" else {}
+        query = {**request.query, **{k: str(v) for k, v in form.items()}}
+        self.polls.append((provider, time.monotonic(), query))
+        if self.fail_polls:
+            return web.Response(status=self.fail_polls.pop(0), text="failing as asked")
+        if provider in KEYS and KEYS[provider] not in request.headers.values():
+            return web.Response(status=401, body=(DATA / "smsir/invalid_key.json").read_bytes(),
+                                content_type="application/json")  # fmt: skip
+        if provider == "kavenegar":
+            entries, self.inbox[:] = list(self.inbox), []
+            return web.json_response(
+                {"return": {"status": 200, "message": "تایید شد"}, "entries": entries}
+            )
+        listed = self.inbox if self.newest_first else list(reversed(self.inbox))
+        start = int(query.get("index", 0))
+        count = int(query.get("count", 100))
+        page = listed[start : start + count]
+        self.served.append((time.monotonic(), len(page)))
+        if not self.keeps_read:
+            self.inbox[:] = [m for m in self.inbox if m not in page]
+        envelope = json.loads((DATA / RECORDED[provider]).read_text("utf-8"))
+        if provider == "smsir":
+            envelope["data"] = page
+        elif provider == "ghasedak":
+            envelope["data"]["items"] = page
+        else:
+            envelope["Data"] = page
+        return web.json_response(envelope, dumps=lambda d: json.dumps(d, ensure_ascii=False))
+
+    def check_status(self, request: web.Request) -> web.Response:
+        """Ghasedak CheckSmsStatus?Type=2&Ids=...: the sends with that ClientReferenceId."""
+        self.checks.append(dict(request.query))
+        envelope = json.loads((DATA / "ghasedak/check_status.json").read_text("utf-8"))
+        ids = request.query.getall("Ids", [])
+        template = envelope["data"][0]
+        envelope["data"] = [
+            {**template, "clientReferenceId": r["body"]["clientReferenceId"]}
+            for r in self.sent
+            if r["path"].endswith("/SendSingleSMS") and r["body"]["clientReferenceId"] in ids
+        ]
+        return web.json_response(envelope)
+
+    def send_answer(
+        self, provider: str, request: web.Request, record: dict[str, Any]
+    ) -> web.Response:
+        """The recorded answer of a provider's send API (or the one a test asked for)."""
+        if provider in KEYS and KEYS[provider] not in request.headers.values():
+            return web.Response(status=401, text="{}", content_type="application/json")
+        status, name = self.send_status.get(provider, (200, SENT[provider]))
+        return web.Response(status=status, body=(DATA / name).read_bytes(),
+                            content_type="application/json")  # fmt: skip
 
     async def wait(self, count: int) -> list[dict[str, Any]]:
         """The sends, once at least `count` arrived (fails after about 4 s)."""

@@ -68,6 +68,21 @@ async def test_token_bucket_limits_the_rate() -> None:
         ({"x": {"provider": "twilio", "number": "1"}}, "account_sid is required"),
         ({"x": {"provider": "generic", "secret": "s"}}, "number is required"),
         ({"x": {"provider": "generic", "number": "1", "secret": "s", "rate": 0}}, "rate must be"),
+        ({"x": {"provider": "smsir", "number": "3000"}}, "api_key is required for smsir"),
+        ({"x": {"provider": "smsir", "number": "+98 3000", "api_key": "k"}}, "the SMS.ir line's"),
+        ({"x": {"provider": "ghasedak", "number": "2100"}}, "api_key is required for ghasedak"),
+        (
+            {"x": {"provider": "melipayamak", "number": "5000", "username": "u"}},
+            "password is required for melipayamak",
+        ),
+        (
+            {"x": {"provider": "smsir", "number": "3000", "api_key": "k", "reply": "webhook"}},
+            "reply must be api",
+        ),
+        (
+            {"x": {"provider": "generic", "number": "1", "secret": "s", "max_segments": 0}},
+            "max_segments must be a whole number",
+        ),
     ],
 )
 def test_configuration_errors(lines: dict[str, Any], message: str) -> None:
@@ -75,3 +90,10 @@ def test_configuration_errors(lines: dict[str, Any], message: str) -> None:
     with pytest.raises(SmsConfigError) as caught:
         SmsChannel(cast(Gateway, None), {"enabled": True, "lines": lines})
     assert message in str(caught.value)
+
+
+def test_channel_wide_max_segments_must_be_a_number() -> None:
+    lines = {"x": {"provider": "generic", "number": "1", "secret": "s"}}
+    with pytest.raises(SmsConfigError) as caught:
+        SmsChannel(cast(Gateway, None), {"lines": lines, "max_segments": "2"})
+    assert "channels.sms.max_segments must be" in str(caught.value)

@@ -1,0 +1,172 @@
+"""Ghasedak (Iran): inbound by polling GetReceivedSmses, sends through SendSingleSMS (ApiKey)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from gateway.backends import DeliveryError
+from gateway.logs import fields
+from sms.base import (
+    Ignored,
+    Known,
+    Line,
+    PollError,
+    Received,
+    Refused,
+    call,
+    fetch_json,
+    national,
+    tel,
+)
+
+API = "https://gw.ghasedak.me/Rest/api/v1/WebService"
+PAGE = 100  # GetReceivedSmses returns the latest 100 (ghasedak's API reference)
+log = logging.getLogger("seda.sms.ghasedak")
+
+
+class Ghasedak:
+    """One Ghasedak line; no signed push exists, so its webhook refuses and it is polled.
+
+    GetReceivedSmses?IsRead=false returns the latest unread messages; whether reading them
+    marks them read is not documented. Both are safe here: a batch is spooled before it is
+    processed (in case it was marked read), and ids already held are skipped (in case the same
+    messages come back). Sends carry the outbox event id as ClientReferenceId, and a send
+    retried in the same process first asks CheckSmsStatus whether that id was already accepted.
+    """
+
+    name = "ghasedak"
+    methods = ("POST", "GET")
+
+    def __init__(self, line: Line, now: Callable[[], float]) -> None:
+        self.line = line
+        self.key = line.setting("api_key")
+        self.base = line.setting("base_url", API).rstrip("/")
+        self.max_pages = max(1, int(line.spec.get("max_pages", 10)))
+        self.headers = {"ApiKey": self.key, "Accept": "application/json"}
+        self._tried: set[str] = set()  # outbox ids sent once already (answer possibly lost)
+
+    async def parse(self, request: web.Request, url: str) -> Received | Ignored:
+        """Ghasedak lines are polled: an unsigned push cannot be trusted."""
+        raise Refused(403, "this line is polled; Seda does not accept unsigned pushes for it")
+
+    def answer(self, text: str | None) -> web.Response:
+        """Not used (no webhook)."""
+        return web.json_response({"status": "ok"})
+
+    async def fetch(self, http: aiohttp.ClientSession, known: Known) -> list[tuple[str, Received]]:
+        """GET GetReceivedSmses?LineNumber=..&IsRead=false, again while a full page is new."""
+        out: list[tuple[str, Received]] = []
+        held: set[str] = set()
+        params = {"LineNumber": self.line.number, "IsRead": "false"}
+        url = f"{self.base}/GetReceivedSmses"
+        for page in range(self.max_pages):
+            try:
+                answer = await fetch_json(http, self.name, "GET", url, params=params,
+                                          headers=self.headers)  # fmt: skip
+                items = _items(answer)
+            except PollError:
+                if page == 0:
+                    raise
+                break  # keep what the first pages brought: it may be marked read now
+            new = [m for m in map(self._message, items) if m and not (known(m[0]) or m[0] in held)]
+            held.update(key for key, _ in new)
+            out += new
+            if len(items) < PAGE or not new:
+                break
+        return out
+
+    def _message(self, item: Any) -> tuple[str, Received] | None:
+        if not isinstance(item, dict) or item.get("id") is None or not item.get("sender"):
+            return None
+        key = str(item["id"])
+        try:
+            sender = tel(str(item["sender"]), self.line.country)
+        except Refused:
+            log.warning("ghasedak message from a sender that is not a phone number; skipped",
+                        extra=fields(line=self.line.name, message_id=key))  # fmt: skip
+            return None
+        # Asked by LineNumber: every message is this line's (no `to`, nothing to route).
+        return key, Received(sender, str(item.get("message") or ""), key)
+
+    async def send(self, http: aiohttp.ClientSession, to: str, text: str, key: str) -> str | None:
+        """POST SendSingleSMS with ClientReferenceId = the outbox event id."""
+        if key in self._tried:
+            accepted = await self._accepted(http, key)
+            if accepted is not None:
+                return accepted  # the earlier attempt went through; its answer was lost
+        self._tried.add(key)
+        body = {
+            "lineNumber": self.line.number,
+            "receptor": national(to, self.line.country),
+            "message": text,
+            "clientReferenceId": key,
+            "udh": False,
+        }
+        status, raw = await call(
+            http, self.name, "POST", f"{self.base}/SendSingleSMS", json=body, headers=self.headers
+        )
+        answer = _json(raw)
+        if 200 <= status < 300 and isinstance(answer, dict) and answer.get("isSuccess") is True:
+            self._tried.discard(key)
+            data = answer.get("data") or {}
+            message_id = data.get("messageId") if isinstance(data, dict) else None
+            return None if message_id is None else str(message_id)
+        code = answer.get("statusCode") if isinstance(answer, dict) else None
+        error = _failure(status, code)
+        if not error.retryable:
+            self._tried.discard(key)  # never retried: nothing to check later
+        raise error
+
+    async def _accepted(self, http: aiohttp.ClientSession, key: str) -> str | None:
+        """Ghasedak's id for a message sent with this ClientReferenceId, if it has one."""
+        url = f"{self.base}/CheckSmsStatus"
+        try:
+            params = {"Type": "2", "Ids": key}  # Type 2: look up by ClientReferenceId
+            answer = await fetch_json(http, self.name, "GET", url, params=params,
+                                      headers=self.headers)  # fmt: skip
+        except PollError as exc:
+            raise DeliveryError(f"{exc} (checking an earlier send)", retryable=True) from None
+        items = answer.get("data") if isinstance(answer, dict) else None
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, dict) and str(item.get("clientReferenceId")) == key:
+                return str(item.get("messageId") or key)
+        return None
+
+
+def _failure(status: int, code: object) -> DeliveryError:
+    """A typed error for a refused send; the key, the receptor and the text never appear."""
+    if status in (401, 403) or code in (401, 403):
+        return DeliveryError(
+            f"ghasedak refused the API key (HTTP {status}, statusCode {code}); "
+            "fix the line's api_key, the send is retried",
+            retryable=True,
+        )
+    if status in (400, 404, 422) or code in (400, 422):
+        return DeliveryError(f"ghasedak refused the message (HTTP {status}, statusCode {code})",
+                             retryable=False)  # fmt: skip
+    return DeliveryError(f"ghasedak answered HTTP {status}, statusCode {code}", retryable=True)
+
+
+def _items(answer: Any) -> list[Any]:
+    if not isinstance(answer, dict) or answer.get("isSuccess") is not True:
+        code = answer.get("statusCode") if isinstance(answer, dict) else None
+        raise PollError("ghasedak", f"isSuccess false (statusCode {code})",
+                        auth=code in (401, 403))  # fmt: skip
+    data = answer.get("data") or {}
+    items = (data.get("items") or []) if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise PollError("ghasedak", "data.items is not a list")
+    return items
+
+
+def _json(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
