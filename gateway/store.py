@@ -46,6 +46,7 @@ class DuplicateMessage(StoreError):
 log = logging.getLogger(__name__)
 
 BATCH_CAP = 500  # writes per group commit
+LAZY_WAIT = 0.02  # seconds a batch of delivery marks alone waits for a step to share its commit
 # Events for Seda's own channels (prompts to send); backends with no `events` list never get them.
 PRIVATE_PREFIX = "outbound."
 
@@ -138,21 +139,39 @@ class Store:
             if item is None:
                 break
             batch = [item]
-            while len(batch) < BATCH_CAP:
+            stop = self._drain(batch)
+            # Marks of delivered outbox rows need no fsync of their own (a lost mark only means
+            # a repeat delivery, which backends de-duplicate): let them wait a moment for a
+            # step's commit to share. A step that arrives ends the wait at once.
+            while not stop and all(_lazy(write) for write, _ in batch):
                 try:
-                    item = self._queue.get_nowait()
-                except asyncio.QueueEmpty:
+                    async with asyncio.timeout(LAZY_WAIT):
+                        item = await self._queue.get()
+                except TimeoutError:
                     break
                 if item is None:
                     stop = True
                     break
                 batch.append(item)
+                stop = self._drain(batch)
             try:
                 await self._run_batch(batch)
             except Exception as exc:  # never let the writer die: fail this batch, go on
                 log.exception("store writer error")
                 for _, done in batch:
                     _resolve(done, StoreError(f"store writer error: {type(exc).__name__}"))
+
+    def _drain(self, batch: list[_Pending]) -> bool:
+        """Add what is queued (up to the cap) to `batch`; True if the stop marker came."""
+        while len(batch) < BATCH_CAP:
+            try:
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return False
+            if item is None:
+                return True
+            batch.append(item)
+        return False
 
     async def _run_batch(self, batch: list[_Pending]) -> None:
         errors = [await self._transaction([write for write, _ in batch])] * len(batch)
@@ -490,6 +509,11 @@ class Store:
         if self._closed:
             raise StoreError("store is closed")
         return await self._atomic(work)
+
+
+def _lazy(write: StepWrite) -> bool:
+    """Only marks delivered rows: may wait for company before committing."""
+    return bool(write.delivered) and write == StepWrite(delivered=write.delivered)
 
 
 def _resolve(done: asyncio.Future[None], error: BaseException | None) -> None:

@@ -366,3 +366,24 @@ async def test_a_session_is_stored_exactly_as_its_json(store: Store, moment: dat
     stored = await store.session(live.response_id)
     assert stored is not None and stored.data == live.to_json()
     assert Session.from_json(stored.data) == live
+
+
+async def test_delivery_marks_share_a_steps_commit_and_never_wait_long(
+    tmp_path: Path, store: Store
+) -> None:
+    """A mark of delivered rows waits a moment for company; alone it still commits soon."""
+    await store.commit(StepWrite(events=(("r1", event("e1")),)))
+    head = (await store.claim_ready("crm", T0, 10))[0]
+    before = store.batches_committed
+    mark = asyncio.create_task(store.mark_delivered([head.seq]))
+    await asyncio.sleep(0.005)  # the writer has the mark alone and waits (LAZY_WAIT is 20 ms)
+    await store.commit(StepWrite(session=session("r2")))  # a step arrives: one transaction
+    await mark
+    assert store.batches_committed == before + 1
+    assert [r.seq for r in await store.claim_ready("crm", T0, 10)] == []
+
+    await store.commit(StepWrite(events=(("r3", event("e3")),)))
+    head = (await store.claim_ready("crm", T0, 10))[0]
+    await asyncio.wait_for(store.mark_delivered([head.seq]), 1)  # alone: committed anyway
+    status = sql(tmp_path / "db" / "seda.db", f"SELECT status FROM outbox WHERE seq = {head.seq}")
+    assert status == [("delivered",)]
