@@ -1,14 +1,16 @@
 """Telegram updates per second through POST /telegram/{bot}, acknowledged after commit, as a ratio.
 
 Compares a bare aiohttp handler (checks the secret header, parses the update, answers 200, stores
-nothing) with `seda run` with one Telegram bot (SQLite, synchronous=FULL) whose Bot API is a fake
+nothing) with `seda run` with one Telegram bot (SQLite, synchronous=FULL, `reply: inline`, the
+default: a reply's next prompt is a sendMessage in the webhook answer) whose Bot API is a fake
 on loopback (answering getMe and the sendMessage of every prompt the forwarder sends). Starts
 both, then drives them in alternating rounds (bare, seda, bare, seda, ...) with the same client,
 so that load from other work on a shared machine falls on both alike. After every seda round,
 untimed, it waits until seda's outbox is empty, so that the prompts of one round are not sent
 during the next bare round; seda's CPU for sending them counts towards its updates. Prints each
 side's rate, p50 and p99 latency and server CPU per update, the ratio of every round and seda's
-overall rate as a fraction of the bare one, and checks that the fake Bot API got every prompt.
+overall rate as a fraction of the bare one, and checks that every prompt went out once: the
+invitations at the fake Bot API, the replies' prompts in the webhook answers.
 
     .venv/bin/python bench/telegram_ingest.py [--seconds 12] [--rounds 4] [--concurrency 64]
 """
@@ -75,6 +77,26 @@ def updates(stateful: bool) -> Callable[[int, int], dict[str, Any]]:
     return body
 
 
+class WebhookClients(Clients):
+    """Seda's clients: an acknowledgement is a 200 with `"status": "accepted"`, or one carrying
+    the next prompt as a sendMessage to the update's own chat (counted in `inline`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.inline = 0
+
+    async def send(self, http: Any, w: int, i: int) -> None:
+        body = self.body(w, i)
+        async with http.post(self.url, json=body, headers=self.headers) as resp:
+            data = await resp.json()
+            if resp.status == 200 and data.get("method") == "sendMessage":
+                if data.get("chat_id") != body["message"]["chat"]["id"] or not data.get("text"):
+                    raise SystemExit(f"a prompt for the wrong chat or without text: {data}")
+                self.inline += 1
+            elif resp.status != 200 or data.get("status") != "accepted":
+                raise SystemExit(f"unexpected answer {resp.status}: {data}")
+
+
 def serve_bare(port: int) -> None:
     """The baseline: the same route, secret check and JSON parse, storing nothing."""
 
@@ -110,15 +132,15 @@ def serve_bot_api(port: int) -> None:
     serve(port, [web.post("/bot{token}/{method}", call), web.get("/stats", stats)])
 
 
-async def sent_at_least(api_url: str, count: int) -> None:
-    """Wait until the fake Bot API received `count` sendMessage calls."""
+async def sent_at_least(api_url: str, count: int) -> int:
+    """Wait until the fake Bot API received `count` sendMessage calls; returns how many it got."""
     got = 0
     async with aiohttp.ClientSession() as http:
         for _ in range(1200):
             async with http.get(f"{api_url}/stats") as resp:
                 got = (await resp.json())["sendMessage"]
                 if got >= count:
-                    return
+                    return int(got)
             await asyncio.sleep(0.05)
     raise SystemExit(f"{got} of {count} prompts reached the fake Bot API")
 
@@ -151,18 +173,23 @@ async def main(args: argparse.Namespace) -> None:
         bare_clients = Clients(
             f"{bare_url}/telegram/bench", args.concurrency, updates(False), headers
         )
-        seda_clients = Clients(
+        seda_clients = WebhookClients(
             f"{seda_url}/telegram/bench", args.concurrency, updates(True), headers
         )
         drives = bare_clients.drive, seda_clients.drive
         await alternate(bare, seda, args.rounds, args.seconds, *drives, partial(drained, seda_url))
         # Every update gets its next prompt, but a survey's last answer (bench_nps has no
-        # closing message): check that the forwarder sent them all.
+        # closing message): check that they all went out, each once. The outbox is empty after
+        # every seda round, so the fake Bot API has all it will get.
         last = sum(sent // QUESTIONS for sent in seda_clients.sent)
         prompts = respondents + len(seda.latencies) - last
-        await sent_at_least(api_url, prompts)
+        inline = seda_clients.inline
+        by_api = await sent_at_least(api_url, prompts - inline)
+        if by_api + inline != prompts:
+            raise SystemExit(f"{by_api} prompts by the Bot API + {inline} inline, not {prompts}")
     report(bare, seda, "update")
-    print(f"        {prompts} prompts reached the fake Bot API (invitations + one per update)")
+    print(f"        {prompts} prompts went out (invitations + one per update): {by_api} through"
+          f" the fake Bot API, {inline} in webhook answers")  # fmt: skip
 
 
 def cli() -> None:

@@ -2,8 +2,10 @@
 
 Updates are processed in the request and acknowledged (200) only after the gateway committed,
 so Telegram redelivers whatever a crash interrupted; update_id de-duplicates the redelivery.
-Prompts go out through the outbox (deliver), never from the request; only the refusal of a
-voice note, which stores nothing, is sent at once (social/voice.py).
+A reply's prompts ride in the webhook answer as one sendMessage (`reply: inline`, the default
+for webhooks; social/telegram_inline.py) or go through the outbox (deliver, `reply: api`, and
+always for invitations and polling); only the refusal of a voice note, which stores nothing, is
+sent at once from the request (social/voice.py).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import logging
 import re
 from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -27,7 +30,7 @@ from gateway.logs import fields
 from gateway.model import Inbound, InputMode
 from gateway.router import Gateway, Rejected, Result, dedupe_key
 from gateway.store import SessionRow
-from social import render
+from social import render, telegram_inline
 from social.common import (
     Progress,
     answer,
@@ -38,6 +41,7 @@ from social.common import (
     with_scales,
 )
 from social.telegram_bots import TelegramBot, build_bot
+from social.telegram_inline import Pending
 from social.telegram_send import MAX_CALLBACK_DATA, delivery_error, keyboard
 from social.voice import Refused, VoiceNotes
 
@@ -49,6 +53,17 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 _START = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
 RETRY_CAP = 60.0
+ANSWERED_MEMORY = 10_000  # button presses remembered as answered (a redelivery is not again)
+
+
+@dataclass(frozen=True)
+class Handled:
+    """What one update came to: the status and reason, and a reply's prompts still to send
+    (`pending`) when they may ride in the webhook answer."""
+
+    status: str
+    reason: str = ""
+    pending: Pending | None = None
 
 
 class TelegramChannel:
@@ -64,6 +79,7 @@ class TelegramChannel:
         self.bots = {name: build_bot(name, e) for name, e in entries(spec, "bots", CHANNEL).items()}
         self._tasks: set[asyncio.Task[None]] = set()
         self._progress = Progress()
+        self._answered: dict[str, None] = {}  # callback query ids answered, oldest first
         self.voice = VoiceNotes(spec, f"channels.{CHANNEL}")
 
     def routes(self) -> list[web.RouteDef]:
@@ -107,19 +123,24 @@ class TelegramChannel:
             update = _update(json.loads(raw), bot)
         except (ValueError, UnicodeDecodeError):
             return refuse(400, "the body is not a Telegram update in JSON")
-        status, reason = await self.process(bot, update)
-        return answer(status, reason)
+        handled = await self.process(bot, update, inline=bot.reply == "inline")
+        if handled.pending is not None:
+            body = await telegram_inline.answer(self.gateway, handled.pending)
+            if body is not None:
+                return web.Response(text=body, content_type="application/json")
+        return answer(handled.status, handled.reason)
 
-    async def process(self, bot: TelegramBot, update: Update) -> tuple[str, str]:
-        """Turn one update into a reply, a survey start or nothing: (status, reason)."""
+    async def process(self, bot: TelegramBot, update: Update, inline: bool = False) -> Handled:
+        """Turn one update into a reply, a survey start or nothing. `inline`: the caller can
+        answer with a reply's prompts (a webhook), so the gateway does not queue them."""
         edited = (update.edited_message, update.edited_channel_post, update.edited_business_message)
         if any(e is not None for e in edited):
-            return "ignored", "edited messages are not answers"
+            return Handled("ignored", "edited messages are not answers")
         if update.callback_query is not None:
-            return await self._button(bot, update)
+            return await self._button(bot, update, inline)
         if update.message is not None:
-            return await self._message(bot, update, update.message)
-        return "ignored", "this kind of update carries no answer"
+            return await self._message(bot, update, update.message, inline)
+        return Handled("ignored", "this kind of update carries no answer")
 
     async def deliver(self, event: dict[str, Any]) -> None:
         """Send each prompt with sendMessage, with its inline keyboard when it has answers."""
@@ -146,13 +167,15 @@ class TelegramChannel:
             self._progress.advance(event_id)
         self._progress.finish(event_id)
 
-    async def _message(self, bot: TelegramBot, update: Update, message: Message) -> tuple[str, str]:
+    async def _message(
+        self, bot: TelegramBot, update: Update, message: Message, inline: bool
+    ) -> Handled:
         if message.chat.type != "private":
-            return "ignored", "surveys run in private chats only"
+            return Handled("ignored", "surveys run in private chats only")
         if message.voice is not None:
-            return await self._voice(bot, update, message)
+            return await self._voice(bot, update, message, inline)
         if message.text is None:
-            return "ignored", "only text, voice notes and buttons are answers"
+            return Handled("ignored", "only text, voice notes and buttons are answers")
         address = f"telegram:{message.chat.id}"
         message_id = f"{bot.name}:{update.update_id}"
         reply, language = message.text, None
@@ -162,19 +185,20 @@ class TelegramChannel:
             if command == "start":
                 return await self._start(bot, message, address, message_id, argument.strip())
             if command != "stop":
-                return "ignored", "unknown command"
+                return Handled("ignored", "unknown command")
             reply, language = "STOP", _language(message)  # the opt-out word, in any channel
-        inbound = self._inbound(bot, address, reply, "text", message_id, language)
-        return _status(await self.gateway.receive(inbound))
+        inbound = self._inbound(bot, address, reply, "text", message_id, inline, language)
+        return _handled(bot, inbound, await self.gateway.receive(inbound))
 
     async def _start(
         self, bot: TelegramBot, message: Message, address: str, message_id: str, argument: str
-    ) -> tuple[str, str]:
-        """`/start <survey>` or `/start <survey>__<language>` (a deep link) starts that survey."""
+    ) -> Handled:
+        """`/start <survey>` or `/start <survey>__<language>` (a deep link) starts that survey.
+        Its first prompts are an invitation's: they go through the outbox (quiet hours apply)."""
         if not argument:
-            return "ignored", "no survey named after /start"
+            return Handled("ignored", "no survey named after /start")
         if not _START.match(argument):
-            return "ignored", "malformed start parameter"
+            return Handled("ignored", "malformed start parameter")
         survey_id, language = argument, None
         if "__" in argument:
             survey_id, _, language = argument.rpartition("__")
@@ -195,32 +219,33 @@ class TelegramChannel:
         try:
             await self.gateway.invite(inbound, invitation_id=message_id)
         except Rejected as exc:
-            return "ignored", str(exc)
-        return "accepted", "survey started"
+            return Handled("ignored", str(exc))
+        return Handled("accepted", "survey started")
 
-    async def _button(self, bot: TelegramBot, update: Update) -> tuple[str, str]:
+    async def _button(self, bot: TelegramBot, update: Update, inline: bool) -> Handled:
         query = update.callback_query
         assert query is not None
         try:
             if query.message is not None and query.message.chat.type != "private":
-                return "ignored", "surveys run in private chats only"
+                return Handled("ignored", "surveys run in private chats only")
             chat_id = query.message.chat.id if query.message is not None else query.from_user.id
             address = f"telegram:{chat_id}"
             code = query.data or ""
             if not 1 <= len(code.encode("utf-8")) <= MAX_CALLBACK_DATA:
-                return "ignored", "malformed button data"
+                return Handled("ignored", "malformed button data")
             message_id = f"{bot.name}:{update.update_id}"
             store = self.gateway.store
             key = dedupe_key(address, message_id)
             seen, row = await store.conversation(CHANNEL, address, bot.name, key)
+            inbound = self._inbound(bot, address, code, "button", message_id, inline)
             if seen is not None:  # a redelivery: the same answer as the first time
-                return _status(Result.from_json(seen))
+                return _handled(bot, inbound, Result.from_json(seen))
             if code not in self._current_codes(row):
-                return "ignored", "the button does not answer the current question"
-            inbound = self._inbound(bot, address, code, "button", message_id)
-            return _status(await self.gateway.receive(inbound))
+                return Handled("ignored", "the button does not answer the current question")
+            return _handled(bot, inbound, await self.gateway.receive(inbound))
         finally:
-            await self._answer_query(bot, query.id)
+            if query.id not in self._answered:  # a redelivered press was answered already
+                await self._answer_query(bot, query.id)
 
     def _current_codes(self, row: SessionRow | None) -> frozenset[str]:
         """The codes the buttons of the respondent's current question send (the valid data)."""
@@ -231,33 +256,36 @@ class TelegramChannel:
         prompt = engine.prompt_for(question, session.language).to_json()
         return render.answer_codes(render.with_scale(prompt, question))
 
-    async def _voice(self, bot: TelegramBot, update: Update, message: Message) -> tuple[str, str]:
+    async def _voice(
+        self, bot: TelegramBot, update: Update, message: Message, inline: bool
+    ) -> Handled:
         """A voice note: recognised against the current question's words, then a reply."""
         voice = message.voice
         assert voice is not None
         if not self.voice.enabled:
-            return "ignored", "voice notes are turned off"
+            return Handled("ignored", "voice notes are turned off")
         address = f"telegram:{message.chat.id}"
         message_id = f"{bot.name}:{update.update_id}"
         key = dedupe_key(address, message_id)
         seen, row = await self.gateway.store.conversation(CHANNEL, address, bot.name, key)
         if seen is not None:  # a redelivery: the same outcome, without hearing it again
-            return _status(Result.from_json(seen))
+            again = self._inbound(bot, address, "", "speech", message_id, inline)
+            return _handled(bot, again, Result.from_json(seen))
         current = open_question(self.gateway, row)
         if current is None:
-            return "ignored", "no open survey for this respondent"
+            return Handled("ignored", "no open survey for this respondent")
         question, session = current
         try:
             self.voice.refuse_early(_seconds(voice.duration), voice.file_size)
             audio = await self._download(bot, voice.file_id)
             if audio is None:
-                return "ignored", "the voice note could not be fetched"
+                return Handled("ignored", "the voice note could not be fetched")
             heard = await self.voice.hear(audio, question, session.language)
         except Refused as exc:
             await self._tell(
                 bot, message.chat.id, self.voice.refusal(exc.refusal, session.language)
             )
-            return "ignored", str(exc)
+            return Handled("ignored", str(exc))
         inbound = Inbound(
             "reply",
             CHANNEL,
@@ -270,8 +298,9 @@ class TelegramChannel:
             confidence=heard.confidence if heard else None,
             message_id=message_id,
             line=bot.name,
+            answered_inline=inline,
         )
-        return _status(await self.gateway.receive(inbound))
+        return _handled(bot, inbound, await self.gateway.receive(inbound))
 
     async def _download(self, bot: TelegramBot, file_id: str) -> bytes | None:
         """getFile, then the file from the bot's file URL (capped); None when it cannot be had."""
@@ -308,6 +337,10 @@ class TelegramChannel:
                 "could not answer a button press",
                 extra=fields(bot=bot.name, error=type(exc).__name__),
             )
+            return
+        self._answered[query_id] = None
+        if len(self._answered) > ANSWERED_MEMORY:  # forget the oldest: worst case, asked twice
+            del self._answered[next(iter(self._answered))]
 
     def _inbound(
         self,
@@ -316,6 +349,7 @@ class TelegramChannel:
         reply: str,
         mode: InputMode,
         message_id: str,
+        inline: bool,
         language: str | None = None,
     ) -> Inbound:
         return Inbound(
@@ -329,6 +363,7 @@ class TelegramChannel:
             message_id=message_id,
             language=language,
             line=bot.name,
+            answered_inline=inline,
         )
 
     def _bot_for(self, data: Mapping[str, Any]) -> TelegramBot | None:
@@ -442,7 +477,14 @@ def _language(message: Message) -> str | None:
     return code.split("-", 1)[0].lower() if code else None
 
 
-def _status(result: Result) -> tuple[str, str]:
+def _handled(bot: TelegramBot, inbound: Inbound, result: Result) -> Handled:
+    """What the gateway's result means for Telegram; a reply answered inline keeps its prompts
+    (a redelivery gets the stored ones again: Telegram ran no method from an answer it did not
+    take, so they were not sent)."""
     status = "ignored" if result.outcome == "ignored" else "accepted"
     reason = result.reason or ("duplicate" if result.duplicate else "")
-    return status, reason
+    pending = None
+    if inbound.answered_inline and result.outbound:
+        assert inbound.message_id is not None
+        pending = Pending(bot.name, inbound.address, inbound.message_id, result)
+    return Handled(status, reason, pending)

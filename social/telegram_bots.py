@@ -16,6 +16,7 @@ from social.telegram_request import AiohttpRequest
 # setWebhook's secret_token: 1-256 characters A-Z, a-z, 0-9, _ and - (Bot API, setWebhook).
 _SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 MODES = ("webhook", "polling")
+REPLIES = ("inline", "api")  # a reply's prompts: in the webhook answer, or by sendMessage
 
 
 @dataclass
@@ -30,15 +31,19 @@ class TelegramBot:
     mode: str  # webhook (the default) or polling
     webhook_url: str | None  # set at start when given; else the operator calls setWebhook
     poll_timeout: int
+    reply: str = "api"  # inline (webhook bots' default) or api: see social/README.md
     ready: bool = False
 
     def __repr__(self) -> str:
         # PTB's own repr of the application shows the token.
-        return f"TelegramBot({self.name!r}, mode={self.mode!r}, ready={self.ready})"
+        return (
+            f"TelegramBot({self.name!r}, mode={self.mode!r}, reply={self.reply!r},"
+            f" ready={self.ready})"
+        )
 
 
 def build_bot(name: str, entry: Mapping[str, Any]) -> TelegramBot:
-    """A bot from its config entry: token, secret, mode, base_url, base_file_url, ..."""
+    """A bot from its config entry: token, secret, mode, reply, base_url, base_file_url, ..."""
     where = f"channels.telegram.bots.{name}"
     token = text(entry, "token", where)
     mode = text(entry, "mode", where, default="webhook")
@@ -50,6 +55,12 @@ def build_bot(name: str, entry: Mapping[str, Any]) -> TelegramBot:
             f"{where}.secret: required for webhooks, 1-256 characters of A-Z, a-z, 0-9, _ and -"
         )
     poll_timeout = int(number(entry, "poll_timeout", where, 30))
+    reply = text(entry, "reply", where, default="inline" if mode == "webhook" else "api")
+    if reply not in REPLIES:
+        raise ConfigError(f"{where}.reply: {' or '.join(REPLIES)}")
+    if reply == "inline" and mode != "webhook":
+        # getUpdates has no answer to carry a method: a polling bot sends every prompt.
+        raise ConfigError(f"{where}.reply: inline needs mode webhook (polling replies by api)")
     requests = (AiohttpRequest(), AiohttpRequest(read_timeout=10.0, pool_size=1))
     builder = (
         Application.builder()
@@ -65,4 +76,4 @@ def build_bot(name: str, entry: Mapping[str, Any]) -> TelegramBot:
         builder = builder.base_file_url(text(entry, "base_file_url", where))
     webhook_url = text(entry, "webhook_url", where) if entry.get("webhook_url") else None
     app = builder.build()
-    return TelegramBot(name, app, requests, token, secret, mode, webhook_url, poll_timeout)
+    return TelegramBot(name, app, requests, token, secret, mode, webhook_url, poll_timeout, reply)

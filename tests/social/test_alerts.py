@@ -30,7 +30,9 @@ def alert_spec(bot_api: FakeBotApi, **overrides: Any) -> dict[str, Any]:
 async def seda_with_alerts(seda: MakeClient, bot_api: FakeBotApi, tmp: Any, **alert: Any) -> Client:
     backends = {"answers_file": {"type": "jsonl", "path": str(tmp / "answers.jsonl")},
                 "manager": alert_spec(bot_api, **alert)}  # fmt: skip
-    client: Client = await seda(extra={"backends": backends}, telegram=telegram_spec(bot_api))
+    # reply: api, so that the respondent's prompts are counted at the fake Bot API too.
+    spec = telegram_spec(bot_api, reply="api")
+    client: Client = await seda(extra={"backends": backends}, telegram=spec)
     return client
 
 

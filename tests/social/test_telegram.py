@@ -1,4 +1,7 @@
-"""Telegram updates (real-shaped payload files) through the real app, against a fake Bot API."""
+"""Telegram updates (real-shaped payload files) through the real app, against a fake Bot API.
+
+These run with `reply: api`: every prompt goes out through the outbox as sendMessage calls
+(test_telegram_inline.py has the webhook answers of the default, `reply: inline`)."""
 
 from __future__ import annotations
 
@@ -56,7 +59,7 @@ async def stored_answers(client: Client) -> int:
 
 @pytest.fixture
 async def client(seda: MakeClient, bot_api: FakeBotApi) -> Client:
-    return await seda(telegram=telegram_spec(bot_api))  # type: ignore[no-any-return]
+    return await seda(telegram=telegram_spec(bot_api, reply="api"))  # type: ignore[no-any-return]
 
 
 async def test_persian_nps_by_buttons_and_text(
