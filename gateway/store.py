@@ -16,11 +16,12 @@ import aiosqlite
 from gateway import jsoncodec
 from gateway.ids import Clock
 from gateway.store_schema import (
-    MARK_DELIVERED,
     OUTBOX_COLUMNS,
     PROMOTE_NEXT,
     RESET_HEADS,
-    STEP_SQL,
+    STEP_INSERTS,
+    SUPPRESS,
+    UNSUPPRESS,
     OutboxRow,
     SessionRow,
     StepWrite,
@@ -28,9 +29,12 @@ from gateway.store_schema import (
     connect,
     dumps,
     from_ts,
+    insert_many,
+    mark_rows_delivered,
     migrate,
     open_writer,
     outbox_row,
+    pending_keys,
     session_row,
     to_ts,
     where_equal,
@@ -214,12 +218,11 @@ class Store:
 
     def _apply(self, conn: sqlite3.Connection, writes: Sequence[StepWrite]) -> None:
         now = self._clock().timestamp()
-        rows: dict[str, list[tuple[Any, ...]]] = {table: [] for table in STEP_SQL}
+        rows: dict[str, list[tuple[Any, ...]]] = {table: [] for table in STEP_INSERTS}
         suppressed: dict[str, str | None] = {}  # the net effect, in write order
-        delivered = [(now, seq) for write in writes for seq in write.delivered]
+        delivered = [seq for write in writes for seq in write.delivered]
         if delivered:
-            conn.executemany(MARK_DELIVERED, delivered)
-            conn.executemany(PROMOTE_NEXT, [(seq,) for _, seq in delivered])
+            mark_rows_delivered(conn, delivered, now)
         for write in writes:
             if (s := write.session) is not None:
                 expires = None if s.expires_at is None else to_ts(s.expires_at)
@@ -241,19 +244,28 @@ class Store:
                 for backend, types in self._backends.items():
                     if (public and types is None) or (types is not None and event_type in types):
                         item = (event_id, backend, order_key, event_type, payload)
-                        rows["outbox"].append((*item, due, now, now))
+                        rows["outbox"].append((*item, due, now, now, 0))
             for respondent_id, reason in write.suppress:
                 suppressed[respondent_id] = reason
             for respondent_id in write.unsuppress:
                 suppressed[respondent_id] = None
+        if rows["outbox"]:
+            # A new row is the head of its order key when nothing of that key is pending: not
+            # in the table, nor earlier in this batch.
+            keys = {(row[1], row[2]) for row in rows["outbox"]}
+            taken = pending_keys(conn, keys)
+            for i, row in enumerate(rows["outbox"]):
+                if (row[1], row[2]) not in taken:
+                    taken.add((row[1], row[2]))
+                    rows["outbox"][i] = (*row[:-1], 1)
+        for table, table_rows in rows.items():
+            if table_rows:
+                insert_many(conn, table, table_rows)
         for respondent_id, why in suppressed.items():
             if why is None:
-                rows["unsuppress"].append((respondent_id,))
+                conn.execute(UNSUPPRESS, (respondent_id,))
             else:
-                rows["suppress"].append((respondent_id, why, now))
-        for table, sql in STEP_SQL.items():
-            if rows[table]:
-                conn.executemany(sql, rows[table])
+                conn.execute(SUPPRESS, (respondent_id, why, now))
 
     def _notify(self) -> None:
         if self.on_commit is not None:

@@ -19,33 +19,87 @@ OUTBOX_COLUMNS = (
     "next_attempt_at, created_at, queued_at, last_error, delivered_at"
 )
 
-# What a group commit runs, in this order, each as one executemany over the whole batch.
-STEP_SQL: dict[str, str] = {
-    "sessions": "INSERT INTO sessions (response_id, channel, address, survey_id, status, data,"
-    " updated_at, expires_at, remind_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (response_id) DO UPDATE SET channel = excluded.channel,"
-    " address = excluded.address, survey_id = excluded.survey_id, status = excluded.status,"
-    " data = excluded.data, updated_at = excluded.updated_at, expires_at = excluded.expires_at,"
-    " remind_at = excluded.remind_at",
-    "answers": "INSERT INTO answers (id, response_id, question_id, data, created_at)"
-    " VALUES (?, ?, ?, ?, ?)",
-    "inbound_ids": "INSERT INTO inbound_ids (channel, provider, message_id, result, created_at)"
-    " VALUES (?, ?, ?, ?, ?)",
-    # A new row is the head of its order key when nothing else of that key is pending.
-    "outbox": "INSERT INTO outbox (event_id, backend, order_key, event_type, payload,"
-    " next_attempt_at, created_at, queued_at, head) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
-    " NOT EXISTS (SELECT 1 FROM outbox WHERE backend = ?2 AND order_key = ?3"
-    " AND status = 'pending')",
-    "suppress": "INSERT INTO suppressions (respondent_id, reason, created_at) VALUES (?, ?, ?)"
-    " ON CONFLICT (respondent_id) DO NOTHING",
-    "unsuppress": "DELETE FROM suppressions WHERE respondent_id = ?",
+# What a group commit writes, in this order: (statement before VALUES, after it, columns). Each
+# table takes the whole batch in one multi-row INSERT: executemany releases and retakes the GIL
+# around every row, and on a busy event loop each retake waited in line.
+STEP_INSERTS: dict[str, tuple[str, str, int]] = {
+    "sessions": (
+        "INSERT INTO sessions (response_id, channel, address, survey_id, status, data,"
+        " updated_at, expires_at, remind_at)",
+        " ON CONFLICT (response_id) DO UPDATE SET channel = excluded.channel,"
+        " address = excluded.address, survey_id = excluded.survey_id, status = excluded.status,"
+        " data = excluded.data, updated_at = excluded.updated_at,"
+        " expires_at = excluded.expires_at, remind_at = excluded.remind_at",
+        9,
+    ),
+    "answers": ("INSERT INTO answers (id, response_id, question_id, data, created_at)", "", 5),
+    "inbound_ids": (
+        "INSERT INTO inbound_ids (channel, provider, message_id, result, created_at)",
+        "",
+        5,
+    ),
+    # `head` is worked out before the insert: see Store._apply.
+    "outbox": (
+        "INSERT INTO outbox (event_id, backend, order_key, event_type, payload,"
+        " next_attempt_at, created_at, queued_at, head)",
+        "",
+        9,
+    ),
 }
-
-# A delivered row leaves pending (?1 delivered_at, ?2 seq); then PROMOTE_NEXT for its key.
-MARK_DELIVERED = (
-    "UPDATE outbox SET status = 'delivered', head = 0, attempts = attempts + 1,"
-    " delivered_at = ?1, last_error = NULL WHERE seq = ?2 AND status = 'pending'"
+SUPPRESS = (
+    "INSERT INTO suppressions (respondent_id, reason, created_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (respondent_id) DO NOTHING"
 )
+UNSUPPRESS = "DELETE FROM suppressions WHERE respondent_id = ?"
+MAX_VARIABLES = 30_000  # bound parameters per statement (SQLite allows 32,766 at least)
+
+
+def insert_many(conn: sqlite3.Connection, table: str, rows: list[tuple[Any, ...]]) -> None:
+    """One multi-row INSERT per chunk of `rows` into a STEP_INSERTS table, in order."""
+    before, after, width = STEP_INSERTS[table]
+    one = "(" + ",".join("?" * width) + ")"
+    chunk = MAX_VARIABLES // width
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        values = ",".join([one] * len(part))
+        conn.execute(f"{before} VALUES {values}{after}", [v for row in part for v in row])
+
+
+def pending_keys(conn: sqlite3.Connection, keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which (backend, order_key) pairs have a pending outbox row now (one statement)."""
+    found: set[tuple[str, str]] = set()
+    listed = sorted(keys)
+    chunk = MAX_VARIABLES // 2
+    for start in range(0, len(listed), chunk):
+        part = listed[start : start + chunk]
+        values = ",".join(["(?,?)"] * len(part))
+        query = (
+            f"WITH k(b, o) AS (VALUES {values}) SELECT b, o FROM k WHERE EXISTS"
+            " (SELECT 1 FROM outbox WHERE backend = k.b AND order_key = k.o"
+            " AND status = 'pending')"
+        )
+        rows = conn.execute(query, [v for key in part for v in key]).fetchall()
+        found.update((str(row[0]), str(row[1])) for row in rows)  # rows may be sqlite3.Row
+    return found
+
+
+def mark_rows_delivered(conn: sqlite3.Connection, seqs: list[int], now: float) -> None:
+    """Delivered rows leave pending; the next pending row of each of their keys becomes head."""
+    for start in range(0, len(seqs), MAX_VARIABLES - 1):
+        part = seqs[start : start + MAX_VARIABLES - 1]
+        marks = ",".join("?" * len(part))
+        conn.execute(
+            "UPDATE outbox SET status = 'delivered', head = 0, attempts = attempts + 1,"
+            f" delivered_at = ?, last_error = NULL WHERE status = 'pending' AND seq IN ({marks})",
+            [now, *part],
+        )
+        conn.execute(
+            "UPDATE outbox SET head = 1 WHERE seq IN (SELECT (SELECT MIN(p.seq) FROM outbox AS p"
+            " WHERE p.backend = x.backend AND p.order_key = x.order_key"
+            f" AND p.status = 'pending') FROM outbox AS x WHERE x.seq IN ({marks}))",
+            part,
+        )
+
 
 # After row ? left pending: the next pending row of its order key becomes the head.
 PROMOTE_NEXT = (

@@ -387,3 +387,22 @@ async def test_delivery_marks_share_a_steps_commit_and_never_wait_long(
     await asyncio.wait_for(store.mark_delivered([head.seq]), 1)  # alone: committed anyway
     status = sql(tmp_path / "db" / "seda.db", f"SELECT status FROM outbox WHERE seq = {head.seq}")
     assert status == [("delivered",)]
+
+
+async def test_one_head_per_order_key_when_a_batch_adds_several_rows(
+    tmp_path: Path, store: Store
+) -> None:
+    """Heads are worked out for the whole batch: one per key, after what is already pending."""
+    await store.commit(StepWrite(events=(("r1", event("a1")),)))
+    writes = [
+        StepWrite(events=(("r1", event("a2")), ("r2", event("b1")))),
+        StepWrite(events=(("r2", event("b2")), ("r3", event("c1")))),
+    ]
+    await asyncio.gather(*(store.commit(w) for w in writes))  # one group commit
+    db = tmp_path / "db" / "seda.db"
+    heads = sql(db, "SELECT event_id FROM outbox WHERE backend = 'crm' AND head = 1 ORDER BY seq")
+    assert heads == [("a1",), ("b1",), ("c1",)]
+    first = {r.event_id: r.seq for r in await store.claim_ready("crm", T0, 10)}
+    await store.mark_delivered([first["a1"], first["b1"]])
+    heads = sql(db, "SELECT event_id FROM outbox WHERE backend = 'crm' AND head = 1 ORDER BY seq")
+    assert heads == [("a2",), ("b2",), ("c1",)]
