@@ -17,7 +17,7 @@ import logging
 import re
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiohttp import web
 from telegram import Message, Update
@@ -119,11 +119,18 @@ class TelegramChannel:
         if not same_secret(request.headers.get(SECRET_HEADER), bot.secret):
             return refuse(403, f"missing or wrong {SECRET_HEADER}")
         raw = await request.read()
+        inline = bot.reply == "inline"
         try:
-            update = _update(json.loads(raw), bot)
+            data = json.loads(raw)
+            plain = _plain_text(data)
+            update = None if plain is not None else _update(data, bot)
         except (ValueError, UnicodeDecodeError):
             return refuse(400, "the body is not a Telegram update in JSON")
-        handled = await self.process(bot, update, inline=bot.reply == "inline")
+        if update is not None:
+            handled = await self.process(bot, update, inline=inline)
+        else:
+            assert plain is not None
+            handled = await self._plain(bot, plain, inline)
         if handled.pending is not None:
             body = await telegram_inline.answer(self.gateway, handled.pending)
             if body is not None:
@@ -188,6 +195,15 @@ class TelegramChannel:
                 return Handled("ignored", "unknown command")
             reply, language = "STOP", _language(message)  # the opt-out word, in any channel
         inbound = self._inbound(bot, address, reply, "text", message_id, inline, language)
+        return _handled(bot, inbound, await self.gateway.receive(inbound))
+
+    async def _plain(self, bot: TelegramBot, plain: PlainText, inline: bool) -> Handled:
+        """A typed answer that is no command (most updates), as _message() would handle it."""
+        if plain.chat_type != "private":
+            return Handled("ignored", "surveys run in private chats only")
+        address = f"telegram:{plain.chat_id}"
+        message_id = f"{bot.name}:{plain.update_id}"
+        inbound = self._inbound(bot, address, plain.text, "text", message_id, inline)
         return _handled(bot, inbound, await self.gateway.receive(inbound))
 
     async def _start(
@@ -445,6 +461,55 @@ class TelegramChannel:
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+class PlainText(NamedTuple):
+    """The parts of a plain text message's update that Seda uses (see _plain_text)."""
+
+    update_id: int
+    chat_id: int
+    chat_type: str
+    text: str
+
+
+# The fields a plain text message may have for _plain_text to read it without PTB: each is one
+# that PTB's User, Chat or Message takes as it is (no nested object, no conversion but `date`).
+_PLAIN_MESSAGE = frozenset({"message_id", "from", "date", "chat", "text"})
+_PLAIN_CHAT = frozenset({"id", "type", "title", "username", "first_name", "last_name", "is_forum"})
+_PLAIN_USER = frozenset(
+    {"id", "is_bot", "first_name", "last_name", "username", "language_code", "is_premium"}
+)
+_MAX_DATE = 2**32  # a Unix time PTB turns into a datetime without fail
+
+
+def _plain_text(data: Any) -> PlainText | None:
+    """A new text message that is no command, read straight from the JSON (PTB's Update.de_json
+    builds dozens of objects per update); None for anything else, which goes to PTB. It takes
+    only updates PTB would take, with every field it requires: nothing it would refuse (400)."""
+    if type(data) is not dict or data.keys() != {"update_id", "message"}:
+        return None
+    message = data["message"]
+    if type(data["update_id"]) is not int or type(message) is not dict:
+        return None
+    chat, text, user = message.get("chat"), message.get("text"), message.get("from", {})
+    if (
+        not message.keys() <= _PLAIN_MESSAGE
+        or type(message.get("message_id")) is not int
+        or type(message.get("date")) is not int
+        or not 0 <= message["date"] < _MAX_DATE
+        or type(text) is not str
+        or text.startswith("/")
+        or type(chat) is not dict
+        or not chat.keys() <= _PLAIN_CHAT
+        or type(chat.get("id")) is not int
+        or type(chat.get("type")) is not str
+        or type(user) is not dict
+        or not user.keys() <= _PLAIN_USER
+        or type(user.get("id", 0)) is not int
+        or ("from" in message and not {"id", "is_bot", "first_name"} <= user.keys())
+    ):
+        return None
+    return PlainText(data["update_id"], chat["id"], chat["type"], text)
 
 
 def _update(data: Any, bot: TelegramBot) -> Update:

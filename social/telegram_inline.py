@@ -10,6 +10,7 @@ sent by the outbox could overtake the one Telegram sends from the answer.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,7 @@ log = logging.getLogger("seda.telegram")
 CHANNEL = "telegram"
 MAX_TEXT = 4096  # sendMessage text, in UTF-16 code units (Bot API, sendMessage)
 QUEUED = "outbox"  # suffix of the provider column that marks prompts queued instead
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 @dataclass(frozen=True)
@@ -64,14 +66,21 @@ def method(chat_id: int, prompts: Sequence[Mapping[str, Any]]) -> str | None:
     markups = [keyboard(p) for p in prompts]
     if any(markup is not None for markup in markups[:-1]):
         return None  # a keyboard that is not the last message's would move or vanish
-    text = "\n\n".join(texts)
-    if len(text.encode("utf-16-le")) // 2 > MAX_TEXT:
+    rest = _text_and_markup("\n\n".join(texts), markups[-1])
+    return None if rest is None else f'{{"method":"sendMessage","chat_id":{int(chat_id)}{rest}'
+
+
+@functools.lru_cache(maxsize=256)
+def _text_and_markup(text: str, markup: str | None) -> str | None:
+    """The end of the answer, after the chat id: the same for every respondent of a question,
+    so built once; None when the text is too long for one message."""
+    # A character is one or two UTF-16 code units: only a long text needs counting.
+    if len(text) * 2 > MAX_TEXT and len(text.encode("utf-16-le")) // 2 > MAX_TEXT:
         return None
-    call = {"method": "sendMessage", "chat_id": chat_id, "text": text}
-    body = json.dumps(call, ensure_ascii=False, separators=(",", ":"))
-    if markups[-1] is not None:  # already JSON, and the same for every respondent
-        body = f'{body[:-1]},"reply_markup":{markups[-1]}}}'
-    return body
+    rest = f',"text":{_encode(text)}'
+    if markup is not None:  # already JSON
+        rest += f',"reply_markup":{markup}'
+    return rest + "}"
 
 
 async def prompts(gateway: Gateway, pending: Pending) -> list[dict[str, Any]]:

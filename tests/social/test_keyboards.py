@@ -12,6 +12,7 @@ from gateway import engine
 from gateway.model import Inbound
 from gateway.router import Gateway
 from gateway.server import GATEWAY
+from social import telegram_send
 from social.telegram import TelegramChannel
 from social.whatsapp import WhatsAppChannel
 from tests.social.conftest import TEST_FLOWS, Client, MakeClient, telegram_spec
@@ -173,3 +174,42 @@ async def test_a_rating_id_used_by_two_surveys_takes_the_bounds_of_the_response(
     found = [a for r in responses for a in await store.answers_for(r)]
     assert [(a["channel"], a["question_id"], a["value"], a["input_mode"]) for a in found] == [
         ("telegram", "ten_point", 4, "button"), ("whatsapp", "ten_point", 4, "button")]  # fmt: skip
+
+
+# Prompts whose keyboards telegram_send caches by what render.rows() reads, and prompts with
+# fields of other types that it builds every time: the same keyboard either way.
+KEYBOARD_PROMPTS: list[dict[str, Any]] = [
+    {"kind": "prompt", "question_type": "nps", "language": "en"},
+    {"kind": "prompt", "question_type": "nps", "language": "fa"},
+    {"kind": "invalid", "question_type": "ces", "language": "ar"},
+    {"kind": "notice", "question_type": "nps", "language": "en"},
+    {"kind": "prompt", "question_type": "yes_no", "language": "ko"},
+    {"kind": "prompt", "question_type": "csat", "language": "fa"},
+    {"kind": "prompt", "question_type": "rating", "language": "en", "scale": [1, 5]},
+    {"kind": "prompt", "question_type": "rating", "language": "en", "scale": [0, 3]},
+    {"kind": "prompt", "question_type": "rating", "language": "en", "scale": [True, 3]},
+    {"kind": "prompt", "question_type": "rating", "language": "en", "scale": [1.0, 3]},
+    {"kind": "prompt", "question_type": "rating", "language": "en", "scale": [0, 100]},
+    {"kind": "prompt", "question_type": "text", "language": "en"},
+    {"kind": "prompt", "question_type": "choice", "language": "en",
+     "choices": [{"code": "a", "label": "A"}, {"code": "b", "label": "B"}]},
+    {"kind": "prompt", "question_type": "choice", "language": "en",
+     "choices": [{"code": 1, "label": "One"}, {"code": True, "label": "One"}]},
+    {"kind": "prompt", "question_type": "choice", "language": "en",
+     "choices": [{"code": "x" * 65, "label": "too long"}]},
+    {"kind": "prompt", "question_type": "nps", "language": None},
+    {"kind": "prompt", "question_type": "nps"},
+]  # fmt: skip
+
+
+def test_cached_keyboards_are_the_ones_built_each_time() -> None:
+    built = [telegram_send._keyboard(prompt) for prompt in KEYBOARD_PROMPTS]
+    for _ in range(2):  # the first time fills the cache, the second reads it
+        assert [telegram_send.keyboard(prompt) for prompt in KEYBOARD_PROMPTS] == built
+    # Which have buttons at all: a key shared by prompts of different types would show here.
+    assert [markup is not None for markup in built] == [True] * 3 + [False] + [True] * 4 + [
+        False
+    ] * 4 + [True] * 2 + [False] + [True] * 2
+    assert len(set(built)) == 10 and built[-1] == built[-2] == built[0]
+    cached = [telegram_send._keyboard_key(prompt) is not None for prompt in KEYBOARD_PROMPTS]
+    assert cached == [True] * 8 + [False, False] + [True] * 3 + [False, True, False, True]
