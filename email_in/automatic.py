@@ -29,14 +29,17 @@ def automatic(message: Message, mail_from: str | None) -> Automatic | None:
         return Automatic("delivery status report", True, hard_bounces(message))
     if mail_from is None or mail_from.strip() in ("", "<>"):
         return Automatic("empty return path")
-    submitted = _value(message, "Auto-Submitted")
-    if submitted is not None and submitted.split(";")[0].strip().lower() != "no":
-        return Automatic("auto-submitted")
-    precedence = _value(message, "Precedence")
-    if precedence is not None and precedence.strip().lower() in _PRECEDENCE:
+    # Each look-up by name reads every header: find the few that are there in one pass.
+    present = {name.lower() for name in message}  # a message iterates over its field names
+    if "auto-submitted" in present:
+        submitted = str(message.get("Auto-Submitted"))
+        if submitted.split(";")[0].strip().lower() != "no":
+            return Automatic("auto-submitted")
+    precedence = str(message.get("Precedence")) if "precedence" in present else ""
+    if precedence.strip().lower() in _PRECEDENCE:
         return Automatic("bulk precedence")
     for name in _FLAG_HEADERS:
-        if message.get(name) is not None:
+        if name.lower() in present:
             return Automatic(name.lower())
     return None
 
@@ -87,8 +90,3 @@ def _status_blocks(part: Message) -> list[dict[str, str]]:
         if fields:
             blocks.append(fields)
     return blocks
-
-
-def _value(message: Message, name: str) -> str | None:
-    value = message.get(name)
-    return None if value is None else str(value)

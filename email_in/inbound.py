@@ -7,8 +7,9 @@ by its From address when that has exactly one open response and (unless authenti
 are off) DKIM or SPF vouches for it; a message that matches nothing gets 550 at the end of
 DATA. Any other recipient gets 550 at RCPT, so Seda never relays and never bounces.
 
-The sender is checked (DKIM, SPF) per the channel's policy: `record` logs the result, `require`
-refuses what fails (550, or 451 when DNS did not answer). 250 comes only after the gateway has
+The sender is checked (DKIM, SPF) per the channel's policy: `record` logs the result (and
+checks a message with a genuine token only when that log line is written), `require` refuses
+what fails (550, or 451 when DNS did not answer). 250 comes only after the gateway has
 committed the answer (it de-duplicates on Message-ID); a failure is 451 so that the sending
 server tries again.
 """
@@ -119,7 +120,9 @@ class InboundHandler:
             return "554 5.6.0 Message could not be read"
         found = [self.recipient(address) for address in envelope.rcpt_tos]
         recipients = [r for r in found if r is not None]
-        verdict = await self._authenticate(raw, reading, session, envelope)
+        verdict = None
+        if self._checks(recipients):
+            verdict = await self._authenticate(raw, reading, session, envelope)
         refusal = self._refusal(verdict, reading, recipients)
         if refusal is not None:
             return refusal
@@ -196,6 +199,15 @@ class InboundHandler:
             return None
         log.info("email matched", extra=fields(by="from"))
         return Recipient("survey", next(iter(rows)), "")
+
+    def _checks(self, recipients: list[Recipient]) -> bool:
+        """Whether to check who sent this message: whenever a policy other than `off` is set.
+
+        Under `require` the verdict decides, without a genuine token the From fallback needs it,
+        and under `record` it is logged for every reply (whatever the log level: what Seda does
+        must not depend on what it logs).
+        """
+        return self.checker is not None
 
     async def _authenticate(
         self, raw: bytes, reading: Reading, session: Session, envelope: Envelope
@@ -308,6 +320,8 @@ def _report_to_bounce_address(reading: Reading, recipients: list[Recipient]) -> 
 def _author(message: Message) -> str | None:
     try:
         values = [str(v) for v in message.get_all("From") or []]
+        if len(values) == 1 and _AUTHOR.fullmatch(values[0]):
+            return values[0]  # a bare address, as most are: getaddresses would return it as is
         addresses = [address for _, address in getaddresses(values) if address]
     except Exception:
         return None

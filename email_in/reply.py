@@ -50,19 +50,26 @@ _DEVICE = re.compile(
 
 def body_part(message: Message) -> Message | None:
     """The part a person wrote in: text/plain preferred, else text/html; no attachments."""
+    found = _body_part(message)
+    return None if found is None else found[0]
+
+
+def _body_part(message: Message) -> tuple[Message, str] | None:
+    """body_part and its subtype (each part's Content-Type is looked up once)."""
     found = list(islice(_text_parts(message, 0), 50))
     for subtype in ("plain", "html"):
-        for part in found:
-            if part.get_content_subtype() == subtype:
-                return part
+        for part, its_subtype in found:
+            if its_subtype == subtype:
+                return part, subtype
     return None
 
 
 def body_text(message: Message) -> str:
     """The message body as text: text/plain preferred, HTML turned into text, any charset."""
-    part = body_part(message)
-    if part is None:
+    found = _body_part(message)
+    if found is None:
         return ""
+    part, subtype = found
     payload = part.get_payload(decode=True)  # undoes base64 and quoted-printable
     if not isinstance(payload, bytes):
         return ""
@@ -72,7 +79,7 @@ def body_text(message: Message) -> str:
         content = payload.decode(charset, "replace")
     except LookupError:
         content = payload.decode("utf-8", "replace")
-    if part.get_content_subtype() == "html":
+    if subtype == "html":
         return html_to_text(content)
     return content
 
@@ -82,15 +89,19 @@ def answer_text(message: Message) -> str:
     return first_paragraph(strip_quotes(body_text(message)))[:MAX_TEXT]
 
 
-def _text_parts(part: Message, depth: int) -> Iterator[Message]:
-    if depth > MAX_DEPTH or part.get_content_maintype() == "message":
+def _text_parts(part: Message, depth: int) -> Iterator[tuple[Message, str]]:
+    """The text parts (and their subtypes) in a message, depth first."""
+    if depth > MAX_DEPTH:
+        return
+    maintype, _, subtype = part.get_content_type().partition("/")
+    if maintype == "message":
         return  # a forwarded or attached message is not what the respondent wrote
     if part.is_multipart():
         for sub in part.get_payload():
             if isinstance(sub, Message):
                 yield from _text_parts(sub, depth + 1)
-    elif part.get_content_maintype() == "text" and not _attachment(part):
-        yield part
+    elif maintype == "text" and not _attachment(part):
+        yield part, subtype
 
 
 def _attachment(part: Message) -> bool:

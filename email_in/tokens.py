@@ -21,6 +21,7 @@ TAG_BYTES = 10  # 80 bits of HMAC-SHA256: forging one by guessing is hopeless
 TOKEN_LENGTH = 42  # base32 of 16 + 10 bytes, no padding
 MAX_LOCAL_PART = 64
 MAIL_SCOPE = "mail"
+ISSUED_CACHE = 4096  # tokens remembered: one email asks for the same ones three or four times
 
 Purpose = Literal["survey", "unsubscribe", "bounce"]
 PURPOSES: tuple[Purpose, ...] = ("survey", "unsubscribe", "bounce")
@@ -43,12 +44,20 @@ class Tokens:
         if len(secret) < 16:
             raise ValueError("the token secret must be at least 16 bytes")
         self._secret = secret
+        self._issued: dict[tuple[str, str], str] = {}
 
     def issue(self, response_id: str, scope: str = MAIL_SCOPE) -> str:
         """The token for a response (a link token's scope names its question)."""
-        rid = uuid.UUID(response_id).bytes
-        raw = base64.b32encode(rid + self._tag(rid, scope)).decode("ascii")
-        return raw.rstrip("=").lower()
+        key = (response_id, scope)
+        token = self._issued.get(key)
+        if token is None:
+            rid = uuid.UUID(response_id).bytes
+            raw = base64.b32encode(rid + self._tag(rid, scope)).decode("ascii")
+            token = raw.rstrip("=").lower()
+            if len(self._issued) >= ISSUED_CACHE:
+                self._issued.clear()  # bounded; a miss only costs the HMAC again
+            self._issued[key] = token
+        return token
 
     def verify(self, token: str, scope: str = MAIL_SCOPE) -> str | None:
         """The response id a genuine token names, else None."""
@@ -98,4 +107,4 @@ class Tokens:
 
     def _tag(self, rid: bytes, scope: str) -> bytes:
         message = scope.encode("utf-8") + b"\0" + rid
-        return hmac.new(self._secret, message, hashlib.sha256).digest()[:TAG_BYTES]
+        return hmac.digest(self._secret, message, hashlib.sha256)[:TAG_BYTES]

@@ -2,7 +2,8 @@
 
 It speaks the real wire format (built and read with dnspython's message classes): Seda's
 resolver asks it exactly as it would ask a name server on the network. Unknown names get
-NXDOMAIN; names in `silent` get no answer at all, so the asker times out.
+NXDOMAIN; names in `silent` get no answer at all, so the asker times out; names in `failing`
+get SERVFAIL at once.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Zone:
 
     records: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     silent: set[str] = field(default_factory=set)
+    failing: set[str] = field(default_factory=set)
     queries: list[tuple[str, str]] = field(default_factory=list)
 
     def add(self, name: str, rdtype: str, *values: str) -> None:
@@ -49,6 +51,9 @@ class Zone:
             self.queries.append((name, rdtype))
             if name in self.silent:
                 return None
+            if name in self.failing:
+                response.set_rcode(dns.rcode.SERVFAIL)
+                return response.to_wire()
             values = self.records.get((name, rdtype))
             if values:
                 rrset = dns.rrset.from_text(name + ".", 60, dns.rdataclass.IN, rdtype, *values)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 
 import dkim
 import pytest
@@ -17,11 +18,22 @@ import pytest
 from email_in.authenticity import Checker, Verdict, aligned_domains
 from email_in.settings import Authenticity
 from gateway.logs import JsonFormatter
-from tests.email.conftest import DATA, Seda, SedaFactory, fixture, plain_reply, reply_to, send
+from tests.email.conftest import (
+    DATA,
+    DOMAIN,
+    Dns,
+    Seda,
+    SedaFactory,
+    fixture,
+    plain_reply,
+    reply_to,
+    send,
+)
 from tests.email.dkim_keys import key
 
 ADDRESS = "mailto:leila@example.ir"
 REQUIRE = {"policy": "require"}
+RESPONSE = "01936f0e-8d2a-7c3b-9f10-0a1b2c3d4e5f"
 
 
 def signed(raw: bytes, domain: str = "example.ir", selector: str = "s1") -> bytes:
@@ -110,6 +122,78 @@ async def test_record_logs_the_verdict_and_takes_the_answer(
     assert found == {"dkim": "none", "spf": "fail", "aligned": False, "checked_by": "seda"}
     line = JsonFormatter().format(record)
     assert "leila" not in line and "example.ir" not in line
+
+
+async def test_record_checks_a_reply_with_a_token_whatever_is_logged(
+    seda: Seda, caplog: pytest.LogCaptureFixture
+) -> None:
+    rid = await seda.invite(ADDRESS)
+    seda.dns.zone.txt("example.ir", "v=spf1 -all")
+    caplog.set_level(logging.WARNING, logger="seda.email")
+    raw = plain_reply(rid, "6", "w1@x", sender="leila@example.ir")
+    assert (await send(seda, raw, [reply_to(rid)], mail_from="leila@example.ir")).data == 250
+    assert ("example.ir", "TXT") in seda.dns.zone.queries  # the log level changes nothing
+    caplog.set_level(logging.INFO, logger="seda.email")
+    raw = plain_reply(rid, "too slow", "w2@x", sender="leila@example.ir")
+    assert (await send(seda, raw, [reply_to(rid)], mail_from="leila@example.ir")).data == 250
+    assert ("example.ir", "TXT") in seda.dns.zone.queries
+    [record] = [r for r in caplog.records if r.getMessage() == "email authenticity"]
+    assert record.fields["spf"] == "fail"  # type: ignore[attr-defined]
+    assert [a["value"] for a in await seda.answers(rid)] == [6, "too slow"]
+
+
+async def test_the_from_fallback_is_checked_whatever_is_logged(
+    seda: Seda, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="seda.email")
+    rid = await seda.invite(ADDRESS)
+    seda.dns.zone.txt("example.ir", "v=spf1 ip4:192.0.2.1 -all")  # not this client (127.0.0.1)
+    bare = f"survey@{DOMAIN}"  # no token: only the From address can match it
+    raw = plain_reply(rid, "9", "w3@x", sender="leila@example.ir").replace(
+        f"To: {reply_to(rid)}".encode(), f"To: {bare}".encode()
+    )
+    done = await send(seda, raw, [bare], mail_from="leila@example.ir")
+    assert done.data == 550  # not authenticated, so not matched by its From
+    assert ("example.ir", "TXT") in seda.dns.zone.queries
+    assert await seda.answers(rid) == []
+
+
+async def test_a_check_answered_from_the_cache_runs_without_a_thread(
+    dns: Dns, threads: list[object]
+) -> None:
+    publish_key_in(dns)
+    dns.zone.txt("example.ir", "v=spf1 ip4:127.0.0.1 -all")
+    checker = Checker(Authenticity(dns_server=("127.0.0.1", dns.port), dns_timeout=2))
+    raw = signed(plain_reply(RESPONSE, "9", "c1@x", sender="leila@example.ir"))
+    first = await _check_from(checker, raw, "127.0.0.1")
+    asked = list(dns.zone.queries)
+    assert asked and len(threads) == 1  # nothing cached yet: looked up in the worker thread
+    second = await _check_from(checker, raw, "127.0.0.1")
+    assert first == second == Verdict("pass", "pass", True)
+    assert dns.zone.queries == asked and len(threads) == 1  # the cache, on the event loop
+    tampered = raw.replace(b"\r\n9\r\n", b"\r\n0\r\n")
+    assert (await _check_from(checker, tampered, "127.0.0.1")).dkim == "fail"
+    assert (await _check_from(checker, raw, "192.0.2.1")) == Verdict("pass", "fail", True)
+    assert len(threads) == 1
+    big = raw + b"> quoted\r\n" * 8000  # over INLINE_SIZE: checked in the thread, body and all
+    assert (await _check_from(checker, big, "127.0.0.1")) == Verdict("fail", "pass", True)
+    assert len(threads) == 2
+
+
+async def test_an_answer_missing_from_the_cache_sends_the_check_to_the_thread(
+    dns: Dns, threads: list[object]
+) -> None:
+    # pyspf swallows any error while it fetches an exp= explanation; the miss must still count.
+    dns.zone.txt("example.ir", "v=spf1 ip4:127.0.0.1 -all exp=why.example.ir")
+    dns.zone.failing.add("why.example.ir")  # SERVFAIL: never cached
+    checker = Checker(Authenticity(dns_server=("127.0.0.1", dns.port), dns_timeout=2))
+    raw = plain_reply(RESPONSE, "9", "c2@x", sender="leila@example.ir")
+    first = await _check_from(checker, raw, "127.0.0.1")
+    second = await _check_from(checker, raw, "127.0.0.1")
+    assert first == second == Verdict("none", "pass", True)
+    assert len(threads) == 2  # both times the full check, in the thread
+    assert dns.zone.queries.count(("why.example.ir", "TXT")) == 2
+    assert dns.zone.queries.count(("example.ir", "TXT")) == 1  # the policy came from the cache
 
 
 async def test_a_trusted_mta_verdict_is_used_and_others_are_not(make_seda: SedaFactory) -> None:
@@ -217,6 +301,34 @@ def test_settings_mistakes() -> None:
             parse({**base, **change})
     settings = parse({**base, "authenticity": {"dns_server": "[::1]:5353", "policy": "off"}})
     assert settings.authenticity.dns_server == ("::1", 5353)
+
+
+def publish_key_in(dns: Dns, domain: str = "example.ir", selector: str = "s1") -> None:
+    dns.zone.txt(f"{selector}._domainkey.{domain}", key().record)
+
+
+@pytest.fixture
+def threads(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The functions the checks hand to a worker thread (asyncio.to_thread), as they go."""
+    handed: list[object] = []
+    to_thread = asyncio.to_thread
+
+    async def counted(func: Any, /, *args: Any, **kwargs: Any) -> Any:
+        handed.append(func)
+        return await to_thread(func, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    return handed
+
+
+async def _check_from(checker: Checker, raw: bytes, peer_ip: str) -> Verdict:
+    """The verdict on a message sent from peer_ip with MAIL FROM leila@example.ir."""
+    from email_in.inbound import read
+
+    reading = read(raw, "leila@example.ir")
+    assert reading.message is not None
+    domain = reading.author_domain
+    return await checker.check(raw, reading.message, domain, peer_ip, "c.test", "leila@example.ir")
 
 
 async def _check(checker: Checker, raw: bytes) -> Verdict:

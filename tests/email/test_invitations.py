@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 from datetime import UTC, datetime
 from email import policy
@@ -12,7 +13,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from email_in.compose import Headers, Letter, compose
+from email_in.compose import Headers, Letter, base64_lines, compose
 from email_in.relay import RelayClient
 from email_in.settings import Relay as RelaySettings
 from gateway.backends import DeliveryError
@@ -175,3 +176,10 @@ def test_a_line_break_in_a_header_value_is_refused() -> None:
     headers = Headers("s@example.com", "Hi\r\nBcc: x@example.net", "<m@x>", datetime.now(UTC))
     with pytest.raises(ValueError, match="line break"):
         compose(letter, headers)
+
+
+@pytest.mark.parametrize("size", [0, 1, 56, 57, 58, 113, 114, 115, 3000])
+def test_base64_lines_are_those_of_encodebytes(size: int) -> None:
+    data = bytes(range(256)) * (size // 256 + 1)
+    lines = base64.encodebytes(data[:size]).decode("ascii").rstrip("\n").split("\n")
+    assert base64_lines(data[:size]) == lines

@@ -98,3 +98,33 @@ def test_a_message_without_message_id_gets_a_stable_digest() -> None:
 def test_a_very_long_answer_is_capped() -> None:
     raw = _mime("From: a@b.example\nContent-Type: text/plain", b"word " * 2000 + b"\r\n")
     assert len(answer_text(parse(raw))) == 4096
+
+
+# (the From header as written, the author Seda takes: one plain address, else None)
+AUTHORS = [
+    ("leila@example.ir", "leila@example.ir"),
+    ("Leila <leila@example.ir>", "leila@example.ir"),
+    ("leila@example.ir (Leila)", "leila@example.ir"),
+    ('"l@example.ir"', "l@example.ir"),
+    ("l@EXAMPLE.IR", "l@EXAMPLE.IR"),
+    ("l..x@example.ir", "l..x@example.ir"),
+    ("~!#$%&'*+/=?^_`{|}-@example.ir", "~!#$%&'*+/=?^_`{|}-@example.ir"),
+    ("l@example.ir\t", "l@example.ir"),
+    ("l@ex\r\n ample.ir", None),
+    ("l@@example.ir", None),
+    ("l@[127.0.0.1]", None),
+    ('"l x"@example.ir', None),
+    ("a@b.example, c@d.example", None),
+    ("", None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("value", "author"), AUTHORS)
+def test_the_author_is_the_one_plain_from_address(value: str, author: str | None) -> None:
+    raw = f"From: {value}\r\nMessage-ID: <a@b>\r\n\r\n7\r\n".encode()
+    assert read(raw, "x@example.org").author == author
+
+
+def test_two_from_headers_name_no_author() -> None:
+    raw = b"From: a@example.ir\r\nFrom: a@example.ir\r\n\r\n7\r\n"
+    assert read(raw, "x@example.org").author is None

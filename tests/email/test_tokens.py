@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import uuid
 
 import pytest
@@ -9,7 +12,8 @@ import pytest
 from email_in.tokens import Tokens
 
 RESPONSE = "01936f0e-8d2a-7c3b-9f10-0a1b2c3d4e5f"
-TOKENS = Tokens(b"a-secret-of-at-least-16-bytes")
+SECRET = b"a-secret-of-at-least-16-bytes"
+TOKENS = Tokens(SECRET)
 
 
 def test_a_token_names_its_response() -> None:
@@ -53,3 +57,15 @@ def test_recipients() -> None:
 def test_a_short_secret_is_refused() -> None:
     with pytest.raises(ValueError):
         Tokens(b"short")
+
+
+def test_a_token_is_the_id_and_its_hmac_in_base32_whenever_it_is_issued() -> None:
+    rid = uuid.UUID(RESPONSE).bytes
+    for scope in ("mail", "question:nps"):
+        tag = hmac.new(SECRET, scope.encode() + b"\0" + rid, hashlib.sha256).digest()[:10]
+        expected = base64.b32encode(rid + tag).decode().rstrip("=").lower()
+        assert TOKENS.issue(RESPONSE, scope) == expected
+        assert TOKENS.issue(RESPONSE, scope) == expected  # again, as remembered
+    for _ in range(2):
+        with pytest.raises(ValueError):
+            TOKENS.issue("not-a-response-id")
