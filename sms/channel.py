@@ -226,10 +226,11 @@ class SmsChannel:
             answered_inline=line.reply == "webhook",
         )
         result = await self.gateway.receive(inbound)
-        log.info(
-            "sms received",
-            extra=fields(line=line.name, outcome=result.outcome, duplicate=result.duplicate),
-        )
+        if log.isEnabledFor(logging.INFO):  # the fields are built only for a record that is kept
+            log.info(
+                "sms received",
+                extra=fields(line=line.name, outcome=result.outcome, duplicate=result.duplicate),
+            )
         return result
 
     async def deliver(self, event: dict[str, Any]) -> None:

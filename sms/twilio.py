@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-import hashlib
+import functools
 import hmac
 from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit, urlunsplit
@@ -23,7 +23,6 @@ from sms.base import (
     form,
     post_checked,
     required,
-    same,
     tel,
 )
 
@@ -33,26 +32,47 @@ TWIML = "application/xml"
 
 def signature(url: str, params: Iterable[tuple[str, str]], token: str) -> str:
     """X-Twilio-Signature: base64 HMAC-SHA1 of the URL and the sorted name+value pairs."""
+    return _sign(token.encode("utf-8"), url, _joined(params))
+
+
+def _joined(params: Iterable[tuple[str, str]]) -> str:
     # twilio/twilio-python request_validator.py: names sorted, each name's values sorted.
-    data = url + "".join(name + value for name, value in sorted(params))
-    digest = hmac.new(token.encode("utf-8"), data.encode("utf-8"), hashlib.sha1).digest()
+    return "".join([name + value for name, value in sorted(params)])
+
+
+def _sign(key: bytes, url: str, joined: str) -> str:
+    digest = hmac.digest(key, (url + joined).encode("utf-8"), "sha1")
     return base64.b64encode(digest).decode("ascii")
 
 
 def url_variants(url: str) -> list[str]:
     """The URL as called, without and with the default port (Twilio signs either way)."""
+    return [variant.decode("utf-8") for variant in _variants(url)]
+
+
+@functools.lru_cache(maxsize=64)  # a line is called at one URL: split it once, not per webhook
+def _variants(url: str) -> tuple[bytes, ...]:
     parts = urlsplit(url)
     host = parts.hostname or ""
     default = {"https": 443, "http": 80}.get(parts.scheme)
     bare = urlunsplit(parts._replace(netloc=host))
     ported = urlunsplit(parts._replace(netloc=f"{host}:{parts.port or default}"))
-    return list(dict.fromkeys([url, bare, ported]))
+    return tuple(u.encode("utf-8") for u in dict.fromkeys([url, bare, ported]))
 
 
 def valid(url: str, params: Params, given: str, token: str) -> bool:
     """Whether `given` signs this request under any URL form Twilio uses."""
-    pairs = list(params.items())
-    return any(same(given, signature(u, pairs, token)) for u in url_variants(url))
+    return _valid(token.encode("utf-8"), url, params, given)
+
+
+def _valid(key: bytes, url: str, params: Params, given: str) -> bool:
+    joined = _joined(params.items()).encode("utf-8")  # the same for every URL form: built once
+    signed = given.encode("utf-8")
+    for variant in _variants(url):
+        expected = base64.b64encode(hmac.digest(key, variant + joined, "sha1"))
+        if hmac.compare_digest(signed, expected):  # constant time, as sms.base.same
+            return True
+    return False
 
 
 class Twilio:
@@ -65,6 +85,7 @@ class Twilio:
         self.line = line
         self.account = line.setting("account_sid")
         self.token = line.setting("auth_token")
+        self._key = self.token.encode("utf-8")
         self.base = line.setting("base_url", API).rstrip("/")
 
     async def parse(self, request: web.Request, url: str) -> Received | Ignored:
@@ -73,7 +94,7 @@ class Twilio:
         if self.line.verify:
             given = request.headers.get("X-Twilio-Signature", "")
             signed = params if request.method == "POST" else Params()
-            if not given or not valid(url, signed, given, self.token):
+            if not given or not _valid(self._key, url, signed, given):
                 raise Refused(403, "missing or wrong X-Twilio-Signature")
         if params.get("AccountSid") != self.account:
             raise Refused(403, "the request is for another Twilio account")

@@ -125,6 +125,9 @@ TEL_CASES = [
     ("arabic-indic digits", "+٩٨٩١٢١٢٣٤٥٦٧", None, "tel:+989121234567"),
     ("national with country", "09121234567", "98", "tel:+989121234567"),
     ("spaces and dashes", "+98 912-123 4567", None, "tel:+989121234567"),
+    ("e164 keeps its own country", "+15550001234", "98", "tel:+15550001234"),
+    ("fullwidth digits", "＋９８９１２１２３４５６７", None, "tel:+989121234567"),
+    ("trailing newline", "+989121234567\n", None, "tel:+989121234567"),
 ]  # fmt: skip
 
 
@@ -135,7 +138,7 @@ def test_tel(label: str, raw: str, country: str | None, expected: str) -> None:
     assert tel(raw, country) == expected
 
 
-@pytest.mark.parametrize("raw", ["alice", "", "+0123", "12"])
+@pytest.mark.parametrize("raw", ["alice", "", "+0123", "12", "+1" + "2" * 18])
 def test_tel_refuses_what_is_not_a_number(raw: str) -> None:
     with pytest.raises(Refused) as caught:
         tel(raw)

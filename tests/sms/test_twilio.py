@@ -107,6 +107,28 @@ async def test_unknown_line_is_ignored(
     assert await resp.json() == {"status": "ignored", "reason": "unknown line"}
 
 
+async def test_every_request_is_verified_at_one_url(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    # The URL forms are worked out once per URL; each request's signature is still checked.
+    client, _ = await start(tmp_path, aiohttp_client, aiohttp_server, {"main": twilio_line()})
+    invited = await invite(client, RESPONDENT)
+    request = payload("twilio/inbound_fa.http")
+    signed = signature(PUBLIC + request.path, request.form(), TWILIO_TOKEN)
+    headers = {**request.headers, "X-Twilio-Signature": signed}
+    first = await client.post(request.path, data=request.body, headers=headers)
+    assert first.status == 200, await first.text()
+    other = request.with_form(Body="بله", MessageSid="SM" + "7" * 32)
+    replayed = await client.post(request.path, data=other.body, headers=headers)
+    assert replayed.status == 403  # the first request's signature does not sign this one
+    ported = signature(PUBLIC + ":443" + request.path, other.form(), TWILIO_TOKEN)
+    headers["X-Twilio-Signature"] = ported  # Twilio may sign https://host:443/...
+    second = await client.post(request.path, data=other.body, headers=headers)
+    assert second.status == 200, await second.text()
+    values = [a["value"] for a in (await answers(client, invited["response_id"]))["answers"]]
+    assert values == [9, True]
+
+
 async def test_repeated_message_sid_gives_one_answer(
     tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
 ) -> None:
