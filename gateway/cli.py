@@ -74,12 +74,18 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from gateway.server import create_app
+    from gateway.server import create_app, freeze_heap
 
     config = load(args.config)
     logs.setup(config.log_level)
+
+    async def app() -> web.Application:
+        built = await create_app(config)
+        built.on_startup.append(freeze_heap)
+        return built
+
     web.run_app(
-        create_app(config),
+        app(),
         host=config.host,
         port=config.port,
         print=None,

