@@ -301,3 +301,15 @@ class TokenBucket:
                     self.tokens -= 1
                     return
                 await asyncio.sleep((1 - self.tokens) / self.rate)
+
+
+class PolledOnly:
+    """What every polled provider (the Iranian ones) says to a push: no unsigned webhooks."""
+
+    async def parse(self, request: web.Request, url: str) -> Received | Ignored:
+        """A polled line refuses pushes: an unsigned push cannot be trusted."""
+        raise Refused(403, "this line is polled; Seda does not accept unsigned pushes for it")
+
+    def answer(self, text: str | None) -> web.Response:
+        """Not used (no webhook)."""
+        return web.json_response({"status": "ok"})

@@ -8,14 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from gateway.backends import DeliveryError
 from gateway.logs import fields
 from sms.base import (
-    Ignored,
     Known,
     Line,
+    PolledOnly,
     PollError,
     Received,
     Refused,
@@ -30,7 +29,7 @@ PAGE = 100  # GetReceivedSmses returns the latest 100 (ghasedak's API reference)
 log = logging.getLogger("seda.sms.ghasedak")
 
 
-class Ghasedak:
+class Ghasedak(PolledOnly):
     """One Ghasedak line; no signed push exists, so its webhook refuses and it is polled.
 
     GetReceivedSmses?IsRead=false returns the latest unread messages; whether reading them
@@ -50,14 +49,6 @@ class Ghasedak:
         self.max_pages = max(1, int(line.spec.get("max_pages", 10)))
         self.headers = {"ApiKey": self.key, "Accept": "application/json"}
         self._tried: set[str] = set()  # outbox ids sent once already (answer possibly lost)
-
-    async def parse(self, request: web.Request, url: str) -> Received | Ignored:
-        """Ghasedak lines are polled: an unsigned push cannot be trusted."""
-        raise Refused(403, "this line is polled; Seda does not accept unsigned pushes for it")
-
-    def answer(self, text: str | None) -> web.Response:
-        """Not used (no webhook)."""
-        return web.json_response({"status": "ok"})
 
     async def fetch(self, http: aiohttp.ClientSession, known: Known) -> list[tuple[str, Received]]:
         """GET GetReceivedSmses?LineNumber=..&IsRead=false, again while a full page is new."""

@@ -7,16 +7,14 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from gateway.backends import DeliveryError
 from sms.base import (
-    Ignored,
     Known,
     Line,
+    PolledOnly,
     PollError,
     Received,
-    Refused,
     fetch_json,
     national,
     post_checked,
@@ -26,7 +24,7 @@ from sms.base import (
 API = "https://api.kavenegar.com"
 
 
-class Kavenegar:
+class Kavenegar(PolledOnly):
     """One Kavenegar line; it has no signed push, so its webhook refuses and it is polled."""
 
     name = "kavenegar"
@@ -36,14 +34,6 @@ class Kavenegar:
         self.line = line
         self.key = line.setting("api_key")
         self.base = line.setting("base_url", API).rstrip("/")
-
-    async def parse(self, request: web.Request, url: str) -> Received | Ignored:
-        """Kavenegar lines are polled: an unsigned push cannot be trusted."""
-        raise Refused(403, "this line is polled; Seda does not accept unsigned pushes for it")
-
-    def answer(self, text: str | None) -> web.Response:
-        """Not used (no webhook)."""
-        return web.json_response({"status": "ok"})
 
     async def fetch(self, http: aiohttp.ClientSession, known: Known) -> list[tuple[str, Received]]:
         """GET receive.json?linenumber=..&isread=0 (at most 100, marked read by Kavenegar)."""

@@ -8,14 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from gateway.backends import DeliveryError
 from gateway.logs import fields
 from sms.base import (
-    Ignored,
     Known,
     Line,
+    PolledOnly,
     PollError,
     Received,
     Refused,
@@ -30,7 +29,7 @@ INBOX = "1"  # GetMessages `location`: 1 = received messages
 log = logging.getLogger("seda.sms.melipayamak")
 
 
-class Melipayamak:
+class Melipayamak(PolledOnly):
     """One Melipayamak line; no signed push exists, so its webhook refuses and it is polled.
 
     GetMessages reads the inbox by offset (`index`, `count` up to 100) and marks nothing we
@@ -51,14 +50,6 @@ class Melipayamak:
         self.max_pages = max(1, int(line.spec.get("max_pages", 10)))
         self.resume = 0  # where reading starts when the inbox is oldest first
         self.oldest_first = False
-
-    async def parse(self, request: web.Request, url: str) -> Received | Ignored:
-        """Melipayamak lines are polled: an unsigned push cannot be trusted."""
-        raise Refused(403, "this line is polled; Seda does not accept unsigned pushes for it")
-
-    def answer(self, text: str | None) -> web.Response:
-        """Not used (no webhook)."""
-        return web.json_response({"status": "ok"})
 
     async def fetch(self, http: aiohttp.ClientSession, known: Known) -> list[tuple[str, Received]]:
         """POST GetMessages (location 1) page by page until a page brings nothing new."""

@@ -8,14 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from gateway.backends import DeliveryError
 from gateway.logs import fields
 from sms.base import (
-    Ignored,
     Known,
     Line,
+    PolledOnly,
     PollError,
     Received,
     Refused,
@@ -34,7 +33,7 @@ KEY_PROBLEMS = frozenset({10, 11, 12, 13, 14, 15})
 PERMANENT = frozenset({103, 104, 107, 114, 115, 117})
 
 
-class SmsIr:
+class SmsIr(PolledOnly):
     """One SMS.ir line; no signed push exists, so its webhook refuses and it is polled.
 
     receive/latest returns each message once and then counts it read (apidocs.sms.ir): the
@@ -58,14 +57,6 @@ class SmsIr:
             raise ValueError(
                 f"channels.sms.lines.{line.name}: number must be the SMS.ir line's digits"
             ) from None
-
-    async def parse(self, request: web.Request, url: str) -> Received | Ignored:
-        """SMS.ir lines are polled: an unsigned push cannot be trusted."""
-        raise Refused(403, "this line is polled; Seda does not accept unsigned pushes for it")
-
-    def answer(self, text: str | None) -> web.Response:
-        """Not used (no webhook)."""
-        return web.json_response({"status": "ok"})
 
     async def fetch(self, http: aiohttp.ClientSession, known: Known) -> list[tuple[str, Received]]:
         """GET /v1/receive/latest?count=N, again while a full page brings new messages."""
