@@ -10,21 +10,25 @@ import aiohttp
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
+from gateway.http import HttpPool
+
 _FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 class AiohttpRequest(BaseRequest):
     """Sends Bot API calls with one aiohttp session (form-encoded, no file uploads)."""
 
-    __slots__ = ("_connect_timeout", "_pool_size", "_read_timeout", "_session")
+    __slots__ = ("_connect_timeout", "_pool", "_read_timeout")
 
     def __init__(
         self, read_timeout: float = 10.0, connect_timeout: float = 5.0, pool_size: int = 64
     ) -> None:
         self._read_timeout = read_timeout
         self._connect_timeout = connect_timeout
-        self._pool_size = pool_size
-        self._session: aiohttp.ClientSession | None = None
+        self._pool = HttpPool(
+            connector=lambda: aiohttp.TCPConnector(limit=pool_size),
+            headers={"User-Agent": self.USER_AGENT},
+        )
 
     @property
     def read_timeout(self) -> float | None:
@@ -37,9 +41,7 @@ class AiohttpRequest(BaseRequest):
 
     async def shutdown(self) -> None:
         """Close the connection pool."""
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
+        await self._pool.close()
 
     async def do_request(
         self,
@@ -96,12 +98,7 @@ class AiohttpRequest(BaseRequest):
             raise NetworkError(f"file download failed: {type(exc).__name__}") from None
 
     def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._pool_size),
-                headers={"User-Agent": self.USER_AGENT},
-            )
-        return self._session
+        return self._pool.get()
 
 
 def _seconds(value: object, default: float | None) -> float | None:

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from gateway.backends import DeliveryError
+from gateway.http import HttpPool
 
 # Graph error codes worth a retry (Meta, WhatsApp Cloud API "Error codes",
 # developers.facebook.com/documentation/business-messaging/whatsapp/support/error-codes):
@@ -26,8 +27,7 @@ class GraphClient:
     """One HTTP session to the Graph API for every line."""
 
     def __init__(self, timeout: float = 10.0) -> None:
-        self._timeout = timeout
-        self._session: aiohttp.ClientSession | None = None
+        self._pool = HttpPool(timeout=aiohttp.ClientTimeout(total=timeout))
 
     async def send(
         self, base: str, phone_number_id: str, token: str, message: dict[str, Any]
@@ -36,7 +36,7 @@ class GraphClient:
         url = f"{base}/{phone_number_id}/messages"
         headers = {"Authorization": f"Bearer {token}"}
         try:
-            async with self._client().post(url, json=message, headers=headers) as response:
+            async with self._pool.get().post(url, json=message, headers=headers) as response:
                 status = response.status
                 retry_after = _seconds(response.headers.get("Retry-After"))
                 body = await response.content.read(64 * 1024)
@@ -73,7 +73,9 @@ class GraphClient:
     async def _get(self, url: str, headers: dict[str, str], limit: int) -> bytes:
         """The body of a GET (at most `limit` bytes read); MediaError unless 200."""
         try:
-            async with self._client().get(url, headers=headers, allow_redirects=False) as response:
+            async with self._pool.get().get(
+                url, headers=headers, allow_redirects=False
+            ) as response:
                 status = response.status
                 data = bytearray()
                 async for chunk in response.content.iter_chunked(64 * 1024):
@@ -91,17 +93,7 @@ class GraphClient:
 
     async def close(self) -> None:
         """Close the connection pool."""
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
-                headers={"User-Agent": "seda-gateway"},
-            )
-        return self._session
+        await self._pool.close()
 
 
 class MediaError(Exception):

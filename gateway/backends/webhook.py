@@ -19,6 +19,7 @@ import aiohttp
 
 from gateway import jsoncodec
 from gateway.backends import DeliveryError
+from gateway.http import HttpPool
 from gateway.ids import Clock
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class WebhookBackend:
         self._timeout = timeout
         extra = dict(headers or {})
         self._headers = {k: v for k, v in extra.items() if k.lower() not in _OURS}
-        self._session: aiohttp.ClientSession | None = None
+        self._pool = HttpPool(timeout=aiohttp.ClientTimeout(total=timeout))
 
     def __repr__(self) -> str:
         return f"WebhookBackend({self.name!r}, {redact_url(self._url)!r})"
@@ -97,7 +98,7 @@ class WebhookBackend:
         }
         if self._key is not None:
             headers["webhook-signature"] = sign(self._key, msg_id, timestamp, body)
-        session = self._client()
+        session = self._pool.get()
         try:
             async with session.post(
                 self._url, data=body, headers=headers, allow_redirects=False
@@ -127,17 +128,7 @@ class WebhookBackend:
 
     async def close(self) -> None:
         """Close the HTTP connection pool."""
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
-                headers={"user-agent": "seda-gateway"},
-            )
-        return self._session
+        await self._pool.close()
 
 
 def _retry_after(value: str | None, now: int) -> float | None:
