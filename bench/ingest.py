@@ -58,9 +58,27 @@ async def wait_healthy(url: str) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process and all its threads so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User plus system CPU time so far of a process, all its threads and all the processes it
+    started that are still running (seda's store writer, voice pool...), from Linux /proc."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # ended meanwhile
+        child = int(stat.parent.name)
+        parents[child] = int(fields[1])
+        times[child] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total, family = 0.0, {pid}
+    for candidate in sorted(times):  # a child's pid may be lower than its parent's: walk up
+        ancestor = candidate
+        while ancestor not in family and ancestor in parents and ancestor > 1:
+            ancestor = parents[ancestor]
+        if ancestor in family:
+            family.add(candidate)
+            total += times[candidate]
+    return total
 
 
 @dataclass

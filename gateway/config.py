@@ -52,6 +52,11 @@ class Config:
         return Path(self.data.get("database", "var/seda.db"))
 
     @property
+    def writer_process(self) -> bool:
+        """Whether group commits run in a child process (store_writer: process, the default)."""
+        return bool(self.data.get("store_writer", "process") == "process")
+
+    @property
     def flows(self) -> Path:
         """Folder of survey YAML files."""
         return Path(self.data.get("flows", "config/flows"))

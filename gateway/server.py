@@ -130,7 +130,9 @@ async def _open_core(
         name: event_types(spec) for name, spec in config.backends.items()
     }
     routes.update({f"channel.{name}": frozenset({f"outbound.{name}"}) for name in senders})
-    store = await Store.open(config.database, backends=routes, clock=clock)
+    store = await Store.open(
+        config.database, backends=routes, clock=clock, writer_process=config.writer_process
+    )
     secret = config.secret or await store.meta_set_if_absent("secret", secrets.token_hex(32))
     gateway = Gateway(
         store,

@@ -19,26 +19,20 @@ from gateway.store_schema import (
     OUTBOX_COLUMNS,
     PROMOTE_NEXT,
     RESET_HEADS,
-    STEP_INSERTS,
-    SUPPRESS,
-    UNSUPPRESS,
     OutboxRow,
     SessionRow,
     StepWrite,
     StoreError,
     connect,
-    dumps,
     from_ts,
-    insert_many,
-    mark_rows_delivered,
     migrate,
     open_writer,
     outbox_row,
-    pending_keys,
     session_row,
     to_ts,
     where_equal,
 )
+from gateway.store_writer import WriterLost, WriterProcess, commit_writes
 
 __all__ = ["DuplicateMessage", "OutboxRow", "SessionRow", "StepWrite", "Store", "StoreError"]
 
@@ -51,8 +45,6 @@ log = logging.getLogger(__name__)
 
 BATCH_CAP = 500  # writes per group commit
 LAZY_WAIT = 0.02  # seconds a batch of delivery marks alone waits for a step to share its commit
-# Events for Seda's own channels (prompts to send); backends with no `events` list never get them.
-PRIVATE_PREFIX = "outbound."
 
 _Pending = tuple[StepWrite, "asyncio.Future[None]"]
 _T = TypeVar("_T")
@@ -67,8 +59,11 @@ class Store:
         reader: aiosqlite.Connection,
         backends: Mapping[str, frozenset[str] | None],
         clock: Clock,
+        process: WriterProcess | None = None,
     ) -> None:
-        # Every write transaction runs whole on one thread, in one hop from the event loop:
+        # Group commits go to the writer process when there is one (see gateway/store_writer.py).
+        self._process = process
+        # Every other write transaction runs whole on one thread, in one hop from the event loop:
         # a transaction made of several awaits waits behind the loop's other work at each one
         # (measured: 4.5 ms per group commit that way, under load).
         self._writer = writer
@@ -85,9 +80,15 @@ class Store:
 
     @classmethod
     async def open(
-        cls, path: Path, *, backends: Mapping[str, frozenset[str] | None], clock: Clock
+        cls,
+        path: Path,
+        *,
+        backends: Mapping[str, frozenset[str] | None],
+        clock: Clock,
+        writer_process: bool = False,
     ) -> Store:
-        """Open (creating if needed) the database, check durability settings and migrate it."""
+        """Open (creating if needed) the database, check durability settings and migrate it.
+        With `writer_process`, group commits run in a child process (what `seda run` uses)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         setup = await connect(path, writer=True)
         try:
@@ -95,12 +96,17 @@ class Store:
         finally:
             await setup.close()
         writer = await asyncio.to_thread(open_writer, path)
+        process = reader = None
         try:
             reader = await connect(path, writer=False)
+            if writer_process:
+                process = await WriterProcess.start(path, backends)
         except BaseException:
             writer.close()
+            if reader is not None:
+                await reader.close()
             raise
-        return cls(writer, reader, backends, clock)
+        return cls(writer, reader, backends, clock, process)
 
     @property
     def clock(self) -> Clock:
@@ -122,6 +128,8 @@ class Store:
             await asyncio.wait({self._task})
         finally:
             self._fail_queued("store closed before the write was committed")
+            if self._process is not None:
+                await self._process.close()
             await self._in_writer(lambda conn: conn.close())
             self._writer_thread.shutdown(wait=True)
             await self._reader.close()
@@ -179,7 +187,9 @@ class Store:
 
     async def _run_batch(self, batch: list[_Pending]) -> None:
         errors = [await self._transaction([write for write, _ in batch])] * len(batch)
-        if errors[0] is not None and len(batch) > 1:
+        # A lost writer process leaves the batch's fate unknown: never write it again (callers
+        # retry with their message ids, which de-duplicate whatever was stored).
+        if errors[0] is not None and not isinstance(errors[0], WriterLost) and len(batch) > 1:
             # Find the bad write(s): each write alone, so only their callers see an error.
             errors = [await self._transaction([write]) for write, _ in batch]
         for (_, done), error in zip(batch, errors, strict=True):
@@ -190,7 +200,11 @@ class Store:
     async def _transaction(self, writes: Sequence[StepWrite]) -> StoreError | None:
         """Commit `writes` in one transaction; return the error instead of raising it."""
         try:
-            await self._atomic(lambda conn: self._apply(conn, writes))
+            if self._process is not None:
+                await self._process.commit(writes, self._clock().timestamp())
+            else:
+                now = self._clock().timestamp()
+                await self._in_writer(lambda conn: commit_writes(conn, writes, self._backends, now))
         except Exception as exc:
             return _store_error(exc)
         self.batches_committed += 1
@@ -215,57 +229,6 @@ class Store:
     async def _in_writer(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer_thread, work, self._writer)
-
-    def _apply(self, conn: sqlite3.Connection, writes: Sequence[StepWrite]) -> None:
-        now = self._clock().timestamp()
-        rows: dict[str, list[tuple[Any, ...]]] = {table: [] for table in STEP_INSERTS}
-        suppressed: dict[str, str | None] = {}  # the net effect, in write order
-        delivered = [seq for write in writes for seq in write.delivered]
-        if delivered:
-            mark_rows_delivered(conn, delivered, now)
-        for write in writes:
-            if (s := write.session) is not None:
-                expires = None if s.expires_at is None else to_ts(s.expires_at)
-                remind = None if s.remind_at is None else to_ts(s.remind_at)
-                key = (s.response_id, s.channel, s.address, s.survey_id, s.status)
-                rows["sessions"].append((*key, dumps(s.data), now, expires, remind))
-            for answer in write.answers:
-                ids = (answer["id"], answer["response_id"], answer["question_id"])
-                rows["answers"].append((*ids, dumps(answer), now))
-            if write.inbound is not None:
-                channel, provider, message_id, result = write.inbound
-                rows["inbound_ids"].append((channel, provider, message_id, dumps(result), now))
-            for order_key, event in write.events:
-                event_id, event_type, payload = str(event["id"]), str(event["type"]), dumps(event)
-                public = not event_type.startswith(PRIVATE_PREFIX)
-                # Prompts held back by quiet hours carry the moment they may go out.
-                not_before = (event.get("data") or {}).get("not_before")
-                due = datetime.fromisoformat(not_before).timestamp() if not_before else now
-                for backend, types in self._backends.items():
-                    if (public and types is None) or (types is not None and event_type in types):
-                        item = (event_id, backend, order_key, event_type, payload)
-                        rows["outbox"].append((*item, due, now, now, 0))
-            for respondent_id, reason in write.suppress:
-                suppressed[respondent_id] = reason
-            for respondent_id in write.unsuppress:
-                suppressed[respondent_id] = None
-        if rows["outbox"]:
-            # A new row is the head of its order key when nothing of that key is pending: not
-            # in the table, nor earlier in this batch.
-            keys = {(row[1], row[2]) for row in rows["outbox"]}
-            taken = pending_keys(conn, keys)
-            for i, row in enumerate(rows["outbox"]):
-                if (row[1], row[2]) not in taken:
-                    taken.add((row[1], row[2]))
-                    rows["outbox"][i] = (*row[:-1], 1)
-        for table, table_rows in rows.items():
-            if table_rows:
-                insert_many(conn, table, table_rows)
-        for respondent_id, why in suppressed.items():
-            if why is None:
-                conn.execute(UNSUPPRESS, (respondent_id,))
-            else:
-                conn.execute(SUPPRESS, (respondent_id, why, now))
 
     def _notify(self) -> None:
         if self.on_commit is not None:

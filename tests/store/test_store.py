@@ -37,9 +37,14 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture
-async def store(tmp_path: Path, clock: Clock) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "db" / "seda.db", backends=BACKENDS, clock=clock)
+@pytest.fixture(params=[False, True], ids=["writer-thread", "writer-process"])
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: Clock
+) -> AsyncIterator[Store]:
+    """The store with group commits in a thread, then in a writer process (`seda run`'s way)."""
+    opened = await Store.open(
+        tmp_path / "db" / "seda.db", backends=BACKENDS, clock=clock, writer_process=request.param
+    )
     yield opened
     await opened.close()
 
@@ -106,9 +111,12 @@ async def test_a_newer_schema_is_refused(tmp_path: Path, clock: Clock) -> None:
 # -- group commit -------------------------------------------------------------------------------
 
 
-async def test_concurrent_commits_share_few_transactions(tmp_path: Path, clock: Clock) -> None:
+@pytest.mark.parametrize("in_process", [False, True], ids=["writer-thread", "writer-process"])
+async def test_concurrent_commits_share_few_transactions(
+    tmp_path: Path, clock: Clock, in_process: bool
+) -> None:
     path = tmp_path / "seda.db"
-    store = await Store.open(path, backends=BACKENDS, clock=clock)
+    store = await Store.open(path, backends=BACKENDS, clock=clock, writer_process=in_process)
     writes = [
         StepWrite(
             session=session(f"r{n}", address=f"tel:+98912{n:07d}"),
@@ -153,6 +161,31 @@ async def test_a_bad_write_fails_only_its_own_caller(store: Store) -> None:
         assert await store.session(f"g{n}") is not None
     assert await store.session("clash") is None
     await store.commit(StepWrite(session=session("after", address="tel:+989123333333")))
+
+
+async def test_a_lost_writer_process_fails_its_batch_once_and_is_replaced(
+    tmp_path: Path, clock: Clock
+) -> None:
+    path = tmp_path / "seda.db"
+    store = await Store.open(path, backends=BACKENDS, clock=clock, writer_process=True)
+    try:
+        await store.commit(StepWrite(session=session("r1")))
+        first = store._process._process  # type: ignore[union-attr]
+        first.kill()
+        await asyncio.to_thread(first.join, 10)
+        # Its fate unknown, the batch is failed to its callers and never written again.
+        with pytest.raises(StoreError, match="writer process stopped"):
+            await store.commit(StepWrite(session=session("r2", address="tel:+989120000002")))
+        assert await store.session("r2") is None
+        # The next commit starts a new writer process.
+        await store.commit(StepWrite(session=session("r3", address="tel:+989120000003")))
+        second = store._process._process  # type: ignore[union-attr]
+        assert second is not None and second.pid != first.pid and second.is_alive()
+        assert await store.session("r3") is not None
+    finally:
+        await store.close()
+    assert not second.is_alive()  # closing the store ends its writer process
+    assert sql(path, "SELECT response_id FROM sessions ORDER BY 1") == [("r1",), ("r3",)]
 
 
 async def test_a_write_missing_an_event_id_is_refused(store: Store) -> None:
