@@ -70,6 +70,10 @@ async def create_app(config: Config, clock: Clock = system_clock) -> web.Applica
     closers: list[Callable[[], Awaitable[None]]] = [b.close for b in backends.values()]
     closers.append(store.close)
     metrics.add_source(lambda: _live_counters(gateway, forwarder))
+    for channel in channels.values():  # optional: a channel's own counters
+        families = getattr(channel, "metric_families", None)
+        if callable(families):
+            metrics.add_source(families)
 
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -485,6 +485,79 @@ class Store:
             raise StoreError("store is closed")
         return await self._atomic(work)
 
+    # -- delivery receipts (messages Seda's channels send) -------------------------------------
+
+    _FINAL = frozenset({"delivered", "failed", "undelivered"})
+    _ORDER = ("unknown", "queued", "sent")  # below final; a receipt moves a row forward only
+
+    async def record_sent(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Record sent messages (keys: channel, line, provider, message_id, response_id,
+        event_id, at) with status sent; a message already recorded is left as it is."""
+        await self._change(
+            "INSERT INTO deliveries (channel, provider, message_id, line, response_id, event_id,"
+            " status, sent_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'sent', ?, ?)"
+            " ON CONFLICT (channel, provider, message_id) DO NOTHING",
+            [(r["channel"], r["provider"], r["message_id"], r["line"], r.get("response_id"),
+              r["event_id"], to_ts(r["at"]), to_ts(r["at"])) for r in rows],
+        )  # fmt: skip
+
+    async def record_receipt(
+        self, channel: str, provider: str, message_id: str, status: str, raw_status: str,
+        error: str | None, at: datetime,
+    ) -> bool:  # fmt: skip
+        """Apply a delivery receipt: the status moves forward only (a final one stays);
+        False when no such message was sent (nothing is changed)."""
+        key = (channel, provider, message_id)
+
+        def work(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT status FROM deliveries WHERE channel = ? AND provider = ?"
+                " AND message_id = ?",
+                key,
+            ).fetchone()
+            if row is None:
+                return False
+            old = str(row[0])
+            rank = {name: n for n, name in enumerate(self._ORDER)}
+            forward = status in self._FINAL or rank.get(status, 0) > rank.get(old, 0)
+            if old not in self._FINAL and forward:
+                conn.execute(
+                    "UPDATE deliveries SET status = ?, raw_status = ?, error = ?, updated_at = ?"
+                    " WHERE channel = ? AND provider = ? AND message_id = ?",
+                    (status, raw_status, error, to_ts(at), *key),
+                )
+            return True
+
+        return await self._change_with(work)
+
+    async def deliveries_for(self, response_id: str) -> list[dict[str, Any]]:
+        """The messages sent for one response and their latest status, in the order sent."""
+        rows = await self._read(
+            "SELECT * FROM deliveries WHERE response_id = ? ORDER BY sent_at, rowid",
+            (response_id,),
+        )
+        return [self._delivery(row) for row in rows]
+
+    async def deliveries_pending(
+        self, channel: str, line: str, since: datetime, limit: int
+    ) -> list[dict[str, Any]]:
+        """Messages of one line sent since `since` whose status is not known yet (queued or
+        sent), oldest first: those a provider without receipts is asked about."""
+        rows = await self._read(
+            "SELECT * FROM deliveries WHERE channel = ? AND line = ? AND sent_at >= ?"
+            " AND status IN ('queued', 'sent') ORDER BY sent_at LIMIT ?",
+            (channel, line, to_ts(since), limit),
+        )
+        return [self._delivery(row) for row in rows]
+
+    @staticmethod
+    def _delivery(row: sqlite3.Row) -> dict[str, Any]:
+        """A deliveries row as a dict; times as aware datetimes."""
+        found = dict(row)
+        found["sent_at"] = from_ts(found["sent_at"])
+        found["updated_at"] = from_ts(found["updated_at"])
+        return found
+
 
 def _lazy(write: StepWrite) -> bool:
     """Only marks delivered rows: may wait for company before committing."""

@@ -248,6 +248,27 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX sessions_open_remind
         ON sessions (remind_at) WHERE status = 'open' AND remind_at IS NOT NULL;
     """,
+    # 3: delivery receipts of the messages Seda sends (one row per provider message id).
+    """
+    CREATE TABLE deliveries (
+        channel TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        line TEXT NOT NULL,
+        response_id TEXT,
+        event_id TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN
+            ('queued', 'sent', 'delivered', 'failed', 'undelivered', 'unknown')),
+        raw_status TEXT,
+        error TEXT,
+        sent_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (channel, provider, message_id)
+    );
+    CREATE INDEX deliveries_response ON deliveries (response_id);
+    CREATE INDEX deliveries_open ON deliveries (channel, line, sent_at)
+        WHERE status IN ('queued', 'sent');
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

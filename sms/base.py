@@ -12,6 +12,7 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
+from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
@@ -70,6 +71,26 @@ class Ignored:
     reason: str
 
 
+# Normalised delivery statuses; the last three are final (a receipt never changes them).
+STATUSES = ("queued", "sent", "delivered", "failed", "undelivered", "unknown")
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """A delivery receipt (status callback, DLR) for a message Seda sent, verified and parsed."""
+
+    message_id: str  # the provider's id for the message (Seda's own for Kannel)
+    status: str  # one of STATUSES
+    raw_status: str  # the provider's own word or code, as it came
+    error: str | None = None  # the provider's error code, when it gives one
+
+
+def error_code(raw: str | None) -> str | None:
+    """A provider's error code as recorded: None when absent or zero (no error)."""
+    code = (raw or "").strip()
+    return None if not code or code.strip("0") == "" else code[:32]
+
+
 class Refused(Exception):
     """A request Seda will not honour: forged (403), malformed (400), oversized (413)."""
 
@@ -85,7 +106,7 @@ class Provider(Protocol):
     name: str
     methods: tuple[str, ...]  # HTTP methods its webhook uses
 
-    async def parse(self, request: web.Request, url: str) -> Received | Ignored:
+    async def parse(self, request: web.Request, url: str) -> Received | Receipt | Ignored:
         """Verify and parse a webhook request (raise Refused when it cannot be honoured)."""
         ...
 
@@ -93,10 +114,12 @@ class Provider(Protocol):
         """The synchronous webhook response, carrying `text` as a reply when given."""
         ...
 
-    async def send(self, http: aiohttp.ClientSession, to: str, text: str, key: str) -> str | None:
+    async def send(self, http: aiohttp.ClientSession, to: str, text: str, key: str) -> list[str]:
         """Send one SMS through the provider's API (raise DeliveryError on failure).
 
-        Returns the provider's id for the message when its API gives one (for its reports).
+        Returns the provider's ids for what it sent (one per part where the provider counts
+        parts), which its delivery receipts name; empty when its answer gives none. `key` (the
+        outbox event id) is stable across retries.
         """
         ...
 
@@ -114,6 +137,18 @@ class Poller(Protocol):
         `known(id)` says whether Seda already holds a message, so a provider whose API returns
         messages again (it does not mark them read) can tell where the new ones end.
         """
+        ...
+
+
+@runtime_checkable
+class StatusPoller(Protocol):
+    """Optional capability: a polled provider whose delivery statuses can be asked for."""
+
+    batch: int  # message ids per status request
+
+    async def statuses(self, http: aiohttp.ClientSession, ids: list[str]) -> list[Receipt]:
+        """The current status of these sent messages (ids the provider does not know are left
+        out or reported unknown); raise PollError when the provider fails."""
         ...
 
 
@@ -230,6 +265,17 @@ async def form(request: web.Request) -> Params:
     return MultiDict((k, v) for k, v in posted.items() if isinstance(v, str))
 
 
+def receipt_url(line: Line, **query: str) -> str | None:
+    """Where the provider should send this line's receipts: the line's public URL (the same
+    webhook route), with `query` added; None when the line has no public_url."""
+    if not line.public_url:
+        return None
+    if not query:
+        return line.public_url
+    mark = "&" if "?" in line.public_url else "?"
+    return line.public_url + mark + urlencode(query)
+
+
 def basic_auth(user: str, password: str) -> dict[str, str]:
     """An HTTP Basic Authorization header."""
     token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
@@ -306,7 +352,7 @@ class TokenBucket:
 class PolledOnly:
     """What every polled provider (the Iranian ones) says to a push: no unsigned webhooks."""
 
-    async def parse(self, request: web.Request, url: str) -> Received | Ignored:
+    async def parse(self, request: web.Request, url: str) -> Received | Receipt | Ignored:
         """A polled line refuses pushes: an unsigned push cannot be trusted."""
         raise Refused(403, "this line is polled; Seda does not accept unsigned pushes for it")
 

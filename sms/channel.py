@@ -2,21 +2,37 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+from prometheus_client.core import Metric
 
+from gateway import metrics
 from gateway.backends import DeliveryError
 from gateway.flows.loader import Problem
 from gateway.logs import fields
 from gateway.model import Inbound
 from gateway.router import Gateway
-from sms.base import Ignored, Line, Poller, Provider, Received, Refused, TokenBucket, same_number
+from gateway.store_schema import StoreError
+from sms.base import (
+    Ignored,
+    Line,
+    Poller,
+    Provider,
+    Receipt,
+    Received,
+    Refused,
+    StatusPoller,
+    TokenBucket,
+    same_number,
+)
 from sms.polling import PollLoop
 from sms.segments import encoding, segments
 
@@ -39,6 +55,9 @@ IRANIAN = frozenset({"kavenegar", "smsir", "ghasedak", "melipayamak"})
 IRAN_FOOTER = "لغو ۱۱"  # the regulator's opt-out footer for service lines (PROTOCOLS 1.8)
 MAX_BODY = 64 * 1024
 MAX_SEGMENTS = 10  # a line refuses longer messages unless configured otherwise
+STATUS_HORIZON = timedelta(hours=24)  # sent messages are asked about for this long at most
+STATUS_BATCHES = 10  # status requests per line per round at most
+_FORWARD = {"unknown": 0, "queued": 1, "sent": 2}  # statuses below final, in order
 
 
 class ConfigError(ValueError):
@@ -125,6 +144,7 @@ class SmsChannel:
         self.providers = {n: load_provider(line, now) for n, line in self.lines.items()}
         self.buckets = {n: TokenBucket(x.rate) for n, x in self.lines.items() if x.rate}
         self.ignored: dict[tuple[str, str], int] = {}  # (line, reason) -> count
+        self.receipts: dict[tuple[str, str], int] = {}  # (line, status) -> count
         self._http: aiohttp.ClientSession | None = None
         self._polls: list[PollLoop] = []
 
@@ -145,7 +165,11 @@ class SmsChannel:
                 )
         for name, provider in self.providers.items():
             if isinstance(provider, Poller):
-                loop = PollLoop(self.lines[name], provider, self._receive_polled, self.http)
+                line = self.lines[name]
+                statuses = None
+                if isinstance(provider, StatusPoller):
+                    statuses = functools.partial(self.poll_statuses, line, provider)
+                loop = PollLoop(line, provider, self._receive_polled, self.http, statuses)
                 self._polls.append(loop)
                 loop.start()
 
@@ -187,6 +211,9 @@ class SmsChannel:
                 "sms request refused", extra=fields(line=name, status=exc.status, reason=exc.reason)
             )
             return _refusal(exc)
+        if isinstance(parsed, Receipt):
+            await self._record_receipt(line, parsed)
+            return provider.answer(None)
         if isinstance(parsed, Ignored):
             key = (name, parsed.reason)
             self.ignored[key] = self.ignored.get(key, 0) + 1
@@ -197,6 +224,50 @@ class SmsChannel:
             text = self._with_footer(line, render([o.to_json() for o in result.outbound]))
             return provider.answer(text)
         return provider.answer(None)
+
+    async def _record_receipt(self, line: Line, receipt: Receipt) -> None:
+        """Apply a receipt to the sent message it names; one for a message Seda did not send
+        is counted as unknown and changes nothing (it is still acknowledged)."""
+        known = await self.gateway.store.record_receipt(
+            "sms", line.provider, receipt.message_id, receipt.status, receipt.raw_status,
+            receipt.error, self.gateway.clock(),
+        )  # fmt: skip
+        status = receipt.status if known else "unknown"
+        key = (line.name, status)
+        self.receipts[key] = self.receipts.get(key, 0) + 1
+        event = "sms receipt" if known else "sms receipt for a message Seda did not send"
+        log.info(event, extra=fields(line=line.name, provider=line.provider, status=status,
+                                     error=receipt.error))  # fmt: skip
+
+    async def poll_statuses(self, line: Line, provider: StatusPoller) -> int:
+        """Ask a polled provider for the status of the line's messages sent in the last 24
+        hours whose delivery is not known yet; record those that moved. Returns how many."""
+        since = self.gateway.clock() - STATUS_HORIZON
+        pending = await self.gateway.store.deliveries_pending(
+            "sms", line.name, since, provider.batch * STATUS_BATCHES
+        )
+        current = {r["message_id"]: r["status"] for r in pending if r["provider"] == line.provider}
+        ids = list(current)
+        moved = 0
+        for start in range(0, len(ids), provider.batch):
+            for receipt in await provider.statuses(
+                self.http(), ids[start : start + provider.batch]
+            ):
+                old = current.get(receipt.message_id)
+                if old is None or _FORWARD.get(receipt.status, 3) <= _FORWARD[old]:
+                    continue  # not one asked about, or nothing new: not a receipt to count
+                await self._record_receipt(line, receipt)
+                moved += 1
+        return moved
+
+    def metric_families(self) -> Iterable[Metric]:
+        """The channel's own counters for /metrics (server.py collects them)."""
+        yield metrics.counter_family(
+            "seda_sms_receipts",
+            "SMS delivery receipts by line and normalised status (unknown: no such message)",
+            ["line", "status"],
+            {k: float(v) for k, v in self.receipts.items()},
+        )
 
     async def _receive_polled(self, line: Line, message: Received) -> Any:
         """A polled message: on the line it was sent to (one account may serve several)."""
@@ -253,8 +324,25 @@ class SmsChannel:
             "sms sent",
             extra=fields(line=line.name, provider=line.provider, segments=parts,
                          encoding=encoding(text), response_id=data.get("response_id"),
-                         provider_id=sent),
+                         provider_ids=sent),
         )  # fmt: skip
+        await self._record_sent(line, event, sent)
+
+    async def _record_sent(self, line: Line, event: Mapping[str, Any], ids: list[str]) -> None:
+        """One deliveries row per provider id, status sent (its receipts update it)."""
+        at = self.gateway.clock()
+        rows = [{"channel": "sms", "line": line.name, "provider": line.provider,
+                 "message_id": message_id, "response_id": event["data"].get("response_id"),
+                 "event_id": str(event["id"]), "at": at} for message_id in ids]  # fmt: skip
+        if not rows:
+            return
+        try:
+            await self.gateway.store.record_sent(rows)
+        except StoreError as exc:  # the SMS is out: failing now would only send it again
+            log.error(
+                "sms sent but not recorded: its receipts will count as unknown",
+                extra=fields(line=line.name, provider=line.provider, error=str(exc)),
+            )
 
     def _line_for(self, data: Mapping[str, Any]) -> Line:
         # The core names the line the respondent used; an invitation without one takes the default.

@@ -11,7 +11,19 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from sms.base import Ignored, Line, Received, Refused, e164, post_checked, same, tel
+from sms.base import (
+    STATUSES,
+    Ignored,
+    Line,
+    Receipt,
+    Received,
+    Refused,
+    e164,
+    error_code,
+    post_checked,
+    same,
+    tel,
+)
 
 SIGNATURE = "X-Seda-Signature"
 TIMESTAMP = "X-Seda-Timestamp"
@@ -36,7 +48,7 @@ class Generic:
         self.send_url = line.spec.get("send_url")
         self.skew = float(line.spec.get("max_skew", 300))
 
-    async def parse(self, request: web.Request, url: str) -> Received | Ignored:
+    async def parse(self, request: web.Request, url: str) -> Received | Receipt | Ignored:
         """Verify the HMAC over timestamp and raw body, then read the JSON message."""
         body = await request.read()
         if self.line.verify:
@@ -52,6 +64,13 @@ class Generic:
             raise Refused(400, "the body is not valid JSON") from None
         if not isinstance(data, dict):
             raise Refused(400, "the body must be a JSON object")
+        if data.get("type") == "status":  # {type: status, id: <Seda's id>, status, error?}
+            message_id, raw = data.get("id"), data.get("status")
+            if not isinstance(message_id, str | int) or not isinstance(raw, str):
+                raise Refused(400, "a status needs id and status")
+            error = error_code(str(data["error"])) if data.get("error") is not None else None
+            status = raw if raw in STATUSES else "unknown"
+            return Receipt(str(message_id)[:128], status, raw[:32], error)
         if data.get("type", "message") != "message":
             return Ignored(f"{data.get('type')} notification")
         sender, text, message_id = data.get("from"), data.get("text"), data.get("id")
@@ -65,8 +84,9 @@ class Generic:
         """JSON: the reply text (or null) for gateways that can answer synchronously."""
         return web.json_response({"status": "ok", "reply": text}, dumps=_dumps)
 
-    async def send(self, http: aiohttp.ClientSession, to: str, text: str, key: str) -> None:
-        """POST {send_url} {id, from, to, text}, signed like the webhooks."""
+    async def send(self, http: aiohttp.ClientSession, to: str, text: str, key: str) -> list[str]:
+        """POST {send_url} {id, from, to, text}, signed like the webhooks; the gateway's
+        status notifications name the message by that id (Seda's), which is returned."""
         if not self.send_url:
             raise ValueError(f"channels.sms.lines.{self.line.name}: send_url is required")
         body = _dumps({"id": key, "from": self.line.number, "to": e164(to), "text": text})
@@ -79,6 +99,7 @@ class Generic:
             "Idempotency-Key": key,
         }
         await post_checked(http, self.name, str(self.send_url), data=raw, headers=headers)
+        return [key]
 
 
 def _id(value: str | int | None) -> str | None:

@@ -85,12 +85,13 @@ class Ghasedak(PolledOnly):
         # Asked by LineNumber: every message is this line's (no `to`, nothing to route).
         return key, Received(sender, str(item.get("message") or ""), key)
 
-    async def send(self, http: aiohttp.ClientSession, to: str, text: str, key: str) -> str | None:
-        """POST SendSingleSMS with ClientReferenceId = the outbox event id."""
+    async def send(self, http: aiohttp.ClientSession, to: str, text: str, key: str) -> list[str]:
+        """POST SendSingleSMS with ClientReferenceId = the outbox event id; returns
+        Ghasedak's messageId."""
         if key in self._tried:
             accepted = await self._accepted(http, key)
             if accepted is not None:
-                return accepted  # the earlier attempt went through; its answer was lost
+                return [accepted]  # the earlier attempt went through; its answer was lost
         self._tried.add(key)
         body = {
             "lineNumber": self.line.number,
@@ -107,7 +108,7 @@ class Ghasedak(PolledOnly):
             self._tried.discard(key)
             data = answer.get("data") or {}
             message_id = data.get("messageId") if isinstance(data, dict) else None
-            return None if message_id is None else str(message_id)
+            return [] if message_id is None else [str(message_id)]
         code = answer.get("statusCode") if isinstance(answer, dict) else None
         error = _failure(status, code)
         if not error.retryable:

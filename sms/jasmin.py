@@ -6,20 +6,23 @@ answer is 200 with the body exactly `ACK/Jasmin`, so every accepted or ignored r
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import aiohttp
 from aiohttp import web
 
 from sms.base import (
-    Ignored,
     Line,
+    Receipt,
     Received,
     Refused,
     check_token,
     digits_only,
+    error_code,
     form,
     post_checked,
+    receipt_url,
     required,
     tel,
 )
@@ -27,6 +30,12 @@ from sms.segments import encoding
 
 API = "http://127.0.0.1:1401"
 ACK = "ACK/Jasmin"
+SENT = re.compile(r'Success "([^"]+)"')
+# message_status of a level 2 DLR (the SMPP receipt's stat); a level 1 DLR carries the
+# submit_sm_resp status instead: ESME_ROK (accepted by the SMSC) or an ESME_R* error.
+STATUSES = {"DELIVRD": "delivered", "UNDELIV": "undelivered", "EXPIRED": "undelivered",
+            "DELETED": "failed", "REJECTD": "failed", "ACCEPTD": "sent", "ENROUTE": "sent",
+            "ESME_ROK": "sent"}  # fmt: skip
 
 
 class Jasmin:
@@ -41,12 +50,16 @@ class Jasmin:
         if line.verify:
             line.setting("token")
 
-    async def parse(self, request: web.Request, url: str) -> Received | Ignored:
-        """Check the token, drop DLRs, read id, from and content (UCS-2 from the hex `binary`)."""
+    async def parse(self, request: web.Request, url: str) -> Received | Receipt:
+        """Check the token; read a DLR, or id, from and content (UCS-2 from the hex `binary`)."""
         check_token(request, self.line)
         params = await form(request)
         if "message_status" in params:
-            return Ignored(f"delivery receipt ({params['message_status']})")
+            (message_id,) = required(params, "id")
+            raw = params["message_status"]
+            failed = raw.startswith("ESME_") and raw != "ESME_ROK"  # refused by the SMSC
+            status = "failed" if failed else STATUSES.get(raw, "unknown")
+            return Receipt(message_id, status, raw, error_code(params.get("err")))
         message_id, sender = required(params, "id", "from")
         text = params.get("content", "")
         if params.get("coding") == "8" and params.get("binary"):
@@ -60,8 +73,11 @@ class Jasmin:
         """Exactly ACK/Jasmin (replies go through /send)."""
         return web.Response(text=ACK, content_type="text/plain")
 
-    async def send(self, http: aiohttp.ClientSession, to: str, text: str, key: str) -> None:
-        """POST /send (UCS-2 as coding 8 with hex-content)."""
+    async def send(self, http: aiohttp.ClientSession, to: str, text: str, key: str) -> list[str]:
+        """POST /send (UCS-2 as coding 8 with hex-content); returns Jasmin's message id.
+
+        With a public_url the line asks for DLRs of both levels there (dlr-level 3, POST)."""
+        # Jasmin's /send has no idempotency key: a retry after a lost answer may resend.
         data = {
             "username": self.line.setting("username"),
             "password": self.line.setting("password"),
@@ -73,4 +89,11 @@ class Jasmin:
             data["hex-content"] = text.encode("utf-16-be").hex()
         else:
             data["content"] = text
-        await post_checked(http, self.name, f"{self.base}/send", data=data)
+        query = {"token": self.line.setting("token")} if self.line.verify else {}
+        callback = receipt_url(self.line, **query)
+        if callback:
+            data.update({"dlr": "yes", "dlr-url": callback, "dlr-level": "3",
+                         "dlr-method": "POST"})  # fmt: skip
+        _, body = await post_checked(http, self.name, f"{self.base}/send", data=data)
+        found = SENT.search(body)  # accepted (2xx): no id is no reason to send again
+        return [found.group(1)] if found else []

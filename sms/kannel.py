@@ -12,10 +12,25 @@ from urllib.parse import parse_qsl
 import aiohttp
 from aiohttp import web
 
-from sms.base import Ignored, Line, Received, Refused, check_token, digits_only, post_checked, tel
+from sms.base import (
+    Line,
+    Receipt,
+    Received,
+    Refused,
+    check_token,
+    digits_only,
+    post_checked,
+    receipt_url,
+    tel,
+)
 from sms.segments import encoding
 
 API = "http://127.0.0.1:13013"
+# The DLR bitmask Seda asks for: 1 delivered, 2 not delivered to the phone, 8 submitted to the
+# SMSC, 16 rejected by the SMSC (4 buffered and 32 intermediate are left out).
+DLR_MASK = 1 + 2 + 8 + 16
+STATUSES = {"1": "delivered", "2": "undelivered", "4": "queued", "8": "sent", "16": "failed",
+            "32": "sent"}  # fmt: skip
 
 
 def _decode(raw: bytes, charset: str) -> str:
@@ -37,16 +52,21 @@ class Kannel:
         if line.verify:
             line.setting("token")
 
-    async def parse(self, request: web.Request, url: str) -> Received | Ignored:
-        """Check the token, drop DLRs, read %I (id), %p (from) and %a or the POST body (text)."""
+    async def parse(self, request: web.Request, url: str) -> Received | Receipt:
+        """Check the token; read a DLR (Seda's id and %d), or %I (id), %p (from) and %a or the
+        POST body (text)."""
         check_token(request, self.line)
         # Kannel URL-encodes the text in the message's own charset (%C): decode it ourselves.
         _, _, raw_query = request.raw_path.partition("?")
         pairs = parse_qsl(raw_query, keep_blank_values=True, encoding="latin-1")
         query = {k: v.encode("latin-1") for k, v in pairs}
         if query.get("type") == b"dlr":
-            status = query.get("status", b"").decode("ascii", "replace")
-            return Ignored(f"delivery report ({status})")
+            # Seda's dlr-url carries its own id for the message and %d, the DLR value.
+            seda_id = query.get("id", b"").decode("ascii", "replace")
+            if not seda_id:
+                raise Refused(400, "missing id in the DLR (the dlr-url Seda set carries it)")
+            raw = query.get("status", b"").decode("ascii", "replace")
+            return Receipt(seda_id, STATUSES.get(raw, "unknown"), raw)
         charset = query.get("charset", b"").decode("ascii", "replace")
         if request.method == "POST":
             sender = request.headers.get("X-Kannel-From", "") or query.get("from", b"").decode()
@@ -63,8 +83,11 @@ class Kannel:
         """The reply SMS as the body (Kannel sends it to the respondent); empty for none."""
         return web.Response(text=text or "", content_type="text/plain", charset="utf-8")
 
-    async def send(self, http: aiohttp.ClientSession, to: str, text: str, key: str) -> None:
-        """GET /cgi-bin/sendsms (UTF-8 text; coding 2 = UCS-2 when the text needs it)."""
+    async def send(self, http: aiohttp.ClientSession, to: str, text: str, key: str) -> list[str]:
+        """GET /cgi-bin/sendsms (UTF-8 text; coding 2 = UCS-2 when the text needs it).
+
+        sendsms answers no id, so Seda names the message itself (`key`, the outbox event id)
+        and, with a public_url, asks for DLRs at a dlr-url that carries it; returns [key]."""
         params = {
             "username": self.line.setting("username"),
             "password": self.line.setting("password"),
@@ -76,6 +99,12 @@ class Kannel:
         }
         if self.line.spec.get("smsc"):
             params["smsc"] = str(self.line.spec["smsc"])
+        query = {"token": self.line.setting("token")} if self.line.verify else {}
+        callback = receipt_url(self.line, **query, type="dlr", id=key)
+        if callback:
+            params["dlr-mask"] = str(DLR_MASK)
+            params["dlr-url"] = callback + "&status=%d"  # Kannel puts the DLR value in %d
         await post_checked(
             http, self.name, f"{self.base}/cgi-bin/sendsms", method="GET", params=params
         )
+        return [key]

@@ -1,4 +1,5 @@
-"""Kavenegar (Iran): inbound by polling receive.json, sends through send.json with a localid."""
+"""Kavenegar (Iran): inbound by polling receive.json, sends through send.json with a localid,
+delivery statuses by polling status.json."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sms.base import (
     Line,
     PolledOnly,
     PollError,
+    Receipt,
     Received,
     fetch_json,
     national,
@@ -22,6 +24,11 @@ from sms.base import (
 )
 
 API = "https://api.kavenegar.com"
+# status.json codes (Kavenegar's API reference; the SDKs' MessageStatus) -> Seda's statuses:
+# 1 queued, 2 scheduled, 4 and 5 sent on to the operator, 6 failed at the operator,
+# 10 delivered, 11 not delivered, 13 canceled, 14 blocked by the recipient, 100 unknown id.
+STATUSES = {1: "queued", 2: "queued", 4: "sent", 5: "sent", 6: "failed", 10: "delivered",
+            11: "undelivered", 13: "failed", 14: "failed"}  # fmt: skip
 
 
 class Kavenegar(PolledOnly):
@@ -29,6 +36,7 @@ class Kavenegar(PolledOnly):
 
     name = "kavenegar"
     methods = ("POST", "GET")
+    batch = 100  # message ids per status.json request
 
     def __init__(self, line: Line, now: Callable[[], float]) -> None:
         self.line = line
@@ -39,7 +47,7 @@ class Kavenegar(PolledOnly):
         """GET receive.json?linenumber=..&isread=0 (at most 100, marked read by Kavenegar)."""
         url = f"{self.base}/v1/{self.key}/sms/receive.json"
         params = {"linenumber": self.line.number, "isread": "0"}
-        entries = _entries(await fetch_json(http, self.name, "GET", url, params=params))
+        entries = _entries(await fetch_json(http, self.name, "GET", url, params=params), "sender")
         out: list[tuple[str, Received]] = []
         for entry in entries:
             message_id = str(entry["messageid"])
@@ -48,8 +56,20 @@ class Kavenegar(PolledOnly):
             out.append((message_id, Received(sender, text, message_id)))  # this line's only
         return out
 
-    async def send(self, http: aiohttp.ClientSession, to: str, text: str, key: str) -> str | None:
-        """POST send.json (receptor, sender, message, localid: a retry is not sent twice)."""
+    async def statuses(self, http: aiohttp.ClientSession, ids: list[str]) -> list[Receipt]:
+        """GET status.json?messageid=a,b,c: the current status of messages sent from here."""
+        url = f"{self.base}/v1/{self.key}/sms/status.json"
+        params = {"messageid": ",".join(ids)}
+        out: list[Receipt] = []
+        for entry in _entries(await fetch_json(http, self.name, "GET", url, params=params)):
+            raw = str(entry.get("status"))
+            status = STATUSES.get(int(raw), "unknown") if raw.isdigit() else "unknown"
+            out.append(Receipt(str(entry["messageid"]), status, raw))
+        return out
+
+    async def send(self, http: aiohttp.ClientSession, to: str, text: str, key: str) -> list[str]:
+        """POST send.json (receptor, sender, message, localid: a retry is not sent twice);
+        returns the messageid of each entry."""
         url = f"{self.base}/v1/{self.key}/sms/send.json"
         data = {
             "receptor": national(to, self.line.country),
@@ -65,16 +85,16 @@ class Kavenegar(PolledOnly):
             raise DeliveryError("kavenegar answered an unreadable body", retryable=True) from None
         if status != 200:
             raise DeliveryError(f"kavenegar status {status}", retryable=False)
-        entries = answer.get("entries") or [{}]
-        first = entries[0] if isinstance(entries[0], dict) else {}
-        return str(first["messageid"]) if "messageid" in first else None
+        entries = answer.get("entries")
+        listed = entries if isinstance(entries, list) else []
+        return [str(e["messageid"]) for e in listed if isinstance(e, dict) and "messageid" in e]
 
 
-def _entries(data: Any) -> list[dict[str, Any]]:
+def _entries(data: Any, *keys: str) -> list[dict[str, Any]]:
     status = data.get("return", {}).get("status") if isinstance(data, dict) else None
     if status != 200:
         raise PollError("kavenegar", f"status {status}")
     entries = data.get("entries") or []
     if not isinstance(entries, list):
         raise PollError("kavenegar", "entries is not a list")
-    return [e for e in entries if isinstance(e, dict) and "messageid" in e and "sender" in e]
+    return [e for e in entries if isinstance(e, dict) and all(k in e for k in ("messageid", *keys))]

@@ -103,8 +103,8 @@ class Melipayamak(PolledOnly):
         to = str(item.get("RecipientNumber") or item.get("Receiver") or "") or None
         return key, Received(sender, str(item.get("Body") or ""), key, to)
 
-    async def send(self, http: aiohttp.ClientSession, to: str, text: str, key: str) -> str | None:
-        """POST SendSMS; a RecId in `Value` means accepted."""
+    async def send(self, http: aiohttp.ClientSession, to: str, text: str, key: str) -> list[str]:
+        """POST SendSMS; a RecId in `Value` means accepted (returned as the message id)."""
         # Melipayamak's send API has no idempotency key: a retry after a lost answer may resend.
         data = {"username": self.username, "password": self.password,
                 "to": national(to, self.line.country), "from": self.line.number, "text": text,
@@ -116,7 +116,7 @@ class Melipayamak(PolledOnly):
         ret = answer.get("RetStatus") if isinstance(answer, dict) else None
         value = str(answer.get("Value", "")) if isinstance(answer, dict) else ""
         if status == 200 and ret == 1 and value.isdigit() and int(value) > 1000:
-            return value  # the RecId (GetDeliveries2 reports on it)
+            return [value]  # the RecId (GetDeliveries2 reports on it)
         if status in (401, 403) or (status == 200 and value == "0"):
             return_code = f"HTTP {status}, RetStatus {ret}, Value {value or '-'}"
             raise DeliveryError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 from collections.abc import Callable, Iterable
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -14,18 +15,24 @@ from aiohttp import web
 from sms.base import (
     Ignored,
     Line,
+    Receipt,
     Received,
     Refused,
     basic_auth,
     e164,
+    error_code,
     form,
     post_checked,
+    receipt_url,
     required,
     same,
     tel,
 )
 
 API = "https://api.plivo.com"
+# Status callback `Status` values (Plivo's Message resource) -> Seda's normalised statuses.
+STATUSES = {"queued": "queued", "sent": "sent", "delivered": "delivered", "read": "delivered",
+            "undelivered": "undelivered", "failed": "failed", "rejected": "failed"}  # fmt: skip
 # Plivo signs messaging webhooks with the -MA- variant (same algorithm) on some accounts.
 SIGNATURES = ("X-Plivo-Signature-V3", "X-Plivo-Signature-MA-V3")
 NONCE = "X-Plivo-Signature-V3-Nonce"
@@ -77,8 +84,8 @@ class Plivo:
         self.token = line.setting("auth_token")
         self.base = line.setting("base_url", API).rstrip("/")
 
-    async def parse(self, request: web.Request, url: str) -> Received | Ignored:
-        """Verify V3, drop status callbacks, read From, Text and MessageUUID."""
+    async def parse(self, request: web.Request, url: str) -> Received | Receipt | Ignored:
+        """Verify V3, then read a status callback, or From, Text and MessageUUID."""
         params = await form(request)
         if self.line.verify:
             given = next((request.headers[h] for h in SIGNATURES if h in request.headers), "")
@@ -91,7 +98,10 @@ class Plivo:
             ):
                 raise Refused(403, "missing or wrong X-Plivo-Signature-V3")
         if "Text" not in params and "Status" in params:
-            return Ignored(f"status callback ({params['Status']})")
+            (uuid,) = required(params, "MessageUUID")
+            raw = params["Status"]
+            error = error_code(params.get("ErrorCode"))
+            return Receipt(uuid, STATUSES.get(raw, "unknown"), raw, error)
         if params.get("Type", "sms") != "sms":
             return Ignored(f"{params.get('Type')} message")
         sender, uuid = required(params, "From", "MessageUUID")
@@ -101,10 +111,21 @@ class Plivo:
         """An empty Plivo XML response (replies go through the Message API)."""
         return web.Response(text="<Response></Response>", content_type="application/xml")
 
-    async def send(self, http: aiohttp.ClientSession, to: str, text: str, key: str) -> None:
-        """POST /v1/Account/{auth_id}/Message/ with Basic auth."""
+    async def send(self, http: aiohttp.ClientSession, to: str, text: str, key: str) -> list[str]:
+        """POST /v1/Account/{auth_id}/Message/ with Basic auth; returns the message_uuid list.
+
+        With a public_url the line asks for status callbacks there (`url`, POST)."""
+        # Plivo's Message API has no idempotency key: a retry after a lost answer may resend.
         url = f"{self.base}/v1/Account/{self.auth_id}/Message/"
         body = {"src": self.line.number.lstrip("+"), "dst": e164(to).lstrip("+"), "text": text}
-        await post_checked(
+        callback = receipt_url(self.line)
+        if callback:
+            body.update(url=callback, method="POST")
+        _, answer = await post_checked(
             http, self.name, url, json=body, headers=basic_auth(self.auth_id, self.token)
         )
+        try:  # accepted (2xx): an answer without ids is no reason to send again
+            uuids = json.loads(answer).get("message_uuid") or []
+        except (ValueError, AttributeError):
+            uuids = []
+        return [str(u) for u in uuids] if isinstance(uuids, list) else [str(uuids)]

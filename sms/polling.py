@@ -8,6 +8,9 @@ Fetch, spool, hand to the core, remember. Two kinds of provider APIs are handled
   not say whether it marks): every provider id already held is skipped (`seen`, kept in the
   spool too), and the core's de-duplication by provider id refuses what slips through.
 Either way nothing is lost and nothing is answered twice.
+
+A provider with a status API (Kavenegar) is also asked, every `status_interval` seconds (60),
+for the delivery status of what Seda sent on the line (see SmsChannel.poll_statuses).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from sms.base import Line, Poller, PollError, Received
 log = logging.getLogger("seda.sms.poll")
 
 Receive = Callable[[Line, Received], Awaitable[Any]]
+Statuses = Callable[[], Awaitable[Any]]
 SEEN = 5000  # provider ids remembered per line (the core's de-duplication is the backstop)
 MAX_BACKOFF = 300.0  # seconds between polls at most while the provider keeps failing
 
@@ -50,8 +54,12 @@ class PollLoop:
         provider: Poller,
         receive: Receive,
         http: Callable[[], aiohttp.ClientSession],
+        statuses: Statuses | None = None,
     ) -> None:
         self.line = line
+        self.statuses = statuses
+        self.status_interval = float(line.spec.get("status_interval", 60))
+        self._statuses_at = float("-inf")  # loop time of the last status round
         self.provider = provider
         self.receive = receive
         self.http = http
@@ -96,7 +104,22 @@ class PollLoop:
     async def _run(self) -> None:
         while True:
             await self.tick()
+            await self._status_round()
             await asyncio.sleep(self.delay())
+
+    async def _status_round(self) -> None:
+        """Ask for delivery statuses when status_interval has passed (never while failing)."""
+        now = asyncio.get_running_loop().time()
+        if self.statuses is None or self.failures or now - self._statuses_at < self.status_interval:
+            return
+        self._statuses_at = now
+        try:
+            await self.statuses()
+        except Exception as exc:  # the next round asks again; intake is not held up
+            reason = str(exc) if isinstance(exc, PollError) else type(exc).__name__
+            log.warning("sms status poll failed; asking again next round",
+                        extra=fields(line=self.line.name, provider=self.line.provider,
+                                     error=reason))  # fmt: skip
 
     async def tick(self) -> int:
         """One round: fetch what is new, spool it, process everything pending in order."""

@@ -94,8 +94,8 @@ class SmsIr(PolledOnly):
         to = str(item.get("number") or "") or None
         return key, Received(sender, str(item.get("messageText") or ""), key, to)
 
-    async def send(self, http: aiohttp.ClientSession, to: str, text: str, key: str) -> str | None:
-        """POST /v1/send/bulk with one mobile; returns SMS.ir's message id."""
+    async def send(self, http: aiohttp.ClientSession, to: str, text: str, key: str) -> list[str]:
+        """POST /v1/send/bulk with one mobile; returns SMS.ir's message ids (data.messageIds)."""
         # SMS.ir's send API has no idempotency key: a retry after a lost answer may resend.
         body = {
             "lineNumber": self.number,
@@ -108,8 +108,9 @@ class SmsIr(PolledOnly):
         answer = _json(raw)
         code = answer.get("status") if isinstance(answer, dict) else None
         if status == 200 and code == 1:
-            ids = (answer.get("data") or {}).get("messageIds") or [None]
-            return None if ids[0] is None else str(ids[0])
+            data = answer.get("data")
+            ids = data.get("messageIds") if isinstance(data, dict) else None
+            return [str(i) for i in ids if i is not None] if isinstance(ids, list) else []
         raise _failure(status, code)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import functools
 import hmac
+import json
 from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit, urlunsplit
 from xml.sax.saxutils import escape
@@ -13,21 +14,27 @@ import aiohttp
 from aiohttp import web
 
 from sms.base import (
-    Ignored,
     Line,
     Params,
+    Receipt,
     Received,
     Refused,
     basic_auth,
     e164,
+    error_code,
     form,
     post_checked,
+    receipt_url,
     required,
     tel,
 )
 
 API = "https://api.twilio.com"
 TWIML = "application/xml"
+# MessageStatus values (Twilio's Message resource) -> Seda's normalised statuses.
+STATUSES = {"accepted": "queued", "scheduled": "queued", "queued": "queued",
+            "sending": "queued", "sent": "sent", "delivered": "delivered", "read": "delivered",
+            "undelivered": "undelivered", "failed": "failed", "canceled": "failed"}  # fmt: skip
 
 
 def signature(url: str, params: Iterable[tuple[str, str]], token: str) -> str:
@@ -88,8 +95,8 @@ class Twilio:
         self._key = self.token.encode("utf-8")
         self.base = line.setting("base_url", API).rstrip("/")
 
-    async def parse(self, request: web.Request, url: str) -> Received | Ignored:
-        """Verify X-Twilio-Signature, then read MessageSid, From and Body."""
+    async def parse(self, request: web.Request, url: str) -> Received | Receipt:
+        """Verify X-Twilio-Signature, then read a status callback or MessageSid, From, Body."""
         params = await form(request)
         if self.line.verify:
             given = request.headers.get("X-Twilio-Signature", "")
@@ -99,7 +106,10 @@ class Twilio:
         if params.get("AccountSid") != self.account:
             raise Refused(403, "the request is for another Twilio account")
         if "MessageStatus" in params:
-            return Ignored(f"status callback ({params['MessageStatus']})")
+            (sid,) = required(params, "MessageSid")
+            raw = params["MessageStatus"]
+            error = error_code(params.get("ErrorCode"))
+            return Receipt(sid, STATUSES.get(raw, "unknown"), raw, error)
         sid, sender = required(params, "MessageSid", "From")
         return Received(tel(sender, self.line.country), params.get("Body", ""), sid)
 
@@ -109,10 +119,20 @@ class Twilio:
         body = f'<?xml version="1.0" encoding="UTF-8"?><Response>{inner}</Response>'
         return web.Response(text=body, content_type=TWIML, charset="utf-8")
 
-    async def send(self, http: aiohttp.ClientSession, to: str, text: str, key: str) -> None:
-        """POST /2010-04-01/Accounts/{sid}/Messages.json with Basic auth."""
+    async def send(self, http: aiohttp.ClientSession, to: str, text: str, key: str) -> list[str]:
+        """POST /2010-04-01/Accounts/{sid}/Messages.json with Basic auth; returns the sid.
+
+        With a public_url the line asks for status callbacks there (StatusCallback)."""
         # Twilio's Messages API has no idempotency key: a retry after a lost answer may resend.
         url = f"{self.base}/2010-04-01/Accounts/{self.account}/Messages.json"
         data = {"To": e164(to), "From": self.line.number, "Body": text}
+        callback = receipt_url(self.line)
+        if callback:
+            data["StatusCallback"] = callback
         auth = basic_auth(self.account, self.token)
-        await post_checked(http, self.name, url, data=data, headers=auth)
+        _, body = await post_checked(http, self.name, url, data=data, headers=auth)
+        try:  # accepted (2xx): an answer without a sid is no reason to send again
+            sid = json.loads(body).get("sid")
+        except (ValueError, AttributeError):
+            sid = None
+        return [str(sid)] if sid else []

@@ -24,11 +24,14 @@ from sms.base import (
     Ignored,
     Line,
     Params,
+    Receipt,
     Received,
     Refused,
     digits_only,
+    error_code,
     form,
     post_checked,
+    receipt_url,
     required,
     same,
     tel,
@@ -36,6 +39,9 @@ from sms.base import (
 from sms.segments import encoding
 
 API = "https://rest.nexmo.com"
+# DLR `status` values (Vonage SMS API delivery receipts) -> Seda's normalised statuses.
+STATUSES = {"accepted": "sent", "buffered": "sent", "delivered": "delivered",
+            "expired": "undelivered", "failed": "failed", "rejected": "failed"}  # fmt: skip
 METHODS = ("md5hash", "md5", "sha1", "sha256", "sha512")
 MAX_PENDING = 10_000
 log = logging.getLogger("seda.sms.vonage")
@@ -81,13 +87,16 @@ class Vonage:
         self.timeout = float(line.spec.get("concat_timeout", 300))
         self.pending: dict[tuple[str, str], _Parts] = {}
 
-    async def parse(self, request: web.Request, url: str) -> Received | Ignored:
-        """Verify `sig`, drop receipts, reassemble parts, read msisdn, text and messageId."""
+    async def parse(self, request: web.Request, url: str) -> Received | Receipt | Ignored:
+        """Verify `sig`; read a receipt, or reassemble parts and read msisdn, text, messageId."""
         params = await _params(request)
         if self.line.verify:
             self._verify(params)
         if "text" not in params and ("status" in params or "err-code" in params):
-            return Ignored(f"delivery receipt ({params.get('status', '')})")
+            (message_id,) = required(params, "messageId")
+            raw = params.get("status", "")
+            error = error_code(params.get("err-code"))
+            return Receipt(message_id, STATUSES.get(raw, "unknown"), raw, error)
         if params.get("type", "text") not in ("text", "unicode"):
             return Ignored("binary message")
         sender, message_id = required(params, "msisdn", "messageId")
@@ -132,8 +141,10 @@ class Vonage:
         """204: Vonage only needs a 2xx, and an SMS reply goes through the API."""
         return web.Response(status=204)
 
-    async def send(self, http: aiohttp.ClientSession, to: str, text: str, key: str) -> None:
-        """POST /sms/json (type unicode for UCS-2 text; client-ref carries the event id)."""
+    async def send(self, http: aiohttp.ClientSession, to: str, text: str, key: str) -> list[str]:
+        """POST /sms/json (type unicode for UCS-2 text; client-ref carries the event id);
+        returns the message-id of every part. With a public_url, `callback` asks for the
+        receipts there (else they go to the account's default delivery receipt URL)."""
         data = {
             "api_key": self.line.setting("api_key"),
             "api_secret": self.line.setting("api_secret"),
@@ -144,16 +155,23 @@ class Vonage:
         }
         if encoding(text) == "ucs2":
             data["type"] = "unicode"
+        callback = receipt_url(self.line)
+        if callback:
+            data["callback"] = callback
         _, body = await post_checked(http, self.name, f"{self.base}/sms/json", data=data)
         try:
             messages = json.loads(body)["messages"]
         except (ValueError, KeyError, TypeError):
             raise DeliveryError("vonage answered an unreadable body", retryable=True) from None
+        ids: list[str] = []
         for message in messages:
             status = str(message.get("status"))
             if status != "0":
                 retry = status in ("1", "5")  # throttled, internal error
                 raise DeliveryError(f"vonage status {status}", retryable=retry)
+            if message.get("message-id"):
+                ids.append(str(message["message-id"]))
+        return ids
 
 
 async def _params(request: web.Request) -> Params:

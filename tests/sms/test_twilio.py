@@ -46,7 +46,7 @@ CASES = [
     # label, payload file, changes, signature, status, answers stored, nps value
     ("persian digit", "twilio/inbound_fa.http", {}, "valid", 200, 1, 9),
     ("arabic-indic digit", "twilio/inbound_ar_digits.http", {}, "valid", 200, 1, 8),
-    ("status callback is ignored", "twilio/status_delivered.http", {}, "valid", 200, 0, None),
+    ("status callback for a message not sent here", "twilio/status_delivered.http", {}, "valid", 200, 0, None),
     ("forged signature", "twilio/inbound_fa.http", {}, "forged", 403, 0, None),
     ("missing signature", "twilio/inbound_fa.http", {}, None, 403, 0, None),
     ("body changed after signing", "twilio/inbound_fa.http", {}, "tampered", 403, 0, None),
