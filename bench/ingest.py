@@ -236,16 +236,25 @@ def options(doc: str | None, concurrency: int = 64) -> argparse.ArgumentParser:
     parser.add_argument("--seconds", type=float, default=12.0, help="per side, over all rounds")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=concurrency)
+    parser.add_argument(
+        "--store-writer",
+        choices=("process", "thread"),
+        default="process",
+        help="where seda's group commits run (its store_writer setting)",
+    )
     return parser
 
 
-def seda_config(work: Path, port: int, channels: dict[str, Any]) -> Path:
+def seda_config(
+    work: Path, port: int, channels: dict[str, Any], store_writer: str = "process"
+) -> Path:
     """A gateway.yaml for the benchmark survey in `work`, with these channels."""
     flows = work / "flows"
     shutil.copytree(ROOT / "bench/flows", flows)
     config = {
         "server": {"host": "127.0.0.1", "port": port},
         "database": str(work / "seda.db"),
+        "store_writer": store_writer,
         "flows": str(flows),
         "secret": "bench",
         "backends": {"answers_file": {"type": "jsonl", "path": str(work / "answers.jsonl")}},
@@ -265,10 +274,10 @@ def seda_command(config: Path) -> tuple[list[str], dict[str, str]]:
 
 @contextmanager
 def seda_server(
-    work: Path, port: int, channels: dict[str, Any]
+    work: Path, port: int, channels: dict[str, Any], store_writer: str = "process"
 ) -> Iterator[subprocess.Popen[bytes]]:
     """`seda run` in `work` with these channels (see seda_config), stopped on the way out."""
-    cmd, env = seda_command(seda_config(work, port, channels))
+    cmd, env = seda_command(seda_config(work, port, channels, store_writer))
     with server(cmd, cwd=work, env=env) as proc:
         yield proc
 
@@ -322,7 +331,7 @@ async def main() -> None:
     bare_port, seda_port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
         bare_cmd = [sys.executable, str(ROOT / "bench/bare_server.py"), str(bare_port)]
-        seda_cm = seda_server(Path(tmp), seda_port, {"api": {"enabled": True}})
+        seda_cm = seda_server(Path(tmp), seda_port, {"api": {"enabled": True}}, args.store_writer)
         with server(bare_cmd) as bare_proc, seda_cm as seda_proc:
             bare_url, seda_url = f"http://127.0.0.1:{bare_port}", f"http://127.0.0.1:{seda_port}"
             await wait_healthy(bare_url)

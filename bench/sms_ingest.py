@@ -145,7 +145,7 @@ async def main(args: argparse.Namespace) -> None:
     with (
         tempfile.TemporaryDirectory() as tmp,
         server([sys.executable, __file__, "--bare", str(bare_port)]) as bare_proc,
-        seda_server(Path(tmp), seda_port, channels) as seda_proc,
+        seda_server(Path(tmp), seda_port, channels, args.store_writer) as seda_proc,
     ):
         await wait_healthy(bare_url)
         await wait_healthy(seda_url)

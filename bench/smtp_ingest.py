@@ -138,7 +138,9 @@ async def main() -> None:
         tempfile.TemporaryDirectory() as tmp,
         server(bare_cmd) as bare_proc,
         server(relay_cmd),
-        seda_server(Path(tmp), http_port, {"api": {"enabled": True}, "email": email}) as seda_proc,
+        seda_server(
+            Path(tmp), http_port, {"api": {"enabled": True}, "email": email}, args.store_writer
+        ) as seda_proc,
     ):
         for port in (bare_port, relay_port, smtp_port):
             await wait_port(port)

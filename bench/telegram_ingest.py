@@ -159,7 +159,7 @@ async def main(args: argparse.Namespace) -> None:
         tempfile.TemporaryDirectory() as tmp,
         server([*me, "--serve-bare", str(bare_port)]) as bare_proc,
         server([*me, "--serve-bot-api", str(api_port)]),
-        seda_server(Path(tmp), seda_port, channels) as seda_proc,
+        seda_server(Path(tmp), seda_port, channels, args.store_writer) as seda_proc,
     ):
         bare_url = f"http://127.0.0.1:{bare_port}"
         for url in (bare_url, api_url, seda_url):
