@@ -313,6 +313,7 @@ def _answer(
         transcript=inbound.transcript,
         confidence=inbound.confidence,
         message_id=inbound.message_id,
+        recording=inbound.recording,
     )
 
 

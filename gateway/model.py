@@ -67,6 +67,7 @@ class Inbound:
     reason: str | None = None  # kind "end": hangup, expired, ...
     line: str | None = None  # the channel's own endpoint: an SMS line, a bot, a reply domain
     answered_inline: bool = False  # the channel returns the prompts in its own response (TwiML)
+    recording: str | None = None  # the caller's recorded answer, relative to the recordings dir
 
 
 OutboundKind = Literal["prompt", "invalid", "closing", "notice"]
@@ -119,6 +120,7 @@ class Answer:
     transcript: str | None = None
     confidence: float | None = None
     message_id: str | None = None
+    recording: str | None = None  # speech answers to text questions, when recordings are kept
 
     def to_json(self) -> dict[str, Any]:
         """The answer as it leaves Seda (checked against the published schema in tests)."""
@@ -150,6 +152,8 @@ class Answer:
             out["confidence"] = self.confidence
         if self.message_id is not None:
             out["message_id"] = self.message_id
+        if self.recording is not None:
+            out["recording"] = self.recording
         return out
 
 

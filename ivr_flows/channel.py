@@ -21,7 +21,8 @@ import signal
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from gateway.flows.model import SCALES, Question, Survey
 from gateway.logs import fields
 from gateway.model import Inbound, Outbound
 from gateway.router import Gateway, Rejected, Result
-from ivr_flows import kamailio, sipmsg
+from ivr_flows import kamailio, recordings, sipmsg
 from ivr_flows.prompts import PromptCache, PromptError, wav_seconds
 from ivr_flows.settings import allowed, parse
 from ivr_flows.turns import Expect, Prompt, Turn, max_digits_for
@@ -45,6 +46,7 @@ READY_TIMEOUT = 90.0  # loading a large speech model takes a while
 MAX_CALL_ID = 80
 MAX_BODY = 64 * 1024
 SWEEP_SECONDS = 30.0
+RECORDINGS_SWEEP_SECONDS = 3600.0
 _SIP_STATUS = {404: 404, 409: 603, 422: 404}  # gateway refusals as SIP answers
 
 
@@ -59,6 +61,9 @@ class LiveCall:
     language: str
     line: str
     started: float
+    response_id: str = ""
+    asked: dict[str, int] = field(default_factory=dict)  # question -> times asked on this call
+    recording: str | None = None  # the name the open question's answer is recorded under
 
 
 class IvrChannel:
@@ -98,6 +103,14 @@ class IvrChannel:
     async def start(self) -> None:
         """The internal API, the voice pool and its workers, then Kamailio in front."""
         self._token = secrets.token_urlsafe(32)
+        if self.settings.recordings:
+            folder = Path(self.settings.recordings_dir)
+            try:
+                folder.mkdir(mode=recordings.FOLDER_MODE, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(
+                    f"channels.ivr.recordings.dir: {folder} cannot be made ({exc.strerror})"
+                ) from None
         await self._serve_control()
         try:
             await self._start_pool()
@@ -109,6 +122,7 @@ class IvrChannel:
         self._tasks.append(asyncio.create_task(self._warm_prompts()))
         self._tasks.append(asyncio.create_task(self._sweep()))
         self._tasks.append(asyncio.create_task(self._watch_pool()))
+        self._tasks.append(asyncio.create_task(self._expire_recordings()))
         log.info(
             "voice channel ready",
             extra=fields(
@@ -238,6 +252,22 @@ class IvrChannel:
             for live in [c for c in self.calls.values() if c.started < cutoff]:
                 await self._end(live, "lost")
 
+    async def _expire_recordings(self) -> None:
+        """Delete the recordings older than keep_days, at start and then every hour."""
+        folder = Path(self.settings.recordings_dir)
+        while True:
+            today = self.gateway.clock().astimezone(UTC).date()
+            try:
+                files, folders = await asyncio.to_thread(
+                    recordings.sweep, folder, self.settings.recordings_keep_days, today
+                )
+            except OSError as exc:
+                log.error("old recordings not deleted", extra=fields(reason=exc.strerror))
+            else:
+                if files or folders:
+                    log.info("old recordings deleted", extra=fields(files=files, days=folders))
+            await asyncio.sleep(RECORDINGS_SWEEP_SECONDS)
+
     # -- the internal API --------------------------------------------------------------------
 
     @web.middleware
@@ -325,6 +355,7 @@ class IvrChannel:
             language=language or survey.languages[0],
             line=called,
             started=time.monotonic(),
+            response_id=result.response_id or "",
         )
         self.calls[call] = live
         self.addresses[address] = call
@@ -352,6 +383,7 @@ class IvrChannel:
                 self.speech_latency.append(float(latency) / 1000)
             if confidence < self.settings.min_confidence:
                 text = ""  # not understood well enough: the question's invalid-reply prompt
+        recording = self._recording(live, mode, body.get("recording"))
         inbound = Inbound(
             kind="reply",
             channel=self.name,
@@ -364,8 +396,13 @@ class IvrChannel:
             confidence=confidence if text else None,
             message_id=f"{live.call}:{seq}",
             line=live.line or None,
+            recording=recording if text else None,
         )
         result = await self.gateway.receive(inbound)
+        if recording is not None and (not text or not result.answers):
+            # Not taken as the answer (not understood, refused): the audio is not kept either.
+            root = Path(self.settings.recordings_dir)
+            await asyncio.to_thread(recordings.delete, root, recording)
         turn = await self._turn(live, result)
         if turn["expect"] is None:
             self._forget(live)
@@ -381,6 +418,15 @@ class IvrChannel:
         return web.json_response({"status": "accepted"})
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def _recording(self, live: LiveCall, mode: str, name: object) -> str | None:
+        """The recording a worker reports, if it is the one asked for this answer."""
+        if name is None:
+            return None
+        if mode == "speech" and live.recording is not None and name == live.recording:
+            return live.recording
+        log.warning("a recording that was not asked for is ignored", extra=fields(call=live.call))
+        return None
 
     async def _end(self, live: LiveCall, reason: str) -> None:
         self._forget(live)
@@ -432,7 +478,15 @@ class IvrChannel:
                 prompts.append(Prompt(str(wav.resolve()), wav_seconds(wav), out.kind))
         if question is None or result.outcome == "ignored":
             return Turn(tuple(prompts)).to_json()
-        return Turn(tuple(prompts), self._expect(question, live.language)).to_json()
+        expect = self._expect(question, live.language)
+        live.asked[question.id] = asked = live.asked.get(question.id, 0) + 1
+        live.recording = None
+        if expect.type == "text" and expect.speech and self.settings.recordings:
+            day = self.gateway.clock().astimezone(UTC).date()
+            if live.response_id:
+                live.recording = recordings.name(day, live.response_id, question.id, asked)
+                expect = replace(expect, record=live.recording)
+        return Turn(tuple(prompts), expect).to_json()
 
     async def _wav(self, out: Outbound, survey: Survey) -> Path | None:
         try:

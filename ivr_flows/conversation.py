@@ -4,7 +4,9 @@ The worker holds no survey logic: the main process answers every outcome with th
 Keypad: a digit stops the prompt (barge-in); an answer ends with the end key (#), when no
 longer answer can start with the digits typed (NPS "2", but "1" may become "10"), or after the
 inter-digit timeout. `*` before any digit repeats the question. Speech: a recogniser per
-question with the question's grammar; a recognised utterance stops the prompt too.
+question with the question's grammar; a recognised utterance stops the prompt too. Open
+(text) answers last at most `recordings_max_seconds`, and what the recogniser got of them is
+kept as a WAV file when the main process names one (Expect.record).
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import queue
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from gateway.logs import fields
+from ivr_flows import recordings
 from ivr_flows.settings import MEDIA_RATE, IvrSettings
 from ivr_flows.sipmsg import Invite
 from ivr_flows.turns import Expect, Outcome, Prompt, Turn
@@ -33,6 +37,7 @@ IDLE_TICK = 0.1  # ...and looked at for speech while nobody speaks (the pre-roll
 VOICED_RMS = 300.0  # s16 RMS above which a 20 ms frame counts as speech
 PRE_ROLL = 15  # frames (300 ms) kept before the first voiced one, so no word loses its start
 FRAME_BYTES = MEDIA_RATE // 50 * 2  # 20 ms of s16le PCM
+OPEN_STEP = FRAME_BYTES * 5  # open answers are decoded 100 ms at a time
 Frame = tuple[float, bytes]  # arrival time (time.monotonic), 20 ms of s16le PCM
 MEDIA_WAIT = 5.0
 REPEAT = Outcome("none", extra={"repeat": True})
@@ -261,7 +266,12 @@ class Conversation:
         queued = list(prompts)
         digits = ""
         barged = False
-        gate = SpeechGate(self.settings.end_silence if expect.phrases is not None else None)
+        if expect.phrases is None:  # open answer: Vosk's endpointing, a maximum length
+            limit = self.settings.recordings_max_seconds * MEDIA_RATE * 2
+            keep = expect.record is not None and self.settings.recordings
+            gate = SpeechGate(None, limit, keep)
+        else:
+            gate = SpeechGate(self.settings.end_silence)
 
         async def next_prompt(now: float) -> None:
             while queued and not barged:
@@ -282,14 +292,18 @@ class Conversation:
                 if gate.voiced(arrived) and at.input_ends is not None:
                     at.input_ends = max(at.input_ends, now + 1.5)  # talking: let them finish
                 heard = gate.feed(recognizer)
+                if heard is None and gate.full:  # the longest open answer: take it as it is
+                    heard = recognizer.finish()
+                    if heard is None:
+                        return Outcome("none")
                 if heard is not None:
-                    return await self._heard(heard, gate.last_voice)
+                    return await self._heard(heard, gate, expect)
             if at.digits_end is not None and now >= at.digits_end:
                 return Outcome("dtmf", digits)
             if at.input_ends is not None and now >= at.input_ends and not digits:
                 heard = recognizer.finish() if recognizer is not None else None
                 if heard is not None:
-                    return await self._heard(heard, gate.last_voice)
+                    return await self._heard(heard, gate, expect)
                 return Outcome("none")
             tick = (TICK if gate.started else IDLE_TICK) if recognizer is not None else 0.5
             wait = min(
@@ -322,8 +336,9 @@ class Conversation:
                 return Outcome("dtmf", digits)
             at.digits_end = loop.time() + self.settings.digit_timeout
 
-    async def _heard(self, heard: Any, last_voice: float | None) -> Outcome:
+    async def _heard(self, heard: Any, gate: SpeechGate, expect: Expect) -> Outcome:
         await self.line.stop_playing()
+        last_voice = gate.last_voice
         latency = time.monotonic() - last_voice if last_voice is not None else None
         log.info(
             "speech heard",
@@ -333,15 +348,37 @@ class Conversation:
                 after_speech_ms=round(latency * 1000) if latency is not None else None,
             ),
         )
-        return Outcome("speech", heard.text, float(heard.confidence), latency)
+        recording = None
+        if gate.keep and expect.record is not None:
+            recording = await self._record(expect.record, gate.audio())
+        return Outcome("speech", heard.text, float(heard.confidence), latency, recording=recording)
+
+    async def _record(self, name: str, pcm: bytes) -> str | None:
+        """Write the answer's audio under its name; None when it could not be kept."""
+        if not pcm:
+            return None
+        root = Path(self.settings.recordings_dir)
+        try:
+            await asyncio.to_thread(recordings.write, root, name, pcm, MEDIA_RATE)
+        except (OSError, ValueError) as exc:
+            # The path names the response: only the kind of failure is logged.
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            log.error("recording not kept", extra=fields(call=self.call, reason=reason))
+            return None
+        return name
 
 
 class SpeechGate:
     """Feeds the recogniser only from the first voiced frame on (silence costs no decoding)
-    and, for closed questions, ends the answer after `end_silence` of silence after words."""
+    and, for closed questions, ends the answer after `end_silence` of silence after words.
+    For open answers it feeds at most `limit` bytes and, with `keep`, keeps what it fed."""
 
-    def __init__(self, end_silence: float | None):
+    def __init__(self, end_silence: float | None, limit: int | None = None, keep: bool = False):
         self.end_silence = end_silence  # None: Vosk's own endpointing only (open answers)
+        self.limit = limit  # bytes of PCM an answer may last; None: no limit
+        self.keep = keep
+        self.fed = 0
+        self.kept: list[bytes] = []
         self.pending: list[bytes] = []
         self.before: list[bytes] = []  # the pre-roll while nobody speaks
         self.started = False
@@ -365,11 +402,23 @@ class SpeechGate:
                 self.before = [*self.before[-(PRE_ROLL - 1) :], data]
         return any(loud)
 
+    @property
+    def full(self) -> bool:
+        """Whether the answer has reached its longest."""
+        return self.limit is not None and self.fed >= self.limit
+
+    def audio(self) -> bytes:
+        """What the recogniser got, when kept."""
+        return b"".join(self.kept)
+
     def feed(self, recognizer: Recognizer) -> Any:
         """Decode what is pending; a Heard when the answer is complete."""
-        if not self.pending:
+        if not self.pending or self.full:
+            self.pending = []
             return None
         pcm, self.pending = b"".join(self.pending), []
+        if self.limit is not None:
+            return self._feed_open(recognizer, pcm[: self.limit - self.fed])
         heard = recognizer.feed(pcm)
         if heard is not None or self.end_silence is None or self.last_voice is None:
             return heard
@@ -382,6 +431,20 @@ class SpeechGate:
             self.started = False
             self.last_voice = None
         return heard
+
+    def _feed_open(self, recognizer: Recognizer, pcm: bytes) -> Any:
+        """An open answer, 100 ms at a time: when the loop fell behind and audio came as one
+        long block, Vosk's end of utterance still ends the answer where it was (and what
+        followed it in the block is neither decoded nor kept)."""
+        for start in range(0, len(pcm), OPEN_STEP):
+            piece = pcm[start : start + OPEN_STEP]
+            self.fed += len(piece)
+            if self.keep:
+                self.kept.append(piece)
+            heard = recognizer.feed(piece)
+            if heard is not None:
+                return heard
+        return None
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

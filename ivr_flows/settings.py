@@ -63,6 +63,10 @@ class IvrSettings:
     kamailio: str = "kamailio"
     kamailio_dir: str = "var/kamailio"
     log_level: str = "INFO"
+    recordings: bool = True  # keep the caller's audio of answers to text questions
+    recordings_dir: str = "var/recordings"
+    recordings_keep_days: int = 90  # dated folders older than this are deleted
+    recordings_max_seconds: int = 60  # the longest open answer (recorded or not)
 
     def worker_port(self, index: int) -> int:
         """The SIP port of worker `index`; with one worker, the public port itself."""
@@ -111,6 +115,7 @@ def parse(spec: Mapping[str, Any]) -> IvrSettings:
     control = _mapping(spec.get("control", {}), f"{where}.control")
     speech = _mapping(spec.get("speech", {}), f"{where}.speech")
     voices = {str(k): str(v) for k, v in _mapping(spec.get("voices", {}), where).items()}
+    recordings = _recordings(spec.get("recordings", {}), f"{where}.recordings")
     settings = IvrSettings(
         sip_host=str(sip.get("host", "127.0.0.1")),
         sip_port=_int(sip.get("port", 5060), f"{where}.sip.port", 1, 65535),
@@ -146,11 +151,33 @@ def parse(spec: Mapping[str, Any]) -> IvrSettings:
         kamailio=str(spec.get("kamailio", "kamailio")),
         kamailio_dir=str(spec.get("kamailio_dir", "var/kamailio")),
         log_level=str(spec.get("log_level", "INFO")).upper(),
+        **recordings,
     )
     last = settings.worker_port_base + workers - 1
     if workers > 1 and settings.worker_port_base <= settings.sip_port <= last:
         raise ConfigError(f"{where}: the worker ports overlap sip.port {settings.sip_port}")
     return settings
+
+
+def _recordings(value: object, where: str) -> dict[str, Any]:
+    """The `recordings` block as IvrSettings fields."""
+    spec = _mapping(value, where)
+    known = ("enabled", "dir", "keep_days", "max_seconds")
+    unknown = sorted(str(k) for k in spec if k not in known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} ({', '.join(known)})")
+    enabled = spec.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{where}.enabled must be true or false")
+    folder = spec.get("dir", IvrSettings.recordings_dir)
+    if not isinstance(folder, str) or not folder.strip():
+        raise ConfigError(f"{where}.dir must be a folder path like var/recordings")
+    return {
+        "recordings": enabled,
+        "recordings_dir": folder,
+        "recordings_keep_days": _int(spec.get("keep_days", 90), f"{where}.keep_days", 1, 36500),
+        "recordings_max_seconds": _int(spec.get("max_seconds", 60), f"{where}.max_seconds", 1, 600),
+    }
 
 
 def allowed(address: str, networks: tuple[str, ...]) -> bool:

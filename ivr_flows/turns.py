@@ -34,6 +34,7 @@ class Expect:
     keys: tuple[str, ...] = ()  # choices and yes/no: the valid keys
     speech: bool = False
     phrases: tuple[str, ...] | None = None  # the grammar; None: open vocabulary
+    record: str | None = None  # keep the spoken answer under this name (ivr_flows.recordings)
 
     def complete(self, digits: str) -> bool:
         """Whether these digits cannot become a longer valid answer (take them now)."""
@@ -67,6 +68,7 @@ class Turn:
                 "keys": list(e.keys),
                 "speech": e.speech,
                 "phrases": list(e.phrases) if e.phrases is not None else None,
+                "record": e.record,
             }
         return {
             "prompts": [
@@ -95,6 +97,7 @@ class Turn:
             keys=tuple(str(k) for k in raw.get("keys", [])),
             speech=bool(raw.get("speech")),
             phrases=tuple(str(p) for p in phrases) if phrases is not None else None,
+            record=str(raw["record"]) if raw.get("record") else None,
         )
         return cls(prompts, expect)
 
@@ -108,6 +111,7 @@ class Outcome:
     confidence: float | None = None
     latency: float | None = None  # seconds from the end of speech to the recognised result
     extra: dict[str, Any] = field(default_factory=dict)
+    recording: str | None = None  # the name it was recorded under (Expect.record), once written
 
     def to_json(self, seq: int) -> dict[str, Any]:
         """The input as the worker posts it; `seq` makes a retried post harmless."""
@@ -116,6 +120,8 @@ class Outcome:
             out["confidence"] = self.confidence
         if self.latency is not None:
             out["latency_ms"] = round(self.latency * 1000, 1)
+        if self.recording is not None:
+            out["recording"] = self.recording
         return out
 
 
