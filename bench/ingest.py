@@ -125,14 +125,16 @@ class Side:
         )
 
 
-def report(bare: Side, seda: Side, unit: str = "reply") -> float:
-    """Print both sides, the per-round ratios and the overall ratio; return the ratio."""
+def report(bare: Side, seda: Side, unit: str = "reply", target: float | None = 0.5) -> float:
+    """Print both sides, the per-round ratios and the overall ratio (and the issue's target,
+    where it sets one); return the ratio."""
     print(bare.line(unit))
     print(seda.line(unit))
     rounds = [s / b for s, b in zip(seda.rates, bare.rates, strict=True)]
     print("rounds: " + "  ".join(f"{r:.2f}" for r in rounds))
     ratio = seda.rate / bare.rate
-    print(f" ratio: {ratio:.2f} of the bare handler's rate (target >= 0.5)")
+    goal = f" (target >= {target})" if target is not None else ""
+    print(f" ratio: {ratio:.2f} of the bare handler's rate{goal}")
     return ratio
 
 
