@@ -111,6 +111,8 @@ class IvrChannel:
                 raise ConfigError(
                     f"channels.ivr.recordings.dir: {folder} cannot be made ({exc.strerror})"
                 ) from None
+        # Before the models load: a taken SIP port (say, another Kamailio) fails at once, clearly.
+        kamailio.check_port(self.settings.sip_host, self.settings.sip_port)
         await self._serve_control()
         try:
             await self._start_pool()
@@ -171,6 +173,7 @@ class IvrChannel:
             "SEDA_IVR_SETTINGS": json.dumps(self.settings.to_json()),
             "SEDA_IVR_CONTROL": self.control_url,
             "SEDA_IVR_TOKEN": self._token,
+            "SEDA_IVR_PARENT": str(os.getpid()),  # the pool exits if this process is gone
         }
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)

@@ -8,21 +8,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import errno
 import os
 import secrets
 import signal
 import socket
 import subprocess
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.config import ConfigError
+
 TEMPLATE = Path(__file__).resolve().parent.parent / "config" / "kamailio" / "kamailio.cfg.tmpl"
 MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules"
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _libc_prctl() -> Callable[..., int] | None:
+    """libc's prctl, looked up once here in the parent: a forked child must not dlopen."""
+    try:
+        function: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux/glibc: Kamailio may outlive a killed Seda
+        return None
+    return function
+
+
+_PRCTL = _libc_prctl()
 
 
 class KamailioError(RuntimeError):
     """Kamailio could not be configured or started; the message says why."""
+
+
+class PortInUse(KamailioError, ConfigError):
+    """The SIP port is taken: `seda run` says so as a configuration error, no traceback."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +110,11 @@ def write(front: Front, folder: Path) -> Path:
 
 
 class Kamailio:
-    """One Kamailio process in the foreground (-DD), logging to a file."""
+    """One Kamailio process in the foreground (-DD), logging to a file.
+
+    It never outlives Seda: the kernel sends it SIGTERM when Seda dies, even by SIGKILL
+    (PR_SET_PDEATHSIG, Linux), and its main process then stops the children it forked.
+    """
 
     def __init__(self, binary: str, cfg: Path, front: Front, log: Path | None = None):
         self.binary, self.cfg, self.front, self.log = binary, cfg, front, log
@@ -109,6 +135,13 @@ class Kamailio:
 
     async def start(self, timeout: float = 15.0) -> None:
         """Start it and wait until it answers OPTIONS on its port."""
+        # The parent-death signal fires when the *thread* that forked the child ends, not the
+        # process (prctl(2)): fork from the main thread, which lives as long as Seda does. The
+        # event loop of `seda run` is on the main thread; anywhere else, refuse rather than
+        # start a Kamailio that would die with some executor thread.
+        if threading.current_thread() is not threading.main_thread():
+            raise KamailioError("Kamailio must be started from the main thread")
+        check_port(self.front.host, self.front.port)
         self.check()
         out = self.log.open("ab") if self.log is not None else subprocess.DEVNULL
         try:
@@ -117,7 +150,12 @@ class Kamailio:
                 stdout=out,
                 stderr=out,
                 stdin=subprocess.DEVNULL,
-            )  # in Seda's process group: whoever stops Seda's group stops Kamailio too
+                # Its own process group: Ctrl-C on Seda's terminal reaches Seda only, which
+                # stops Kamailio first (no new calls) and then the workers; and stop() can
+                # kill Kamailio's children with it if it ever hangs.
+                process_group=0,
+                preexec_fn=_die_with(os.getpid()),  # kept trivial: see _die_with
+            )
         finally:
             if self.log is not None and not isinstance(out, int):
                 out.close()
@@ -133,7 +171,7 @@ class Kamailio:
         raise KamailioError(f"kamailio did not answer on port {self.front.port}")
 
     def stop(self) -> None:
-        """SIGTERM (Kamailio's main process stops its children), then SIGKILL if it lingers."""
+        """SIGTERM (Kamailio's main process stops its children), then SIGKILL to its group."""
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
@@ -143,8 +181,49 @@ class Kamailio:
             proc.wait(5)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)  # its group: the main process still holds it
             proc.wait(5)
+
+
+def _die_with(parent: int) -> Callable[[], None]:
+    """What the forked child runs before exec: SIGTERM to it when `parent` dies.
+
+    preexec_fn runs in a child forked from a process with threads, so it must not take a lock
+    another thread might have held at the fork (no import, no dlopen, no logging): it calls the
+    prctl looked up at import and reads its parent's pid, nothing else. The setting is kept
+    across exec (Kamailio is not set-user-ID). If Seda died between fork and prctl, no signal
+    would ever come: the child then sees another parent and exits before exec.
+    """
+    prctl, signum = _PRCTL, int(signal.SIGTERM)
+
+    def child() -> None:
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return child
+
+
+def check_port(host: str, port: int) -> None:
+    """KamailioError when the UDP port is taken (another Kamailio or SIP server may hold it).
+
+    Kamailio binds with SO_REUSEADDR, so a second one on the same port could start and steal
+    part of the traffic instead of failing; a plain bind without that option tells the truth.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(
+                    f"the SIP port {host}:{port} (UDP) is already in use: another Kamailio or"
+                    " SIP server may be running there; stop it or set channels.ivr.sip.port"
+                ) from None
+            raise KamailioError(
+                f"cannot listen on the SIP port {host}:{port} (UDP): {exc}"
+            ) from None
 
 
 def options_ping(host: str, port: int, timeout: float = 1.0) -> bool:

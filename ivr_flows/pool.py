@@ -30,13 +30,37 @@ PR_SET_PDEATHSIG = 1
 RESTARTS_PER_MINUTE = 5
 
 
-def die_with_parent() -> None:
-    """Linux: get SIGTERM when the parent process dies, so no worker outlives Seda."""
+def _libc_prctl() -> Any:
+    """libc's prctl, looked up once (None where there is none: no parent-death signal)."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        return ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        pass
+        return None
+
+
+_PRCTL = _libc_prctl()
+
+
+def die_with_parent(parent: int | None = None) -> None:
+    """Linux: get SIGTERM when the parent process dies, so no worker outlives Seda.
+
+    The signal comes when the parent *thread* that forked this process ends: Seda starts the
+    pool from its event loop, on the main thread, and the pool forks workers from its only
+    thread. If the parent died before this call, no signal will ever come: `parent` (the pid
+    expected) or, when unknown, being adopted by init shows that, and the process exits.
+    """
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    now = os.getppid()
+    orphaned = now == 1 if parent is None else now != parent
+    if orphaned:
+        os._exit(3)
+
+
+def _parent() -> int | None:
+    """The pid of the Seda process that started the pool, when it says (SEDA_IVR_PARENT)."""
+    given = os.environ.get("SEDA_IVR_PARENT", "")
+    return int(given) if given.isdigit() else None
 
 
 def load_models(settings: IvrSettings) -> Any:
@@ -65,13 +89,14 @@ class Pool:
         """One worker; the child never returns from here."""
         if threading.active_count() > 1:
             raise RuntimeError("the voice pool must fork before any thread exists")
+        pool = os.getpid()
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
-                die_with_parent()
+                die_with_parent(pool)
                 from ivr_flows import worker
 
                 code = worker.run(index, self.settings, self.control, self.token, self.models)
@@ -116,7 +141,7 @@ class Pool:
 
 def main() -> int:
     """Entry point of the pool process."""
-    die_with_parent()
+    die_with_parent(_parent())
     settings = IvrSettings.from_json(json.loads(os.environ["SEDA_IVR_SETTINGS"]))
     logs.setup(settings.log_level)
     control = os.environ["SEDA_IVR_CONTROL"]
