@@ -4,13 +4,13 @@ A model comes from a folder, a .zip (as alphacephei publishes them: one top fold
 conf/, graph/...) or a URL (https; plain http only to this machine). Everything is unpacked and
 checked in a staging folder beside the target and moved into place with one rename, so a model
 is either wholly installed or not at all; an interrupted install leaves a `.install-*` folder
-that nothing reads and that can be deleted.
+that nothing reads and that can be deleted. The command also writes a manifest of the files
+(asr_models.manage) that `seda models verify` checks the folder against.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import ipaddress
 import os
 import shutil
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
+from asr_models.manage import manifest, manifest_path, sha256_file, write_manifest
 from asr_models.models import DEFAULT_DIR, LANGUAGE, SpeechModels, model_problem
 
 MAX_BYTES = 8 * 1024**3  # the largest Vosk models unpack to about 4 GB
@@ -52,13 +53,19 @@ async def install(
     replace: bool = False,
     max_bytes: int = MAX_BYTES,
     timeout: float = 3600.0,
+    record: bool = False,
 ) -> Path:
-    """Install a model for `language` from a folder, a .zip or a URL; returns its folder."""
+    """Install a model for `language` from a folder, a .zip or a URL; returns its folder.
+
+    With `record`, the size and sha256 of every file (and of the .zip) go into a manifest
+    beside the model folder, for `seda models verify`; a replaced model's manifest goes anyway.
+    """
     if not LANGUAGE.match(language):
         raise InstallError(f"{language!r} is not a language code like fa, ar, en or pt-BR")
     if sha256 is not None and not _is_sha256(sha256):
         raise InstallError("--sha256 must be 64 hexadecimal digits")
     target = models_dir / language
+    source_digest: str | None = None
     if target.exists() and not replace:
         raise InstallError(f"a model for {language} is already installed in {target} (--replace)")
     if _is_url(source):
@@ -67,7 +74,7 @@ async def install(
         if sha256 is not None:
             raise InstallError("--sha256 checks a .zip or a download, not a folder")
     elif Path(source).is_file():
-        _check_sha256(Path(source), sha256)
+        source_digest = _check_sha256(Path(source), sha256, always=record)
     else:
         raise InstallError(f"{source}: no such folder or file, and not an https URL")
     created = not models_dir.exists()
@@ -78,7 +85,7 @@ async def install(
         if _is_url(source):
             archive = staging / "download.zip"
             await _download(source, archive, max_bytes=max_bytes, timeout=timeout)
-            _check_sha256(archive, sha256)
+            source_digest = _check_sha256(archive, sha256, always=record)
             _unzip(archive, unpacked, max_bytes=max_bytes)
         elif Path(source).is_dir():
             try:
@@ -88,7 +95,11 @@ async def install(
         else:
             _unzip(Path(source), unpacked, max_bytes=max_bytes)
         root = _model_root(unpacked, source)
+        content = manifest(language, root, _source_name(source), source_digest) if record else None
+        manifest_path(models_dir, language).unlink(missing_ok=True)  # a replaced model's
         _move_into_place(root, target, staging)
+        if content is not None:
+            write_manifest(manifest_path(models_dir, language), content)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if created and not target.exists():
@@ -165,17 +176,23 @@ async def _download(url: str, path: Path, *, max_bytes: int, timeout: float) -> 
         raise InstallError(f"download failed: {type(exc).__name__} {exc}".strip()) from None
 
 
-def _check_sha256(path: Path, expected: str | None) -> None:
-    if expected is None:
-        return
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while block := stream.read(CHUNK):
-            digest.update(block)
-    if digest.hexdigest() != expected.lower():
-        raise InstallError(
-            f"sha256 mismatch: expected {expected.lower()}, got {digest.hexdigest()}"
-        )
+def _check_sha256(path: Path, expected: str | None, *, always: bool = False) -> str | None:
+    """The file's sha256 (when expected or `always`); InstallError when it is not `expected`."""
+    if expected is None and not always:
+        return None
+    digest = sha256_file(path)
+    if expected is not None and digest != expected.lower():
+        raise InstallError(f"sha256 mismatch: expected {expected.lower()}, got {digest}")
+    return digest
+
+
+def _source_name(source: str) -> str:
+    """What the manifest says a model came from: the path, or the URL without query or login."""
+    if not _is_url(source):
+        return str(Path(source).resolve())
+    parts = urlsplit(source)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
 
 
 def _unzip(archive: Path, folder: Path, *, max_bytes: int) -> None:
@@ -278,9 +295,14 @@ def run_install(
     import asyncio
 
     target = asyncio.run(
-        install(language, source, models_dir(spec, base), sha256=sha256, replace=replace)
+        install(
+            language, source, models_dir(spec, base), sha256=sha256, replace=replace, record=True
+        )
     )
-    return f"installed the {language} speech model in {target} ({_size(target) / 1e6:.0f} MB)"
+    return (
+        f"installed the {language} speech model in {target} ({_size(target) / 1e6:.0f} MB);"
+        f" `seda models verify {language}` checks it"
+    )
 
 
 def run_list(spec: object, base: Path) -> list[str]:

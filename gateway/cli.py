@@ -68,6 +68,18 @@ def _parser() -> argparse.ArgumentParser:
     install.set_defaults(handler=_models_install)
     listing = models_sub.add_parser("list", help="configured and installed models")
     listing.set_defaults(handler=_models_list)
+    verify = models_sub.add_parser(
+        "verify", help="check that models are intact and load in Vosk (exit 1 if one is not)"
+    )
+    verify.add_argument("languages", nargs="*", metavar="LANG", help="these only (default: all)")
+    verify.set_defaults(handler=_models_verify)
+    remove = models_sub.add_parser("remove", help="remove an installed model")
+    remove.add_argument("language", metavar="LANG", help="language code of the model")
+    remove.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    remove.add_argument(
+        "--force", action="store_true", help="remove it even if gateway.yaml still names it"
+    )
+    remove.set_defaults(handler=_models_remove)
     return parser
 
 
@@ -224,6 +236,54 @@ def _models_list(args: argparse.Namespace) -> int:
     for line in run_list(_speech_spec(args.config), Path.cwd()):
         print(line)
     return 0
+
+
+def _models_verify(args: argparse.Namespace) -> int:
+    from asr_models.manage import run_verify
+
+    lines, code = run_verify(_speech_spec(args.config), Path.cwd(), args.languages)
+    for line in lines:
+        print(line)
+    return code
+
+
+def _models_remove(args: argparse.Namespace) -> int:
+    from asr_models.install import models_dir
+    from asr_models.manage import ModelsError, remove
+
+    data = _config_data(args.config)
+    speech = data.get("speech") or {}
+
+    def confirm(question: str) -> bool:
+        if args.yes:
+            return True
+        if not sys.stdin.isatty():
+            raise ModelsError("not removed: stdin is not a terminal to ask on; add --yes")
+        return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+    try:
+        message = remove(
+            args.language,
+            models_dir(speech, Path.cwd()),
+            data,
+            force=args.force,
+            confirm=confirm,
+        )
+    except ModelsError as exc:
+        print(f"seda: {exc}", file=sys.stderr)
+        return 1
+    print(message)
+    return 0
+
+
+def _config_data(path: Path) -> dict[str, object]:
+    """The configuration as data for the models commands; secrets need not be set for them."""
+    if not path.exists():
+        return {}
+    try:
+        return load(path).data
+    except ConfigError:  # perhaps only secrets unset here: the models commands read none
+        return load(path, env=_AnyEnv(os.environ)).data
 
 
 def _outbox(args: argparse.Namespace) -> int:
