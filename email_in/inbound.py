@@ -242,19 +242,24 @@ class InboundHandler:
         return self.tokens.recipient(address, self.domain)
 
     async def _reply(self, recipient: Recipient, text: str, message_id: str) -> str:
-        row = await self.gateway.store.session(recipient.response_id)
-        if row is None or row.channel != "email":
-            return "ignored: unknown response"
-        # A closed response takes no answers (the address may have a newer one open), but
-        # STOP and START still reach the gateway: opting out is about the respondent.
-        if row.status != "open" and replies.control_word(text, "email") is None:
-            log.info("email ignored", extra=fields(reason="response closed"))
-            return "ignored: survey closed"
+        cached = self.gateway.cached_open_response(recipient.response_id)
+        if cached is not None and cached.channel == "email":
+            address = cached.address
+        else:
+            row = await self.gateway.store.session(recipient.response_id)
+            if row is None or row.channel != "email":
+                return "ignored: unknown response"
+            # A closed response takes no answers (the address may have a newer one open), but
+            # STOP and START still reach the gateway: opting out is about the respondent.
+            if row.status != "open" and replies.control_word(text, "email") is None:
+                log.info("email ignored", extra=fields(reason="response closed"))
+                return "ignored: survey closed"
+            address = row.address
         inbound = Inbound(
             kind="reply",
             channel="email",
             provider="smtp",
-            address=row.address,
+            address=address,
             text=text,
             message_id=message_id,
             received_at=self.gateway.clock(),

@@ -99,8 +99,12 @@ class AnswerLinks:
             return {}
         survey_id = self._surveys.get(response_id)
         if survey_id is None:
-            row = await self.gateway.store.session(response_id)
-            survey_id = str(row.data.get("survey_id")) if row else ""
+            cached = self.gateway.cached_open_response(response_id)
+            if cached is not None:
+                survey_id = cached.survey_id
+            else:
+                row = await self.gateway.store.session(response_id)
+                survey_id = str(row.data.get("survey_id")) if row else ""
             if len(self._surveys) >= SURVEY_CACHE:
                 self._surveys.pop(next(iter(self._surveys)))
             self._surveys[response_id] = survey_id

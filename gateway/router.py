@@ -115,6 +115,7 @@ class Gateway:
         self._turns = _Turns()
         self._respondents: dict[str, Respondent] = {}
         self._sessions: dict[tuple[str, str], Session | None] = {}  # open session per address
+        self._open_ids: dict[str, tuple[str, str]] = {}  # response id -> its key in _sessions
         self.answers_recorded: dict[tuple[str, str], int] = {}
 
     def respondent(self, address: str) -> Respondent:
@@ -352,7 +353,23 @@ class Gateway:
     def _remember(self, key: tuple[str, str], session: Session | None) -> None:
         if len(self._sessions) >= SESSION_CACHE and key not in self._sessions:
             self._sessions.clear()  # bounded; a miss costs one read
+            self._open_ids.clear()
         self._sessions[key] = session
+        if session is not None:
+            self._open_ids[session.response_id] = key
+
+    def cached_open_response(self, response_id: str) -> Session | None:
+        """The open session with this response id if the cache knows it (no read: a channel
+        whose replies name the response, as email tokens do, saves a store read); None when the
+        response is closed or not cached, which the caller settles with `store.session`."""
+        key = self._open_ids.get(response_id)
+        if key is None:
+            return None
+        session = self._sessions.get(key)
+        if session is None or session.response_id != response_id:
+            del self._open_ids[response_id]  # closed or replaced since
+            return None
+        return session
 
     def _write(
         self,

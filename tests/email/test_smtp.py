@@ -198,3 +198,30 @@ async def test_starttls_with_the_configured_certificate(make_seda: SedaFactory) 
     done = await send(seda, raw, [reply_to(rid)], tls=context)
     assert (done.mail, done.rcpt, done.data) == (250, [250], 250)
     assert [a["value"] for a in await seda.answers(rid)] == [9]
+
+
+async def test_a_reply_to_an_open_response_needs_no_store_read(seda: Seda) -> None:
+    """The token names the response: while it is open, the core's session cache says whose it
+    is; once it is closed or replaced, the store has the last word."""
+    rid = await seda.invite(ADDRESS, "post_call_nps", "fa")
+    await seda.relay.wait(1)
+    cached = seda.gateway.cached_open_response(rid)
+    assert cached is not None and (cached.address, cached.channel) == (ADDRESS, "email")
+    reads: list[str] = []
+    store_session = seda.gateway.store.session
+
+    async def counting(response_id: str) -> object:
+        reads.append(response_id)
+        return await store_session(response_id)
+
+    seda.gateway.store.session = counting  # type: ignore[method-assign]
+    done = await send(seda, plain_reply(rid, "۱۰", "cache1@mail.example"), [reply_to(rid)])
+    await seda.relay.wait(2)  # the next question, mailed with its answer links
+    assert done.data == 250 and reads == []
+    assert [a["value"] for a in await seda.answers(rid)] == [10]
+    newer = await seda.invite(ADDRESS, "issue_resolved")  # replaces the open response
+    assert seda.gateway.cached_open_response(rid) is None
+    assert seda.gateway.cached_open_response(newer) is not None
+    done = await send(seda, plain_reply(rid, "yes", "cache2@mail.example"), [reply_to(rid)])
+    assert done.data == 250 and reads == [rid]  # the closed one: read, and answers nothing
+    assert [a["value"] for a in await seda.answers(rid)] == [10]
