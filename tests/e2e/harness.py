@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,28 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` now (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` is a live process (not gone, not a zombie waiting for its reaper)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 class Seda:
@@ -69,10 +92,20 @@ class Seda:
         return f"http://127.0.0.1:{self.port}"
 
     def kill(self) -> None:
-        """SIGKILL: no clean-up, no flush, as a power cut would leave it (minus the disk)."""
+        """SIGKILL: no clean-up, no flush, as a power cut would leave it (minus the disk). Its
+        child processes (the store writer and what multiprocessing starts for it) must end by
+        themselves within seconds: none may outlive Seda."""
         assert self.proc is not None
+        children = _children(self.proc.pid)
+        assert children, "seda run started no child process (its store writer)"
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
+        for _ in range(100):
+            alive = [pid for pid in children if _running(pid)]
+            if not alive:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"child processes outlived the killed seda run: {alive}")
 
     def stop(self) -> None:
         """SIGTERM and wait."""
