@@ -63,6 +63,7 @@ class Store:
     ) -> None:
         # Group commits go to the writer process when there is one (see gateway/store_writer.py).
         self._process = process
+        self.folder: Path | None = None  # the database's folder, where other state may live
         # Every other write transaction runs whole on one thread, in one hop from the event loop:
         # a transaction made of several awaits waits behind the loop's other work at each one
         # (measured: 4.5 ms per group commit that way, under load).
@@ -106,7 +107,9 @@ class Store:
             if reader is not None:
                 await reader.close()
             raise
-        return cls(writer, reader, backends, clock, process)
+        store = cls(writer, reader, backends, clock, process)
+        store.folder = path.parent
+        return store
 
     @property
     def clock(self) -> Clock:

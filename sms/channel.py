@@ -169,7 +169,9 @@ class SmsChannel:
                 statuses = None
                 if isinstance(provider, StatusPoller):
                     statuses = functools.partial(self.poll_statuses, line, provider)
-                loop = PollLoop(line, provider, self._receive_polled, self.http, statuses)
+                folder = self.gateway.store.folder
+                spool = folder / "spool" / f"sms-{name}.spool" if folder is not None else None
+                loop = PollLoop(line, provider, self._receive_polled, self.http, statuses, spool)
                 self._polls.append(loop)
                 loop.start()
 

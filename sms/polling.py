@@ -55,6 +55,7 @@ class PollLoop:
         receive: Receive,
         http: Callable[[], aiohttp.ClientSession],
         statuses: Statuses | None = None,
+        default_spool: Path | None = None,
     ) -> None:
         self.line = line
         self.statuses = statuses
@@ -65,7 +66,9 @@ class PollLoop:
         self.http = http
         self.interval = float(line.spec.get("poll_interval", 10))
         self.max_backoff = float(line.spec.get("poll_max_backoff", MAX_BACKOFF))
-        spool = line.spec.get("spool")
+        # Fetched messages are spooled unless the line says `spool: false`: by default next to
+        # the database, as the provider may have marked them read already.
+        spool = line.spec.get("spool", default_spool)
         self.spool = Path(spool) if spool else None
         self.pending: OrderedDict[str, Received] = OrderedDict()
         self.seen: OrderedDict[str, None] = OrderedDict()
@@ -191,7 +194,10 @@ class PollLoop:
             for k, m in self.pending.items()
         ]
         tmp = self.spool.with_suffix(self.spool.suffix + ".tmp")
-        with tmp.open("w", encoding="utf-8") as out:
+        self.spool.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Numbers and message text: readable by Seda's user only.
+        descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(descriptor, "w", encoding="utf-8") as out:
             json.dump({"pending": pending, "seen": list(self.seen)}, out, ensure_ascii=False)
             out.flush()
             os.fsync(out.fileno())

@@ -358,3 +358,32 @@ async def test_whole_persian_survey_over_smsir_then_opt_out(
         json={"survey": "post_call_nps", "respondent": RESPONDENT, "channel": "sms"},
     )
     assert again.status == 409  # opted out
+
+
+@pytest.mark.parametrize("spooled", [True, False], ids=["default-spool", "spool-false"])
+async def test_a_polled_line_spools_next_to_the_database_unless_told_not_to(
+    spooled: bool, tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """No `spool` key: fetched messages are spooled beside the database (mode 0600), since the
+    provider marked them read; `spool: false` keeps none, and says so at start."""
+    caplog.set_level(logging.WARNING)
+    spec = {**LINES["kavenegar"], "poll_interval": 0.05}
+    if not spooled:
+        spec["spool"] = False
+    client, fake = await start(tmp_path, aiohttp_client, aiohttp_server, {"l1": spec})
+    invited = await invite(client, RESPONDENT, line="l1")
+    await fake.wait(1)
+    fake.inbox.append(item("kavenegar", 26901299, "۷"))
+    state = await wait_answers(client, invited["response_id"], 1)
+    assert state["answers"][0]["value"] == 7
+    database = Path(client.app[GATEWAY].store.folder)
+    spool = database / "spool" / "sms-l1.spool"
+    warned = [r for r in caplog.records if r.message.startswith("no spool file")]
+    if spooled:
+        assert json.loads(spool.read_text("utf-8"))["seen"] == ["26901299"]
+        assert spool.stat().st_mode & 0o777 == 0o600
+        assert not warned
+    else:
+        assert not spool.exists() and not (database / "spool").exists()
+        assert len(warned) == 1
