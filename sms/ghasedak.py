@@ -1,4 +1,5 @@
-"""Ghasedak (Iran): inbound by polling GetReceivedSmses, sends through SendSingleSMS (ApiKey)."""
+"""Ghasedak (Iran): inbound by polling GetReceivedSmses, sends through SendSingleSMS (ApiKey),
+delivery statuses by polling CheckSmsStatus."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from sms.base import (
     Line,
     PolledOnly,
     PollError,
+    Receipt,
     Received,
     Refused,
     call,
@@ -27,6 +29,19 @@ from sms.base import (
 API = "https://gw.ghasedak.me/Rest/api/v1/WebService"
 PAGE = 100  # GetReceivedSmses returns the latest 100 (ghasedak's API reference)
 log = logging.getLogger("seda.sms.ghasedak")
+BY_MESSAGE_ID = "1"  # CheckSmsStatus Type: 1 = Ids are messageIds, 2 = clientReferenceIds
+# CheckSmsStatus -> data[].status, Ghasedak's SendStatus (ghasedakapi/GhasedakSms.Core
+# GhasedakSms.Core/Enum/SendStatus.cs, the same values in ghasedakapi/ghasedak_sms_python
+# ghasedak_sms/enums/send_status.py; the item shape in GhasedakSms.Core/Dto/
+# SmsStatusResponseItems.cs): 0 awaiting approval, 1 rejected, 2 being sent, 3 in the send
+# queue, 4 sent, 5 debug mode (not sent: unknown here), 6 failed inside Ghasedak, 7 canceled,
+# 8 blacklisted inside Ghasedak, 9 paused; once sent: 10 sent to the provider, 11 reached the
+# provider, 12 blacklisted, 13 not delivered, 14 delivered, 15 filtered, 16 failed,
+# 17 processing.
+STATUSES = {0: "queued", 1: "failed", 2: "queued", 3: "queued", 4: "sent", 6: "failed",
+            7: "failed", 8: "failed", 9: "queued", 10: "sent", 11: "sent", 12: "failed",
+            13: "undelivered", 14: "delivered", 15: "failed", 16: "failed",
+            17: "queued"}  # fmt: skip
 
 
 class Ghasedak(PolledOnly):
@@ -37,10 +52,12 @@ class Ghasedak(PolledOnly):
     processed (in case it was marked read), and ids already held are skipped (in case the same
     messages come back). Sends carry the outbox event id as ClientReferenceId, and a send
     retried in the same process first asks CheckSmsStatus whether that id was already accepted.
+    The delivery status of what was sent is asked for by messageId (StatusPoller).
     """
 
     name = "ghasedak"
     methods = ("POST", "GET")
+    batch = 100  # messageIds per CheckSmsStatus request (Seda's choice: no limit is documented)
 
     def __init__(self, line: Line, now: Callable[[], float]) -> None:
         self.line = line
@@ -70,6 +87,23 @@ class Ghasedak(PolledOnly):
             out += new
             if len(items) < PAGE or not new:
                 break
+        return out
+
+    async def statuses(self, http: aiohttp.ClientSession, ids: list[str]) -> list[Receipt]:
+        """GET CheckSmsStatus?Type=1&Ids=a&Ids=b: the status of messages sent from here (ids
+        Ghasedak does not list are left out)."""
+        params = [("Type", BY_MESSAGE_ID), *(("Ids", i) for i in ids)]
+        url = f"{self.base}/CheckSmsStatus"
+        answer = await fetch_json(http, self.name, "GET", url, params=params, headers=self.headers)
+        asked = set(ids)
+        out: list[Receipt] = []
+        for item in _items(answer):
+            message_id = str(item.get("messageId")) if isinstance(item, dict) else ""
+            if message_id not in asked:
+                continue
+            raw = "" if item.get("status") is None else str(item["status"])
+            status = STATUSES.get(int(raw), "unknown") if raw.isdigit() else "unknown"
+            out.append(Receipt(message_id, status, raw))
         return out
 
     def _message(self, item: Any) -> tuple[str, Received] | None:

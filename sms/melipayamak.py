@@ -26,6 +26,15 @@ from sms.base import (
 
 API = "https://rest.payamak-panel.com"
 INBOX = "1"  # GetMessages `location`: 1 = received messages
+# No delivery receipts yet. Melipayamak's SDKs (Melipayamak/melipayamak-python
+# melipayamak/sms/rest.py is_delivered, and the Node, PHP, Java, Go clients) POST
+# username, password and recId to /api/SendSMS/GetDeliveries2, but none documents its answer.
+# Melipayamak's help page for the SOAP Send service (www.melipayamak.com/help/, "راهنمای وب
+# سرویس Send", methods GetDeliveries/GetDelivery) gives the codes: 0 sent to the telecom,
+# 1 delivered to the phone, 2 not delivered to the phone, 3 telecom error, 5 unknown error,
+# 8 reached the telecom, 16 did not reach the telecom, 35 blacklist, 100 unknown, 200 sent,
+# 300 filtered, 400 in the send list, 500 not accepted. Where the REST answer carries that code
+# (its `Value`?) is not documented, so it is not polled: the RecId is recorded, no more.
 log = logging.getLogger("seda.sms.melipayamak")
 
 

@@ -2,15 +2,17 @@
 
 Fetch, spool, hand to the core, remember. Two kinds of provider APIs are handled alike:
 - APIs that mark what they return as read (Kavenegar, SMS.ir's receive/latest): a fetched
-  message exists only here until the core has committed it, so with `spool: <file>` the batch
-  is written (fsync, atomic rename) before any of it is processed and reloaded at start;
+  message exists only here until the core has committed it, so the batch is spooled (fsync,
+  atomic rename; `spool/sms-<line>.spool` beside the database unless the line names another
+  file, or `spool: false`) before any of it is processed, and reloaded at start;
 - APIs that return a message again on the next poll (an inbox read by offset, or one that does
   not say whether it marks): every provider id already held is skipped (`seen`, kept in the
   spool too), and the core's de-duplication by provider id refuses what slips through.
 Either way nothing is lost and nothing is answered twice.
 
-A provider with a status API (Kavenegar) is also asked, every `status_interval` seconds (60),
-for the delivery status of what Seda sent on the line (see SmsChannel.poll_statuses).
+A provider with a status API (Kavenegar, SMS.ir, Ghasedak) is also asked, every
+`status_interval` seconds (60), for the delivery status of what Seda sent on the line (see
+SmsChannel.poll_statuses).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""SMS.ir (Iran): inbound by polling receive/latest, sends through send/bulk (X-API-KEY)."""
+"""SMS.ir (Iran): inbound by polling receive/latest, sends through send/bulk (X-API-KEY),
+delivery states by polling send/{messageId}."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from sms.base import (
     Line,
     PolledOnly,
     PollError,
+    Receipt,
     Received,
     Refused,
     call,
@@ -31,6 +33,14 @@ KEY_PROBLEMS = frozenset({10, 11, 12, 13, 14, 15})
 # Codes no retry can fix for this message: empty text, bad or empty mobile, a parameter too
 # long, a blacklisted mobile, a text the provider did not approve.
 PERMANENT = frozenset({103, 104, 107, 114, 115, 117})
+# GET /v1/send/{messageId} -> data.deliveryState (null when none yet), per SMS.ir's own SDK and
+# samples: IPeCompany/SmsPanelV2.DotNet IPE.SmsIrClient/Routes/ReportRoutes.cs and
+# Models/Results/MessageReportResult.cs, IPeCompany/SmsPanelV2.DotNetCore.Samples
+# IPE.SmsIrSamples.DotNetCore/Report/Models/DeliveryState.cs (enum DeliveryState):
+# 0 unknown, 1 delivered to the phone, 2 not delivered to the phone, 3 being processed at the
+# telecom, 4 did not reach the telecom, 5 reached the operator, 6 failed, 7 blacklisted.
+STATUSES = {1: "delivered", 2: "undelivered", 3: "sent", 4: "failed", 5: "sent", 6: "failed",
+            7: "failed"}  # fmt: skip
 
 
 class SmsIr(PolledOnly):
@@ -43,6 +53,7 @@ class SmsIr(PolledOnly):
 
     name = "smsir"
     methods = ("POST", "GET")
+    batch = 10  # ids per statuses() call; SMS.ir reports one message per request
 
     def __init__(self, line: Line, now: Callable[[], float]) -> None:
         self.line = line
@@ -93,6 +104,33 @@ class SmsIr(PolledOnly):
             return None
         to = str(item.get("number") or "") or None
         return key, Received(sender, str(item.get("messageText") or ""), key, to)
+
+    async def statuses(self, http: aiohttp.ClientSession, ids: list[str]) -> list[Receipt]:
+        """GET /v1/send/{id} for each message: its deliveryState now. An id SMS.ir does not
+        report on (HTTP 400 or 404, or a body status other than 1) is left out; a refused key
+        or an unreachable API raises PollError (the next round asks again)."""
+        out: list[Receipt] = []
+        for message_id in ids:
+            if not message_id.isdigit():
+                continue  # not an id SMS.ir gave (its ids are numbers): nothing to ask
+            url = f"{self.base}/v1/send/{message_id}"
+            try:
+                answer = await fetch_json(http, self.name, "GET", url, headers=self.headers)
+            except PollError as exc:
+                if exc.status in (400, 404):
+                    continue
+                raise
+            code = answer.get("status") if isinstance(answer, dict) else None
+            if code in KEY_PROBLEMS:
+                raise PollError(self.name, f"status {code}", auth=True)
+            data = answer.get("data") if isinstance(answer, dict) else None
+            if code != 1 or not isinstance(data, dict):
+                continue
+            state = data.get("deliveryState")
+            raw = "" if state is None else str(state)
+            status = STATUSES.get(int(raw), "unknown") if raw.isdigit() else "unknown"
+            out.append(Receipt(message_id, status, raw))
+        return out
 
     async def send(self, http: aiohttp.ClientSession, to: str, text: str, key: str) -> list[str]:
         """POST /v1/send/bulk with one mobile; returns SMS.ir's message ids (data.messageIds)."""

@@ -395,7 +395,8 @@ async def test_polled_providers_record_their_message_ids(
     provider: str, spec: dict[str, Any], ids: list[str], tmp_path: Path, aiohttp_client: Any,
     aiohttp_server: Any,
 ) -> None:  # fmt: skip
-    """No receipts for these (no status polling yet): the sent row keeps the provider's id."""
+    """The sent row keeps the provider's id (the one SMS.ir's and Ghasedak's status polls name,
+    test_polled_receipts.py; Melipayamak's RecId, which is not polled)."""
     line = {"provider": provider, "poll_interval": 60, **spec}
     client, fake = await start(tmp_path, aiohttp_client, aiohttp_server, {"ir1": line})
     invited = await invite(client, RESPONDENT, line="ir1")
