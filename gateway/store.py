@@ -24,6 +24,7 @@ from gateway.store_schema import (
     StepWrite,
     StoreError,
     connect,
+    delivery_moves,
     from_ts,
     migrate,
     open_writer,
@@ -490,9 +491,6 @@ class Store:
 
     # -- delivery receipts (messages Seda's channels send) -------------------------------------
 
-    _FINAL = frozenset({"delivered", "failed", "undelivered"})
-    _ORDER = ("unknown", "queued", "sent")  # below final; a receipt moves a row forward only
-
     async def record_sent(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Record sent messages (keys: channel, line, provider, message_id, response_id,
         event_id, at) with status sent; a message already recorded is left as it is."""
@@ -520,10 +518,7 @@ class Store:
             ).fetchone()
             if row is None:
                 return False
-            old = str(row[0])
-            rank = {name: n for n, name in enumerate(self._ORDER)}
-            forward = status in self._FINAL or rank.get(status, 0) > rank.get(old, 0)
-            if old not in self._FINAL and forward:
+            if delivery_moves(str(row[0]), status):
                 conn.execute(
                     "UPDATE deliveries SET status = ?, raw_status = ?, error = ?, updated_at = ?"
                     " WHERE channel = ? AND provider = ? AND message_id = ?",

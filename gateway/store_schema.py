@@ -115,6 +115,19 @@ RESET_HEADS = (
 )
 
 
+# Delivery receipts (the deliveries table): a row's status moves forward only, and a final one
+# stays, whatever order a provider's receipts come in.
+DELIVERY_FINAL = frozenset({"delivered", "failed", "undelivered"})
+_DELIVERY_RANK = {"unknown": 0, "queued": 1, "sent": 2}
+
+
+def delivery_moves(old: str, new: str) -> bool:
+    """Whether a receipt saying `new` changes a deliveries row whose status is `old`."""
+    if old in DELIVERY_FINAL:
+        return False
+    return new in DELIVERY_FINAL or _DELIVERY_RANK.get(new, 0) > _DELIVERY_RANK.get(old, 0)
+
+
 class StoreError(Exception):
     """The store could not do what was asked; the message says why (never with personal data)."""
 

@@ -20,7 +20,7 @@ from gateway.flows.loader import Problem
 from gateway.logs import fields
 from gateway.model import Inbound
 from gateway.router import Gateway
-from gateway.store_schema import StoreError
+from gateway.store_schema import StoreError, delivery_moves
 from sms.base import (
     Ignored,
     Line,
@@ -57,7 +57,6 @@ MAX_BODY = 64 * 1024
 MAX_SEGMENTS = 10  # a line refuses longer messages unless configured otherwise
 STATUS_HORIZON = timedelta(hours=24)  # sent messages are asked about for this long at most
 STATUS_BATCHES = 10  # status requests per line per round at most
-_FORWARD = {"unknown": 0, "queued": 1, "sent": 2}  # statuses below final, in order
 
 
 class ConfigError(ValueError):
@@ -256,7 +255,7 @@ class SmsChannel:
                 self.http(), ids[start : start + provider.batch]
             ):
                 old = current.get(receipt.message_id)
-                if old is None or _FORWARD.get(receipt.status, 3) <= _FORWARD[old]:
+                if old is None or not delivery_moves(old, receipt.status):
                     continue  # not one asked about, or nothing new: not a receipt to count
                 await self._record_receipt(line, receipt)
                 moved += 1
