@@ -33,7 +33,14 @@ from gateway.store_schema import (
     to_ts,
     where_equal,
 )
-from gateway.store_writer import WriterLost, WriterProcess, commit_writes
+from gateway.store_writer import (
+    BATCH_CAP,
+    LAZY_WAIT,
+    WriterProcess,
+    commit_writes,
+    lazy,
+    prepare,
+)
 
 __all__ = ["DuplicateMessage", "OutboxRow", "SessionRow", "StepWrite", "Store", "StoreError"]
 
@@ -43,9 +50,6 @@ class DuplicateMessage(StoreError):
 
 
 log = logging.getLogger(__name__)
-
-BATCH_CAP = 500  # writes per group commit
-LAZY_WAIT = 0.02  # seconds a batch of delivery marks alone waits for a step to share its commit
 
 _Pending = tuple[StepWrite, "asyncio.Future[None]"]
 _T = TypeVar("_T")
@@ -64,6 +68,8 @@ class Store:
     ) -> None:
         # Group commits go to the writer process when there is one (see gateway/store_writer.py).
         self._process = process
+        if process is not None:
+            process.on_committed = self._committed
         self.folder: Path | None = None  # the database's folder, where other state may live
         # Every other write transaction runs whole on one thread, in one hop from the event loop:
         # a transaction made of several awaits waits behind the loop's other work at each one
@@ -144,6 +150,12 @@ class Store:
         """Return once `write` is committed (raise StoreError if it was not)."""
         if self._closed or self._task.done():
             raise StoreError("store is closed")
+        if self._process is not None:  # the writer process forms the groups itself
+            try:
+                await self._process.commit(write, self._clock().timestamp())
+            except Exception as exc:
+                raise _store_error(exc) from exc
+            return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((write, done))
         await done
@@ -159,7 +171,7 @@ class Store:
             # Marks of delivered outbox rows need no fsync of their own (a lost mark only means
             # a repeat delivery, which backends de-duplicate): let them wait a moment for a
             # step's commit to share. A step that arrives ends the wait at once.
-            while not stop and all(_lazy(write) for write, _ in batch):
+            while not stop and all(lazy(write) for write, _ in batch):
                 try:
                     async with asyncio.timeout(LAZY_WAIT):
                         item = await self._queue.get()
@@ -191,9 +203,7 @@ class Store:
 
     async def _run_batch(self, batch: list[_Pending]) -> None:
         errors = [await self._transaction([write for write, _ in batch])] * len(batch)
-        # A lost writer process leaves the batch's fate unknown: never write it again (callers
-        # retry with their message ids, which de-duplicate whatever was stored).
-        if errors[0] is not None and not isinstance(errors[0], WriterLost) and len(batch) > 1:
+        if errors[0] is not None and len(batch) > 1:
             # Find the bad write(s): each write alone, so only their callers see an error.
             errors = [await self._transaction([write]) for write, _ in batch]
         for (_, done), error in zip(batch, errors, strict=True):
@@ -203,12 +213,10 @@ class Store:
 
     async def _transaction(self, writes: Sequence[StepWrite]) -> StoreError | None:
         """Commit `writes` in one transaction; return the error instead of raising it."""
+        now = self._clock().timestamp()
         try:
-            if self._process is not None:
-                await self._process.commit(writes, self._clock().timestamp())
-            else:
-                now = self._clock().timestamp()
-                await self._in_writer(lambda conn: commit_writes(conn, writes, self._backends, now))
+            prepared = [prepare(write) for write in writes]
+            await self._in_writer(lambda conn: commit_writes(conn, prepared, self._backends, now))
         except Exception as exc:
             return _store_error(exc)
         self.batches_committed += 1
@@ -233,6 +241,10 @@ class Store:
     async def _in_writer(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer_thread, work, self._writer)
+
+    def _committed(self, transactions: int) -> None:
+        self.batches_committed += transactions
+        self._notify()
 
     def _notify(self) -> None:
         if self.on_commit is not None:
@@ -555,11 +567,6 @@ class Store:
         found["sent_at"] = from_ts(found["sent_at"])
         found["updated_at"] = from_ts(found["updated_at"])
         return found
-
-
-def _lazy(write: StepWrite) -> bool:
-    """Only marks delivered rows: may wait for company before committing."""
-    return bool(write.delivered) and write == StepWrite(delivered=write.delivered)
 
 
 def _resolve(done: asyncio.Future[None], error: BaseException | None) -> None:

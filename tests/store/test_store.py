@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -171,11 +173,17 @@ async def test_a_lost_writer_process_fails_its_batch_once_and_is_replaced(
     try:
         await store.commit(StepWrite(session=session("r1")))
         first = store._process._process  # type: ignore[union-attr]
+        os.kill(first.pid, signal.SIGSTOP)  # so that the next write is in flight when it dies
+        pending = asyncio.ensure_future(
+            store.commit(StepWrite(session=session("r2", address="tel:+989120000002")))
+        )
+        await asyncio.sleep(0.05)  # the write has left for the stopped process
+        assert not pending.done()
         first.kill()
         await asyncio.to_thread(first.join, 10)
-        # Its fate unknown, the batch is failed to its callers and never written again.
+        # Its fate unknown, the write is failed to its caller and never written again.
         with pytest.raises(StoreError, match="writer process stopped"):
-            await store.commit(StepWrite(session=session("r2", address="tel:+989120000002")))
+            await pending
         assert await store.session("r2") is None
         # The next commit starts a new writer process.
         await store.commit(StepWrite(session=session("r3", address="tel:+989120000003")))
