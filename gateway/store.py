@@ -454,10 +454,13 @@ class Store:
     ) -> int:
         """Send delivered events again (same event ids, so receivers de-duplicate)."""
         where, params = where_equal(status="delivered", backend=backend)
+        if response_id is not None:
+            # One response's rows, by outbox_order: the unary + keeps the planner off the status
+            # index, which would walk every delivered row of the backend.
+            where = f"{where.replace('status = ?', '+status = ?', 1)} AND order_key = ?"
+            params = (*params, response_id)
         if since is not None:
             where, params = f"{where} AND created_at >= ?", (*params, to_ts(since))
-        if response_id is not None:
-            where, params = f"{where} AND order_key = ?", (*params, response_id)
         return await self._requeue(where, params)
 
     async def _finish(self, sql: str, rows: list[tuple[Any, ...]]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -15,7 +16,7 @@ import aiosqlite
 import pytest
 
 from gateway.store import DuplicateMessage, SessionRow, StepWrite, Store, StoreError
-from gateway.store_schema import SCHEMA_VERSION, configure
+from gateway.store_schema import MIGRATIONS, SCHEMA_VERSION, configure
 
 T0 = datetime(2024, 5, 1, 9, 30, tzinfo=UTC)
 BACKENDS: dict[str, frozenset[str] | None] = {
@@ -100,6 +101,47 @@ async def test_migrations_run_once_and_reopen_is_idempotent(tmp_path: Path, cloc
         await store.close()
         assert sql(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     assert sql(path, "SELECT response_id FROM sessions ORDER BY 1") == [("r0",), ("r1",), ("r2",)]
+
+
+async def test_a_version_3_outbox_keeps_its_queue_through_migration_4(
+    tmp_path: Path, clock: Clock
+) -> None:
+    path = tmp_path / "seda.db"
+    with sqlite3.connect(path) as conn:
+        for migration in MIGRATIONS[:3]:
+            conn.executescript(migration)
+        conn.execute("PRAGMA user_version = 3")
+        rows = [
+            ("e1", "r1", "pending", 1),
+            ("e2", "r1", "pending", 0),
+            ("e3", "r2", "delivered", 0),
+        ]
+        for event_id, key, status, head in rows:
+            conn.execute(
+                "INSERT INTO outbox (event_id, backend, order_key, event_type, payload, status,"
+                " next_attempt_at, created_at, queued_at, head)"
+                " VALUES (?, 'crm', ?, 'answer.recorded', ?, ?, 0, 0, 0, ?)",
+                (event_id, key, json.dumps(event(event_id)), status, head),
+            )
+    store = await Store.open(path, backends=BACKENDS, clock=clock)
+    try:
+        assert sql(path, "PRAGMA user_version") == [(4,)]
+        indexes = {
+            name for (name,) in sql(path, "SELECT name FROM sqlite_master WHERE type = 'index'")
+        }
+        assert {"outbox_pending", "outbox_order"} <= indexes and "outbox_head" not in indexes
+        heads = await store.claim_ready("crm", clock(), limit=10)
+        assert [h.event_id for h in heads] == ["e1"]
+        await store.mark_delivered([heads[0].seq])
+        await store.commit(StepWrite(events=(("r1", event("e4")),)))  # behind e2, not a head
+        assert [h.event_id for h in await store.claim_ready("crm", clock(), limit=10)] == ["e2"]
+        assert await store.replay("crm", response_id="r2") == 1
+        assert [h.event_id for h in await store.claim_ready("crm", clock(), limit=10)] == [
+            "e2",
+            "e3",
+        ]
+    finally:
+        await store.close()
 
 
 async def test_a_newer_schema_is_refused(tmp_path: Path, clock: Clock) -> None:
