@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -57,6 +58,11 @@ MAX_BODY = 64 * 1024
 MAX_SEGMENTS = 10  # a line refuses longer messages unless configured otherwise
 STATUS_HORIZON = timedelta(hours=24)  # sent messages are asked about for this long at most
 STATUS_BATCHES = 10  # status requests per line per round at most
+# A receipt can come before its message is recorded (providers call back as soon as they have
+# accepted the message, while Seda still waits for the send API's answer): such a receipt is held
+# this long, and applied when its message is recorded. At most EARLY_CAP are held.
+EARLY_WAIT = 300.0  # seconds
+EARLY_CAP = 10_000
 
 
 class ConfigError(ValueError):
@@ -144,6 +150,9 @@ class SmsChannel:
         self.buckets = {n: TokenBucket(x.rate) for n, x in self.lines.items() if x.rate}
         self.ignored: dict[tuple[str, str], int] = {}  # (line, reason) -> count
         self.receipts: dict[tuple[str, str], int] = {}  # (line, status) -> count
+        # Receipts that named no recorded message, by (provider, message id): (line, receipt,
+        # when it came, by the monotonic clock), oldest first.
+        self._early: dict[tuple[str, str], list[tuple[Line, Receipt, float]]] = {}
         self._http: aiohttp.ClientSession | None = None
         self._polls: list[PollLoop] = []
 
@@ -226,19 +235,44 @@ class SmsChannel:
             return provider.answer(text)
         return provider.answer(None)
 
-    async def _record_receipt(self, line: Line, receipt: Receipt) -> None:
-        """Apply a receipt to the sent message it names; one for a message Seda did not send
-        is counted as unknown and changes nothing (it is still acknowledged)."""
+    async def _record_receipt(self, line: Line, receipt: Receipt, held: bool = False) -> None:
+        """Apply a receipt to the sent message it names. One for a message not recorded (yet)
+        is counted as unknown, changes nothing and is held for EARLY_WAIT seconds: if its
+        message is recorded meanwhile, it is applied then (and counted under its status)."""
         known = await self.gateway.store.record_receipt(
             "sms", line.provider, receipt.message_id, receipt.status, receipt.raw_status,
             receipt.error, self.gateway.clock(),
         )  # fmt: skip
+        if not known and held:
+            return  # its message is recorded, so this cannot happen but for a store error
         status = receipt.status if known else "unknown"
         key = (line.name, status)
         self.receipts[key] = self.receipts.get(key, 0) + 1
-        event = "sms receipt" if known else "sms receipt for a message Seda did not send"
+        if known:
+            event = "sms receipt applied after its message was recorded" if held else "sms receipt"
+        else:
+            event = "sms receipt for a message Seda has not recorded: held"
+            self._hold(line, receipt)
         log.info(event, extra=fields(line=line.name, provider=line.provider, status=status,
                                      error=receipt.error))  # fmt: skip
+
+    def _hold(self, line: Line, receipt: Receipt) -> None:
+        now = time.monotonic()
+        while self._early:  # drop what has waited too long, and the oldest beyond the cap
+            oldest = next(iter(self._early))
+            held = self._early[oldest]
+            if now - held[0][2] < EARLY_WAIT and len(self._early) < EARLY_CAP:
+                break
+            del self._early[oldest]
+        self._early.setdefault((line.provider, receipt.message_id), []).append((line, receipt, now))
+
+    async def _apply_held(self, provider: str, message_ids: Iterable[str]) -> None:
+        """Apply the receipts that came before these messages were recorded, in arrival order."""
+        now = time.monotonic()
+        for message_id in message_ids:
+            for line, receipt, came in self._early.pop((provider, message_id), []):
+                if now - came < EARLY_WAIT:
+                    await self._record_receipt(line, receipt, held=True)
 
     async def poll_statuses(self, line: Line, provider: StatusPoller) -> int:
         """Ask a polled provider for the status of the line's messages sent in the last 24
@@ -265,7 +299,9 @@ class SmsChannel:
         """The channel's own counters for /metrics (server.py collects them)."""
         yield metrics.counter_family(
             "seda_sms_receipts",
-            "SMS delivery receipts by line and normalised status (unknown: no such message)",
+            "SMS delivery receipts by line and normalised status (unknown: no such message"
+            " recorded when it came; one whose message is recorded within 5 minutes is applied"
+            " then and counted again under its status)",
             ["line", "status"],
             {k: float(v) for k, v in self.receipts.items()},
         )
@@ -344,6 +380,9 @@ class SmsChannel:
                 "sms sent but not recorded: its receipts will count as unknown",
                 extra=fields(line=line.name, provider=line.provider, error=str(exc)),
             )
+            return
+        if self._early:
+            await self._apply_held(line.provider, ids)
 
     def _line_for(self, data: Mapping[str, Any]) -> Line:
         # The core names the line the respondent used; an invitation without one takes the default.

@@ -12,7 +12,7 @@ import json
 import re
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -59,6 +59,8 @@ class ReceiptProviders(FakeProviders):
         super().__init__()
         self.statuses: dict[str, int] = {}
         self.status_queries: list[str] = []
+        # Awaited before a send is answered (a provider that calls back before it answers).
+        self.before_answer: Callable[[], Awaitable[None]] | None = None
 
     async def handle(self, request: web.Request) -> web.Response:
         """status.json and the sends of SEND_ANSWERS here; the rest as the shared fake does."""
@@ -75,6 +77,8 @@ class ReceiptProviders(FakeProviders):
         self.sent.append({"method": request.method, "path": request.path,
                           "query": dict(request.query), "body": body})  # fmt: skip
         status, name, content_type = answer
+        if self.before_answer is not None:
+            await self.before_answer()
         return web.Response(status=status, body=(RECEIPTS / name).read_bytes(),
                             content_type=content_type)  # fmt: skip
 
@@ -309,6 +313,33 @@ async def test_receipt_for_a_message_seda_never_sent_is_acknowledged(
     assert await receipts_metric(client, line, "delivered") == 0.0
     with sqlite3.connect(tmp_path / "seda.db") as db:  # nothing was created for it
         assert db.execute("SELECT COUNT(*) FROM deliveries").fetchone() == (0,)
+
+
+async def test_a_receipt_that_comes_before_its_message_is_recorded_is_applied_then(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    """Twilio may call back before its send API has answered: Seda has no row for the message
+    yet. The receipt is acknowledged, held, and applied once the message is recorded."""
+    client, fake = await start(tmp_path, aiohttp_client, aiohttp_server, {"tw1": lines()["tw1"]})
+    answers: list[int] = []
+
+    async def call_back_first() -> None:
+        path, headers, data = sign("tw1", payload("receipts/twilio_delivered.http"))
+        answers.append((await client.post(path, data=data, headers=headers)).status)
+
+    fake.before_answer = call_back_first
+    invited = await invite(client, RESPONDENT, line="tw1")
+    await fake.wait(1)
+    for _ in range(200):
+        rows = await client.app[GATEWAY].store.deliveries_for(invited["response_id"])
+        if rows and rows[0]["status"] != "sent":
+            break
+        await asyncio.sleep(0.02)
+    assert answers == [200]
+    (row,) = rows
+    assert (row["message_id"], row["status"]) == ("SM7a0c3f6e1b2d4c5e8f9a0b1c2d3e4f5a", "delivered")
+    assert await receipts_metric(client, "tw1", "unknown") == 1.0  # when it came
+    assert await receipts_metric(client, "tw1", "delivered") == 1.0  # once applied
 
 
 async def test_a_late_sent_never_overwrites_delivered(
