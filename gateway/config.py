@@ -18,6 +18,7 @@ import yaml
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+KEEP_DELIVERED = "30d"  # delivered outbox rows kept for replay, unless configured otherwise
 
 
 class ConfigError(ValueError):
@@ -86,6 +87,12 @@ class Config:
     def retry(self) -> dict[str, Any]:
         """Outbox retry policy."""
         return dict(self.data.get("retry", {}))
+
+    @property
+    def keep_delivered(self) -> timedelta | None:
+        """How long delivered outbox rows are kept for `seda outbox replay`; None: forever."""
+        value = self.data.get("outbox", {}).get("keep_delivered", KEEP_DELIVERED)
+        return None if value == "forever" else duration(value)
 
     @property
     def speech(self) -> dict[str, Any]:
@@ -163,4 +170,7 @@ def load(path: Path, env: Mapping[str, str] | None = None) -> Config:
         raise ConfigError("\n".join(lines))
     if "retry" in data and "horizon" in data["retry"]:
         duration(data["retry"]["horizon"])
+    keep = data.get("outbox", {}).get("keep_delivered", KEEP_DELIVERED)
+    if keep != "forever":
+        duration(keep)
     return Config(path=path, data=data)

@@ -27,7 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     retry.add_argument("--backend", metavar="NAME", help="only this backend's dead letters")
     retry.add_argument("seqs", nargs="*", type=int, metavar="SEQ", help="only these rows")
 
-    replay = commands.add_parser("replay", help="send delivered events again (same event ids)")
+    replay = commands.add_parser(
+        "replay",
+        help="send delivered events again (same event ids), as far back as outbox.keep_delivered",
+    )
     replay.add_argument("--backend", metavar="NAME", required=True)
     replay.add_argument("--since", metavar="ISO8601", help="events created at or after this time")
     replay.add_argument("--response", metavar="ID", help="only this response's events")

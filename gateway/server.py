@@ -9,6 +9,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -36,6 +37,8 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 FORWARDER: web.AppKey[Forwarder] = web.AppKey("forwarder", Forwarder)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SWEEP_SECONDS = 30.0
+PRUNE_SECONDS = 600.0  # how often delivered outbox rows past their retention are deleted
+PRUNE_BATCH = 5000  # rows per delete transaction
 
 
 async def create_app(config: Config, clock: Clock = system_clock) -> web.Application:
@@ -106,7 +109,8 @@ async def create_app(config: Config, clock: Clock = system_clock) -> web.Applica
     app.router.add_get("/metrics", _metrics)
     for channel in channels.values():
         app.router.add_routes(channel.routes())
-    app.cleanup_ctx.append(_running(gateway, forwarder, list(channels.values()), closers))
+    keep = config.keep_delivered
+    app.cleanup_ctx.append(_running(gateway, forwarder, list(channels.values()), closers, keep))
     log.info(
         "seda ready",
         extra=fields(surveys=sorted(surveys), channels=sorted(factories), db=str(config.database)),
@@ -176,11 +180,15 @@ def _running(
     forwarder: Forwarder,
     channels: list[registry.Channel],
     closers: list[Callable[[], Awaitable[None]]],
+    keep_delivered: timedelta | None,
 ) -> Callable[[web.Application], contextlib.AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         forwarder.start()
         sweeper = asyncio.create_task(_sweep_expired(gateway))
+        pruner = None
+        if keep_delivered is not None:
+            pruner = asyncio.create_task(_prune_outbox(gateway, keep_delivered))
         started: list[registry.Channel] = []
         try:
             for channel in channels:
@@ -190,9 +198,11 @@ def _running(
         finally:
             for channel in reversed(started):
                 await channel.stop()
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in (sweeper, pruner):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await forwarder.stop()
             for close in closers:
                 await close()
@@ -208,6 +218,24 @@ async def freeze_heap(app: web.Application) -> None:
     the one app of its process; not for tests, which build many."""
     gc.collect()
     gc.freeze()
+
+
+async def _prune_outbox(gateway: Gateway, keep: timedelta) -> None:
+    """Delete delivered outbox rows older than `keep`, every PRUNE_SECONDS, in batches."""
+    while True:
+        await asyncio.sleep(PRUNE_SECONDS)
+        deleted = 0
+        try:
+            while True:
+                batch = await gateway.store.prune_delivered(gateway.clock() - keep, PRUNE_BATCH)
+                deleted += batch
+                if batch < PRUNE_BATCH:
+                    break
+                await asyncio.sleep(0)  # let replies' commits in between batches
+        except Exception:
+            log.exception("outbox pruning failed")
+        if deleted:
+            log.info("outbox pruned", extra=fields(rows=deleted, older_than=str(keep)))
 
 
 async def _sweep_expired(gateway: Gateway) -> None:

@@ -463,6 +463,19 @@ class Store:
             where, params = f"{where} AND created_at >= ?", (*params, to_ts(since))
         return await self._requeue(where, params)
 
+    async def prune_delivered(self, before: datetime, limit: int = 5000) -> int:
+        """Delete up to `limit` delivered outbox rows delivered before `before` (retention: they
+        are only kept for replay); return how many. Pending and dead rows are never deleted."""
+        return await self._change_with(
+            lambda conn: (
+                conn.execute(
+                    "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox"
+                    " WHERE status = 'delivered' AND delivered_at < ? LIMIT ?)",
+                    (to_ts(before), limit),
+                ).rowcount
+            )
+        )
+
     async def _finish(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         """Take rows out of pending (`sql` ends in `seq = ?`) and promote the next heads."""
 

@@ -285,11 +285,13 @@ MIGRATIONS: tuple[str, ...] = (
     # 4: the head index holds pending rows only. Over every row it took a random leaf page at
     # insert and again when delivery changed the row's status, in every group commit; the
     # pending rows are few and their pages stay hot. Replay by response uses outbox_order,
-    # which a status change does not touch.
+    # which a status change does not touch. outbox_delivered finds what retention deletes (its
+    # entries are added in delivery order, at its right edge).
     """
     DROP INDEX outbox_head;
     CREATE INDEX outbox_pending ON outbox (backend, order_key, seq) WHERE status = 'pending';
     CREATE INDEX outbox_order ON outbox (order_key);
+    CREATE INDEX outbox_delivered ON outbox (delivered_at) WHERE status = 'delivered';
     """,
 )
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway import server
 from gateway.config import load
 from gateway.server import create_app
 from tests.answer_schema import assert_valid_answer
@@ -207,3 +209,23 @@ async def test_a_late_repeat_of_an_old_message_changes_nothing(client: TestClien
     assert state["question_id"] == "resolved"
     after = await say(client, "بله", "last")
     assert after["completed"] is True
+
+
+async def test_delivered_events_past_their_retention_are_deleted(
+    tmp_path: Path, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server, "PRUNE_SECONDS", 0.05)
+    config = load(write_config(tmp_path, outbox={"keep_delivered": 0}))
+    client = await aiohttp_client(await create_app(config))
+    await invite(client)
+    await say(client, "۹")
+    await wait_for_lines(tmp_path / "answers.jsonl", 1)  # delivered: the row may go now
+    for _ in range(200):
+        with sqlite3.connect(tmp_path / "seda.db") as db:
+            statuses = db.execute("SELECT status, COUNT(*) FROM outbox GROUP BY 1").fetchall()
+        if not statuses:
+            break
+        await asyncio.sleep(0.05)
+    assert statuses == []  # every row was delivered, then deleted
+    with sqlite3.connect(tmp_path / "seda.db") as db:  # the answer itself stays
+        assert db.execute("SELECT COUNT(*) FROM answers").fetchone() == (1,)

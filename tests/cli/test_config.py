@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,8 @@ CASES = [
     ("not a mapping", "- a\n- b\n", "must be a mapping"),
     ("bad yaml", "server: {port: [1\n", "not valid YAML"),
     ("bad horizon", "retry: {horizon: soon}\n", "'soon' is not a duration"),
+    ("bad retention", "outbox: {keep_delivered: a month}\n", "outbox.keep_delivered: 'a month' is not valid"),
+    ("negative retention", "outbox: {keep_delivered: -5}\n", "outbox.keep_delivered: -5 is not valid"),
 ]  # fmt: skip
 
 
@@ -48,6 +51,17 @@ def test_errors_say_where(tmp_path: Path, label: str, text: str, message: str) -
     with pytest.raises(ConfigError) as caught:
         load(write(tmp_path, text), env={})
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [("", timedelta(days=30)), ("outbox: {keep_delivered: 7d}\n", timedelta(days=7)),
+     ("outbox: {keep_delivered: 0}\n", timedelta(0)), ("outbox: {keep_delivered: forever}\n", None)],
+)  # fmt: skip
+def test_delivered_rows_are_kept_30_days_unless_configured(
+    tmp_path: Path, text: str, kept: timedelta | None
+) -> None:
+    assert load(write(tmp_path, text or "{}\n"), env={}).keep_delivered == kept
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:

@@ -394,6 +394,28 @@ async def test_outbox_stats_retry_dead_and_replay(store: Store, clock: Clock) ->
     ]
 
 
+async def test_retention_deletes_only_delivered_rows_delivered_before_the_cutoff(
+    store: Store, clock: Clock
+) -> None:
+    events = tuple(("r1", event(f"e{n}")) for n in range(1, 6))
+    await store.commit(StepWrite(events=events))
+    seqs = {r.event_id: r.seq for r in await store.list_outbox(backend="crm")}
+    await store.mark_delivered([seqs["e1"], seqs["e2"], seqs["e3"]])
+    await store.commit(StepWrite(session=session("r9")))  # the marks share this commit
+    clock.now = T0 + timedelta(hours=2)
+    await store.mark_delivered([seqs["e4"]])  # delivered later: kept
+    await store.commit(StepWrite(session=session("r8", address="x")))
+    await store.mark_dead(seqs["e5"], "HTTP 400")  # dead letters are never deleted
+    cutoff = T0 + timedelta(hours=1)
+    assert await store.prune_delivered(cutoff, limit=2) == 2
+    assert await store.prune_delivered(cutoff, limit=2) == 1
+    assert await store.prune_delivered(cutoff, limit=2) == 0
+    left = {(r.event_id, r.backend, r.status) for r in await store.list_outbox()}
+    assert left == {("e4", "crm", "delivered"), ("e5", "crm", "dead")} | {
+        (f"e{n}", "answers_file", "pending") for n in range(1, 6)
+    }
+
+
 async def test_backends_can_be_disabled_and_enabled(store: Store) -> None:
     assert await store.disabled_backends() == {}
     await store.disable_backend("crm", "HTTP 410 Gone")
