@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 # Events for Seda's own channels (prompts to send); backends with no `events` list never get them.
 PRIVATE_PREFIX = "outbound."
 START_TIMEOUT = 30.0  # seconds for the child to start, open the database and check it
+CLOSE_TIMEOUT = 30.0  # seconds close() waits for the answers to what was submitted
 _HEADER = struct.Struct("!I")
 
 
@@ -439,10 +440,14 @@ class WriterProcess:
         if self._outgoing:
             self._flush()
         if self._waiting:
-            await asyncio.wait(list(self._waiting.values()))
-        await self._disconnect()
+            await asyncio.wait(list(self._waiting.values()), timeout=CLOSE_TIMEOUT)
+        hung = bool(self._waiting)
+        if hung:  # a stuck disk, a stopped process: stop waiting, and stop it
+            log.error("store writer process did not answer in time: killing it")
+            self._fail(list(self._waiting), WriterLost("the store writer process did not answer"))
+        await self._disconnect(kill=hung)
 
-    async def _disconnect(self) -> None:
+    async def _disconnect(self, kill: bool = False) -> None:
         writer, process, reading = self._writer, self._process, self._reading
         self._reader = self._writer = self._process = self._reading = None
         if writer is not None:
@@ -454,6 +459,8 @@ class WriterProcess:
             with contextlib.suppress(asyncio.CancelledError):
                 await reading
         if process is not None:
+            if kill:
+                process.kill()
             await asyncio.to_thread(process.join, 10)
             if process.is_alive():
                 log.error("store writer process did not stop: killing it")

@@ -15,6 +15,7 @@ from typing import Any
 import aiosqlite
 import pytest
 
+from gateway import store_writer
 from gateway.store import DuplicateMessage, SessionRow, StepWrite, Store, StoreError
 from gateway.store_schema import MIGRATIONS, SCHEMA_VERSION, configure
 
@@ -236,6 +237,24 @@ async def test_a_lost_writer_process_fails_its_batch_once_and_is_replaced(
         await store.close()
     assert not second.is_alive()  # closing the store ends its writer process
     assert sql(path, "SELECT response_id FROM sessions ORDER BY 1") == [("r1",), ("r3",)]
+
+
+async def test_closing_does_not_wait_forever_for_a_hung_writer_process(
+    tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_writer, "CLOSE_TIMEOUT", 0.2)
+    store = await Store.open(
+        tmp_path / "seda.db", backends=BACKENDS, clock=clock, writer_process=True
+    )
+    child = store._process._process  # type: ignore[union-attr]
+    os.kill(child.pid, signal.SIGSTOP)  # hung: alive, answering nothing
+    pending = asyncio.ensure_future(store.commit(StepWrite(session=session("r1"))))
+    await asyncio.sleep(0.05)
+    async with asyncio.timeout(30):
+        await store.close()
+    with pytest.raises(StoreError, match="did not answer"):
+        await pending
+    assert not child.is_alive()
 
 
 async def test_a_write_missing_an_event_id_is_refused(store: Store) -> None:
