@@ -38,7 +38,7 @@ FORWARDER: web.AppKey[Forwarder] = web.AppKey("forwarder", Forwarder)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SWEEP_SECONDS = 30.0
 PRUNE_SECONDS = 600.0  # how often delivered outbox rows past their retention are deleted
-PRUNE_BATCH = 5000  # rows per delete transaction
+PRUNE_BATCH = 1000  # rows per delete transaction (a short hold on the write lock)
 
 
 async def create_app(config: Config, clock: Clock = system_clock) -> web.Application:

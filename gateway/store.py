@@ -469,8 +469,9 @@ class Store:
         return await self._change_with(
             lambda conn: (
                 conn.execute(
-                    "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox"
-                    " WHERE status = 'delivered' AND delivered_at < ? LIMIT ?)",
+                    # INDEXED BY: the planner would rather walk every delivered row by status.
+                    "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox INDEXED BY"
+                    " outbox_delivered WHERE status = 'delivered' AND delivered_at < ? LIMIT ?)",
                     (to_ts(before), limit),
                 ).rowcount
             )
