@@ -15,6 +15,7 @@ import aiosqlite
 
 from gateway import jsoncodec
 from gateway.ids import Clock
+from gateway.store_deliveries import Deliveries
 from gateway.store_schema import (
     OUTBOX_COLUMNS,
     PROMOTE_NEXT,
@@ -24,7 +25,6 @@ from gateway.store_schema import (
     StepWrite,
     StoreError,
     connect,
-    delivery_moves,
     from_ts,
     migrate,
     open_writer,
@@ -85,6 +85,8 @@ class Store:
         self.batches_committed = 0
         self._task = asyncio.get_running_loop().create_task(self._write_loop(), name="store-writer")
         self._task.add_done_callback(lambda _: self._fail_queued("the store writer stopped"))
+        # Receipts of the messages Seda's channels send (gateway/store_deliveries.py).
+        self.deliveries = Deliveries(self._read, self._change, self._change_with)
 
     @classmethod
     async def open(
@@ -457,8 +459,8 @@ class Store:
         if response_id is not None:
             # One response's rows, by outbox_order: the unary + keeps the planner off the status
             # index, which would walk every delivered row of the backend.
-            where = f"{where.replace('status = ?', '+status = ?', 1)} AND order_key = ?"
-            params = (*params, response_id)
+            where = " WHERE +status = 'delivered' AND backend = ? AND order_key = ?"
+            params = (backend, response_id)
         if since is not None:
             where, params = f"{where} AND created_at >= ?", (*params, to_ts(since))
         return await self._requeue(where, params)
@@ -517,73 +519,6 @@ class Store:
         if self._closed:
             raise StoreError("store is closed")
         return await self._atomic(work)
-
-    # -- delivery receipts (messages Seda's channels send) -------------------------------------
-
-    async def record_sent(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Record sent messages (keys: channel, line, provider, message_id, response_id,
-        event_id, at) with status sent; a message already recorded is left as it is."""
-        await self._change(
-            "INSERT INTO deliveries (channel, provider, message_id, line, response_id, event_id,"
-            " status, sent_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'sent', ?, ?)"
-            " ON CONFLICT (channel, provider, message_id) DO NOTHING",
-            [(r["channel"], r["provider"], r["message_id"], r["line"], r.get("response_id"),
-              r["event_id"], to_ts(r["at"]), to_ts(r["at"])) for r in rows],
-        )  # fmt: skip
-
-    async def record_receipt(
-        self, channel: str, provider: str, message_id: str, status: str, raw_status: str,
-        error: str | None, at: datetime,
-    ) -> bool:  # fmt: skip
-        """Apply a delivery receipt: the status moves forward only (a final one stays);
-        False when no such message was sent (nothing is changed)."""
-        key = (channel, provider, message_id)
-
-        def work(conn: sqlite3.Connection) -> bool:
-            row = conn.execute(
-                "SELECT status FROM deliveries WHERE channel = ? AND provider = ?"
-                " AND message_id = ?",
-                key,
-            ).fetchone()
-            if row is None:
-                return False
-            if delivery_moves(str(row[0]), status):
-                conn.execute(
-                    "UPDATE deliveries SET status = ?, raw_status = ?, error = ?, updated_at = ?"
-                    " WHERE channel = ? AND provider = ? AND message_id = ?",
-                    (status, raw_status, error, to_ts(at), *key),
-                )
-            return True
-
-        return await self._change_with(work)
-
-    async def deliveries_for(self, response_id: str) -> list[dict[str, Any]]:
-        """The messages sent for one response and their latest status, in the order sent."""
-        rows = await self._read(
-            "SELECT * FROM deliveries WHERE response_id = ? ORDER BY sent_at, rowid",
-            (response_id,),
-        )
-        return [self._delivery(row) for row in rows]
-
-    async def deliveries_pending(
-        self, channel: str, line: str, since: datetime, limit: int
-    ) -> list[dict[str, Any]]:
-        """Messages of one line sent since `since` whose status is not known yet (queued or
-        sent), oldest first: those a provider without receipts is asked about."""
-        rows = await self._read(
-            "SELECT * FROM deliveries WHERE channel = ? AND line = ? AND sent_at >= ?"
-            " AND status IN ('queued', 'sent') ORDER BY sent_at LIMIT ?",
-            (channel, line, to_ts(since), limit),
-        )
-        return [self._delivery(row) for row in rows]
-
-    @staticmethod
-    def _delivery(row: sqlite3.Row) -> dict[str, Any]:
-        """A deliveries row as a dict; times as aware datetimes."""
-        found = dict(row)
-        found["sent_at"] = from_ts(found["sent_at"])
-        found["updated_at"] = from_ts(found["updated_at"])
-        return found
 
 
 def _resolve(done: asyncio.Future[None], error: BaseException | None) -> None:

@@ -239,7 +239,7 @@ class SmsChannel:
         """Apply a receipt to the sent message it names. One for a message not recorded (yet)
         is counted as unknown, changes nothing and is held for EARLY_WAIT seconds: if its
         message is recorded meanwhile, it is applied then (and counted under its status)."""
-        known = await self.gateway.store.record_receipt(
+        known = await self.gateway.store.deliveries.record_receipt(
             "sms", line.provider, receipt.message_id, receipt.status, receipt.raw_status,
             receipt.error, self.gateway.clock(),
         )  # fmt: skip
@@ -278,7 +278,7 @@ class SmsChannel:
         """Ask a polled provider for the status of the line's messages sent in the last 24
         hours whose delivery is not known yet; record those that moved. Returns how many."""
         since = self.gateway.clock() - STATUS_HORIZON
-        pending = await self.gateway.store.deliveries_pending(
+        pending = await self.gateway.store.deliveries.pending(
             "sms", line.name, since, provider.batch * STATUS_BATCHES
         )
         current = {r["message_id"]: r["status"] for r in pending if r["provider"] == line.provider}
@@ -374,7 +374,7 @@ class SmsChannel:
         if not rows:
             return
         try:
-            await self.gateway.store.record_sent(rows)
+            await self.gateway.store.deliveries.record_sent(rows)
         except StoreError as exc:  # the SMS is out: failing now would only send it again
             log.error(
                 "sms sent but not recorded: its receipts will count as unknown",

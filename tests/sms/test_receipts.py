@@ -134,7 +134,7 @@ async def sent_rows(client: Any, response_id: str, count: int = 1) -> list[dict[
     """The deliveries rows of a response, once `count` are recorded (fails after about 4 s)."""
     store = client.app[GATEWAY].store
     for _ in range(200):
-        rows: list[dict[str, Any]] = await store.deliveries_for(response_id)
+        rows: list[dict[str, Any]] = await store.deliveries.for_response(response_id)
         if len(rows) >= count:
             return rows
         await asyncio.sleep(0.02)
@@ -331,7 +331,7 @@ async def test_a_receipt_that_comes_before_its_message_is_recorded_is_applied_th
     invited = await invite(client, RESPONDENT, line="tw1")
     await fake.wait(1)
     for _ in range(200):
-        rows = await client.app[GATEWAY].store.deliveries_for(invited["response_id"])
+        rows = await client.app[GATEWAY].store.deliveries.for_response(invited["response_id"])
         if rows and rows[0]["status"] != "sent":
             break
         await asyncio.sleep(0.02)
