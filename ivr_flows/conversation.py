@@ -5,7 +5,8 @@ Keypad: a digit stops the prompt (barge-in); an answer ends with the end key (#)
 longer answer can start with the digits typed (NPS "2", but "1" may become "10"), or after the
 inter-digit timeout. `*` before any digit repeats the question. Speech: a recogniser per
 question with the question's grammar; a recognised utterance stops the prompt too. Open
-(text) answers last at most `recordings_max_seconds`, and what the recogniser got of them is
+(text) answers end after `open_end_silence` of silence after words (or sooner, by Vosk's own
+endpointing) and last at most `recordings_max_seconds`; what the recogniser got of them is
 kept as a WAV file when the main process names one (Expect.record).
 """
 
@@ -269,7 +270,7 @@ class Conversation:
         if expect.phrases is None:  # open answer: Vosk's endpointing, a maximum length
             limit = self.settings.recordings_max_seconds * MEDIA_RATE * 2
             keep = expect.record is not None and self.settings.recordings
-            gate = SpeechGate(None, limit, keep)
+            gate = SpeechGate(self.settings.open_end_silence, limit, keep)
         else:
             gate = SpeechGate(self.settings.end_silence)
 
@@ -370,11 +371,12 @@ class Conversation:
 
 class SpeechGate:
     """Feeds the recogniser only from the first voiced frame on (silence costs no decoding)
-    and, for closed questions, ends the answer after `end_silence` of silence after words.
-    For open answers it feeds at most `limit` bytes and, with `keep`, keeps what it fed."""
+    and ends the answer after `end_silence` of silence after words (short for closed
+    questions, longer for open answers). For open answers it feeds at most `limit` bytes and,
+    with `keep`, keeps what it fed."""
 
-    def __init__(self, end_silence: float | None, limit: int | None = None, keep: bool = False):
-        self.end_silence = end_silence  # None: Vosk's own endpointing only (open answers)
+    def __init__(self, end_silence: float, limit: int | None = None, keep: bool = False):
+        self.end_silence = end_silence  # seconds of silence after words that close the answer
         self.limit = limit  # bytes of PCM an answer may last; None: no limit
         self.keep = keep
         self.fed = 0
@@ -383,6 +385,7 @@ class SpeechGate:
         self.before: list[bytes] = []  # the pre-roll while nobody speaks
         self.started = False
         self.last_voice: float | None = None  # when the last voiced frame arrived
+        self.latest: float | None = None  # when the latest frame arrived
 
     def voiced(self, frames: list[Frame]) -> bool:
         """Take arriving frames; True when any of them is speech."""
@@ -390,6 +393,7 @@ class SpeechGate:
         pcm = b"".join(data for _, data in frames)
         loud = _loud(pcm)
         for (arrived, data), is_loud in zip(frames, loud, strict=False):
+            self.latest = arrived
             if is_loud:
                 self.last_voice = arrived
                 self.started = True
@@ -418,14 +422,17 @@ class SpeechGate:
             return None
         pcm, self.pending = b"".join(self.pending), []
         if self.limit is not None:
-            return self._feed_open(recognizer, pcm[: self.limit - self.fed])
-        heard = recognizer.feed(pcm)
-        if heard is not None or self.end_silence is None or self.last_voice is None:
+            heard = self._feed_open(recognizer, pcm[: self.limit - self.fed])
+        else:
+            heard = recognizer.feed(pcm)
+        if heard is not None or self.last_voice is None or self.latest is None:
             return heard
-        if time.monotonic() - self.last_voice < self.end_silence:
+        if self.latest - self.last_voice < self.end_silence:  # the audio's own clock
             return None
         # Silence after words: close the utterance now rather than wait for Vosk's own
-        # endpointing (up to a second of trailing silence with a grammar).
+        # endpointing, which takes up to a second with a grammar and, on an open answer, may
+        # not come at all: on digital silence (what a phone that stops sending audio while
+        # the caller is quiet gives) the Korean test model's decoder sometimes never ends it.
         heard = recognizer.finish() if recognizer.partial() else None
         if heard is None:  # noise, not words: wait for speech again
             self.started = False

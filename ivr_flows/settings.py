@@ -53,6 +53,7 @@ class IvrSettings:
     repeat_key: str = "*"
     min_confidence: float = 0.4  # speech below this is treated as not understood
     end_silence: float = 0.35  # seconds of silence after words that end an answer
+    open_end_silence: float = 2.0  # ...that end an open (text) answer
     speech: Mapping[str, Any] = field(default_factory=dict)  # asr_models.SpeechModels spec
     prompts_dir: str = "var/prompts"
     voices: Mapping[str, str] = field(default_factory=dict)  # language -> espeak-ng voice
@@ -139,6 +140,9 @@ def parse(spec: Mapping[str, Any]) -> IvrSettings:
         end_key=end_key,
         min_confidence=_float(spec.get("min_confidence", 0.4), f"{where}.min_confidence", 1.0),
         end_silence=_float(spec.get("end_silence", 0.35), f"{where}.end_silence", 5.0),
+        open_end_silence=_float(
+            spec.get("open_end_silence", 2.0), f"{where}.open_end_silence", 30.0
+        ),
         speech=dict(speech),
         prompts_dir=str(spec.get("prompts", "var/prompts")),
         voices=voices,

@@ -119,9 +119,11 @@ def test_a_failed_write_leaves_nothing(tmp_path: Path) -> None:
 
 @dataclass
 class Recognizer:
-    """Scripted: closes the utterance once it has taken `closes_after` bytes."""
+    """Scripted: closes the utterance once it has taken `closes_after` bytes; `words` is its
+    partial result (what `finish` then returns), "" while it has heard only noise."""
 
     closes_after: int = 10**9
+    words: str = ""
     taken: list[int] = field(default_factory=list)
 
     def feed(self, pcm: bytes) -> Any:
@@ -129,10 +131,10 @@ class Recognizer:
         return "heard" if sum(self.taken) >= self.closes_after else None
 
     def partial(self) -> str:
-        return ""
+        return self.words
 
     def finish(self) -> Any:
-        return None
+        return f"finished: {self.words}" if self.words else None
 
     def close(self) -> None:
         return None
@@ -143,9 +145,14 @@ def _voice(seconds: float, start: float = 0.0) -> list[tuple[float, bytes]]:
     return [(start + i * 0.02, frame) for i in range(round(seconds * 50))]
 
 
+def _silence(seconds: float, start: float) -> list[tuple[float, bytes]]:
+    """Digital silence, as a phone that stops sending audio gives it."""
+    return [(start + i * 0.02, bytes(FRAME_BYTES)) for i in range(round(seconds * 50))]
+
+
 def test_an_open_answer_keeps_what_was_decoded_up_to_its_longest() -> None:
     limit = 2 * 8000 * 2  # two seconds
-    gate = SpeechGate(None, limit, keep=True)
+    gate = SpeechGate(2.0, limit, keep=True)
     recognizer = Recognizer()
     gate.voiced(_voice(1.5))
     assert gate.feed(recognizer) is None and not gate.full
@@ -160,11 +167,46 @@ def test_an_open_answer_keeps_what_was_decoded_up_to_its_longest() -> None:
 
 
 def test_an_open_answer_ends_where_vosk_closed_it() -> None:
-    gate = SpeechGate(None, 60 * 16000, keep=True)
+    gate = SpeechGate(2.0, 60 * 16000, keep=True)
     recognizer = Recognizer(closes_after=8000)  # half a second
     gate.voiced(_voice(3.0))  # one late block of three seconds
     assert gate.feed(recognizer) == "heard"
     assert len(gate.audio()) == 8000  # what followed in the block is neither decoded nor kept
+
+
+def test_an_open_answer_ends_after_its_silence_when_vosk_never_closes_it() -> None:
+    gate = SpeechGate(2.0, 60 * 16000, keep=True)
+    recognizer = Recognizer(words="배송이 늦었어요")  # Vosk's endpointing never fires
+    gate.voiced(_voice(1.0))
+    assert gate.feed(recognizer) is None
+    at = 1.0
+    for _ in range(19):  # 1.9 s of silence, 100 ms at a time: not yet
+        gate.voiced(_silence(0.1, at))
+        at += 0.1
+        assert gate.feed(recognizer) is None
+    gate.voiced(_silence(0.1, at))
+    assert gate.feed(recognizer) == "finished: 배송이 늦었어요"
+    assert len(gate.audio()) == 3 * 8000 * 2  # the words and the 2 s of silence after them
+
+
+def test_the_silence_is_measured_on_the_audio_not_the_wall_clock() -> None:
+    gate = SpeechGate(2.0, 60 * 16000, keep=True)
+    recognizer = Recognizer(words="words")
+    # Frames stamped long ago (a worker that fell behind): 1 s of silence after the words,
+    # however late it is now, does not end the answer.
+    gate.voiced(_voice(1.0) + _silence(1.0, 1.0))
+    assert gate.feed(recognizer) is None
+    gate.voiced(_voice(0.5, 2.0))  # the caller goes on
+    gate.voiced(_silence(1.9, 2.5))
+    assert gate.feed(recognizer) is None
+
+
+def test_silence_after_noise_alone_waits_for_speech_again() -> None:
+    gate = SpeechGate(2.0, 60 * 16000, keep=True)
+    recognizer = Recognizer(words="")  # loud, but no words: a cough, a door
+    gate.voiced(_voice(0.3) + _silence(2.5, 0.3))
+    assert gate.feed(recognizer) is None
+    assert not gate.started and gate.last_voice is None
 
 
 def test_a_closed_question_keeps_nothing() -> None:
@@ -197,6 +239,12 @@ def test_recordings_are_kept_by_default() -> None:
     assert settings.recordings_dir == "var/recordings"
     assert settings.recordings_keep_days == 90
     assert settings.recordings_max_seconds == 60
+    assert (settings.end_silence, settings.open_end_silence) == (0.35, 2.0)
+    assert parse(_spec(open_end_silence=3.5)).open_end_silence == 3.5
+    with pytest.raises(ConfigError, match=r"channels.ivr.open_end_silence must be between 0 a"):
+        parse(_spec(open_end_silence=31))
+    with pytest.raises(ConfigError, match=r"channels.ivr.open_end_silence must be a number"):
+        parse(_spec(open_end_silence="2s"))
     custom = parse(_spec(recordings={"enabled": False, "dir": "/srv/rec", "keep_days": 30}))
     assert (custom.recordings, custom.recordings_dir, custom.recordings_keep_days) == (
         False,
