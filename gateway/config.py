@@ -19,6 +19,7 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 KEEP_DELIVERED = "30d"  # delivered outbox rows kept for replay, unless configured otherwise
+KEEP_RESPONSES = "180d"  # finished responses, receipts and message ids (retention.responses)
 
 
 class ConfigError(ValueError):
@@ -92,6 +93,13 @@ class Config:
     def keep_delivered(self) -> timedelta | None:
         """How long delivered outbox rows are kept for `seda outbox replay`; None: forever."""
         value = self.data.get("outbox", {}).get("keep_delivered", KEEP_DELIVERED)
+        return None if value == "forever" else duration(value)
+
+    @property
+    def keep_responses(self) -> timedelta | None:
+        """How long finished responses (sessions, answers), delivery receipts and provider
+        message ids are kept (gateway/store_retention.py); None: forever."""
+        value = self.data.get("retention", {}).get("responses", KEEP_RESPONSES)
         return None if value == "forever" else duration(value)
 
     @property
@@ -170,7 +178,10 @@ def load(path: Path, env: Mapping[str, str] | None = None) -> Config:
         raise ConfigError("\n".join(lines))
     if "retry" in data and "horizon" in data["retry"]:
         duration(data["retry"]["horizon"])
-    keep = data.get("outbox", {}).get("keep_delivered", KEEP_DELIVERED)
-    if keep != "forever":
-        duration(keep)
+    for keep in (
+        data.get("outbox", {}).get("keep_delivered", KEEP_DELIVERED),
+        data.get("retention", {}).get("responses", KEEP_RESPONSES),
+    ):
+        if keep != "forever":
+            duration(keep)
     return Config(path=path, data=data)

@@ -9,7 +9,8 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -37,7 +38,7 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 FORWARDER: web.AppKey[Forwarder] = web.AppKey("forwarder", Forwarder)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SWEEP_SECONDS = 30.0
-PRUNE_SECONDS = 600.0  # how often delivered outbox rows past their retention are deleted
+PRUNE_SECONDS = 600.0  # how often what is past its retention is deleted (store_retention.py)
 PRUNE_BATCH = 1000  # rows per delete transaction (a short hold on the write lock)
 
 
@@ -109,7 +110,7 @@ async def create_app(config: Config, clock: Clock = system_clock) -> web.Applica
     app.router.add_get("/metrics", _metrics)
     for channel in channels.values():
         app.router.add_routes(channel.routes())
-    keep = config.keep_delivered
+    keep = Keep(config.keep_delivered, config.keep_responses)
     app.cleanup_ctx.append(_running(gateway, forwarder, list(channels.values()), closers, keep))
     log.info(
         "seda ready",
@@ -180,15 +181,15 @@ def _running(
     forwarder: Forwarder,
     channels: list[registry.Channel],
     closers: list[Callable[[], Awaitable[None]]],
-    keep_delivered: timedelta | None,
+    keep: Keep,
 ) -> Callable[[web.Application], contextlib.AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         forwarder.start()
         sweeper = asyncio.create_task(_sweep_expired(gateway))
         pruner = None
-        if keep_delivered is not None:
-            pruner = asyncio.create_task(_prune_outbox(gateway, keep_delivered))
+        if keep.delivered is not None or keep.responses is not None:
+            pruner = asyncio.create_task(_prune(gateway, keep))
         started: list[registry.Channel] = []
         try:
             for channel in channels:
@@ -220,22 +221,41 @@ async def freeze_heap(app: web.Application) -> None:
     gc.freeze()
 
 
-async def _prune_outbox(gateway: Gateway, keep: timedelta) -> None:
-    """Delete delivered outbox rows older than `keep`, every PRUNE_SECONDS, in batches."""
+@dataclass(frozen=True)
+class Keep:
+    """How long the store keeps what is past use (None: forever); see store_retention.py."""
+
+    delivered: timedelta | None  # delivered outbox rows (outbox.keep_delivered)
+    responses: timedelta | None  # finished responses, receipts, message ids (retention.responses)
+
+
+async def _prune(gateway: Gateway, keep: Keep) -> None:
+    """Every PRUNE_SECONDS, delete what is past its retention, PRUNE_BATCH rows at a time."""
+    retention = gateway.store.retention
+    kinds: list[tuple[str, timedelta, Callable[[datetime, int], Awaitable[int]]]] = []
+    if keep.delivered is not None:
+        kinds.append(("outbox rows", keep.delivered, retention.prune_delivered))
+    if keep.responses is not None:
+        kinds += [
+            ("responses", keep.responses, retention.prune_responses),
+            ("receipts", keep.responses, retention.prune_receipts),
+            ("message ids", keep.responses, retention.prune_message_ids),
+        ]
     while True:
         await asyncio.sleep(PRUNE_SECONDS)
-        deleted = 0
-        try:
-            while True:
-                batch = await gateway.store.prune_delivered(gateway.clock() - keep, PRUNE_BATCH)
-                deleted += batch
-                if batch < PRUNE_BATCH:
-                    break
-                await asyncio.sleep(0)  # let replies' commits in between batches
-        except Exception:
-            log.exception("outbox pruning failed")
-        if deleted:
-            log.info("outbox pruned", extra=fields(rows=deleted, older_than=str(keep)))
+        for kind, age, prune in kinds:
+            deleted = 0
+            try:
+                while True:
+                    batch = await prune(gateway.clock() - age, PRUNE_BATCH)
+                    deleted += batch
+                    if batch < PRUNE_BATCH:
+                        break
+                    await asyncio.sleep(0)  # let replies' commits in between batches
+            except Exception:
+                log.exception("pruning failed", extra=fields(kind=kind))
+            if deleted:
+                log.info("pruned", extra=fields(kind=kind, rows=deleted, older_than=str(age)))
 
 
 async def _sweep_expired(gateway: Gateway) -> None:

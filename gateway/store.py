@@ -16,6 +16,7 @@ import aiosqlite
 from gateway import jsoncodec
 from gateway.ids import Clock
 from gateway.store_deliveries import Deliveries
+from gateway.store_retention import Retention
 from gateway.store_schema import (
     OUTBOX_COLUMNS,
     PROMOTE_NEXT,
@@ -87,6 +88,8 @@ class Store:
         self._task.add_done_callback(lambda _: self._fail_queued("the store writer stopped"))
         # Receipts of the messages Seda's channels send (gateway/store_deliveries.py).
         self.deliveries = Deliveries(self._read, self._change, self._change_with)
+        # What is deleted after its time (gateway/store_retention.py).
+        self.retention = Retention(self._change_with)
 
     @classmethod
     async def open(
@@ -464,20 +467,6 @@ class Store:
         if since is not None:
             where, params = f"{where} AND created_at >= ?", (*params, to_ts(since))
         return await self._requeue(where, params)
-
-    async def prune_delivered(self, before: datetime, limit: int = 5000) -> int:
-        """Delete up to `limit` delivered outbox rows delivered before `before` (retention: they
-        are only kept for replay); return how many. Pending and dead rows are never deleted."""
-        return await self._change_with(
-            lambda conn: (
-                conn.execute(
-                    # INDEXED BY: the planner would rather walk every delivered row by status.
-                    "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox INDEXED BY"
-                    " outbox_delivered WHERE status = 'delivered' AND delivered_at < ? LIMIT ?)",
-                    (to_ts(before), limit),
-                ).rowcount
-            )
-        )
 
     async def _finish(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         """Take rows out of pending (`sql` ends in `seq = ?`) and promote the next heads."""

@@ -293,6 +293,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_order ON outbox (order_key);
     CREATE INDEX outbox_delivered ON outbox (delivered_at) WHERE status = 'delivered';
     """,
+    # 5: finished responses by age, for retention (store_retention.py). An entry is added when
+    # a response ends, near the index's right edge; open sessions are not in it.
+    """
+    CREATE INDEX sessions_finished ON sessions (updated_at) WHERE status <> 'open';
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -229,3 +229,31 @@ async def test_delivered_events_past_their_retention_are_deleted(
     assert statuses == []  # every row was delivered, then deleted
     with sqlite3.connect(tmp_path / "seda.db") as db:  # the answer itself stays
         assert db.execute("SELECT COUNT(*) FROM answers").fetchone() == (1,)
+
+
+async def test_finished_responses_past_their_retention_are_deleted(
+    tmp_path: Path, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server, "PRUNE_SECONDS", 0.05)
+    config = load(write_config(tmp_path, retention={"responses": 0}))
+    client = await aiohttp_client(await create_app(config))
+    done = (await invite(client))["response_id"]
+    await say(client, "۹")
+    assert (await say(client, "بله"))["completed"] is True
+    waiting = (await invite(client, respondent="tel:+989120000002"))["response_id"]
+    for _ in range(200):
+        with sqlite3.connect(tmp_path / "seda.db") as db:
+            sessions = db.execute("SELECT response_id FROM sessions").fetchall()
+            answers = db.execute("SELECT COUNT(*) FROM answers").fetchone()
+        if sessions == [(waiting,)]:
+            break
+        await asyncio.sleep(0.05)
+    assert (sessions, answers) == ([(waiting,)], (0,))  # the open one stays
+    events = read_jsonl(tmp_path / "answers.jsonl")  # every event of it went out
+    assert [e["type"] for e in events if e["data"].get("response_id") == done] == [
+        "answer.recorded",
+        "answer.recorded",
+        "response.completed",
+    ]
+    assert (await client.get(f"/api/v1/responses/{done}")).status == 404
+    assert (await client.get(f"/api/v1/responses/{waiting}")).status == 200

@@ -43,6 +43,8 @@ CASES = [
     ("bad horizon", "retry: {horizon: soon}\n", "'soon' is not a duration"),
     ("bad retention", "outbox: {keep_delivered: a month}\n", "outbox.keep_delivered: 'a month' is not valid"),
     ("negative retention", "outbox: {keep_delivered: -5}\n", "outbox.keep_delivered: -5 is not valid"),
+    ("bad response retention", "retention: {responses: half a year}\n", "retention.responses: 'half a year' is not valid"),
+    ("unknown retention key", "retention: {answers: 1d}\n", "Additional properties are not allowed ('answers'"),
 ]  # fmt: skip
 
 
@@ -62,6 +64,17 @@ def test_delivered_rows_are_kept_30_days_unless_configured(
     tmp_path: Path, text: str, kept: timedelta | None
 ) -> None:
     assert load(write(tmp_path, text or "{}\n"), env={}).keep_delivered == kept
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [("", timedelta(days=180)), ("retention: {responses: 90d}\n", timedelta(days=90)),
+     ("retention: {responses: 0}\n", timedelta(0)), ("retention: {responses: forever}\n", None)],
+)  # fmt: skip
+def test_finished_responses_are_kept_180_days_unless_configured(
+    tmp_path: Path, text: str, kept: timedelta | None
+) -> None:
+    assert load(write(tmp_path, text or "{}\n"), env={}).keep_responses == kept
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
