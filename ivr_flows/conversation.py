@@ -38,7 +38,7 @@ IDLE_TICK = 0.1  # ...and looked at for speech while nobody speaks (the pre-roll
 VOICED_RMS = 300.0  # s16 RMS above which a 20 ms frame counts as speech
 PRE_ROLL = 15  # frames (300 ms) kept before the first voiced one, so no word loses its start
 FRAME_BYTES = MEDIA_RATE // 50 * 2  # 20 ms of s16le PCM
-OPEN_STEP = FRAME_BYTES * 5  # open answers are decoded 100 ms at a time
+STEP_FRAMES = 5  # audio is decoded 100 ms at a time
 Frame = tuple[float, bytes]  # arrival time (time.monotonic), 20 ms of s16le PCM
 MEDIA_WAIT = 5.0
 REPEAT = Outcome("none", extra={"repeat": True})
@@ -373,7 +373,12 @@ class SpeechGate:
     """Feeds the recogniser only from the first voiced frame on (silence costs no decoding)
     and ends the answer after `end_silence` of silence after words (short for closed
     questions, longer for open answers). For open answers it feeds at most `limit` bytes and,
-    with `keep`, keeps what it fed."""
+    with `keep`, keeps what it fed.
+
+    Audio is decoded 100 ms at a time and the silence is counted in frames, not read off a
+    clock: when the loop fell behind and seconds of audio came as one block, the answer still
+    ends where the caller stopped (Vosk's end of utterance, or the silence after words), and
+    what followed in the block is neither decoded nor kept."""
 
     def __init__(self, end_silence: float, limit: int | None = None, keep: bool = False):
         self.end_silence = end_silence  # seconds of silence after words that close the answer
@@ -381,30 +386,33 @@ class SpeechGate:
         self.keep = keep
         self.fed = 0
         self.kept: list[bytes] = []
-        self.pending: list[bytes] = []
+        self.pending: list[tuple[bytes, bool]] = []  # 20 ms frames to decode, and: loud?
         self.before: list[bytes] = []  # the pre-roll while nobody speaks
         self.started = False
+        self.quiet = 0  # frames decoded since the last loud one
         self.last_voice: float | None = None  # when the last voiced frame arrived
-        self.latest: float | None = None  # when the latest frame arrived
 
     def voiced(self, frames: list[Frame]) -> bool:
         """Take arriving frames; True when any of them is speech."""
         frames = _split(frames)
-        pcm = b"".join(data for _, data in frames)
-        loud = _loud(pcm)
-        for (arrived, data), is_loud in zip(frames, loud, strict=False):
-            self.latest = arrived
+        loud = _loud(b"".join(data for _, data in frames))
+        for (arrived, _), is_loud in zip(frames, loud, strict=False):
             if is_loud:
                 self.last_voice = arrived
+        self._take([data for _, data in frames], loud)
+        return any(loud)
+
+    def _take(self, frames: list[bytes], loud: list[bool]) -> None:
+        for data, is_loud in zip(frames, loud, strict=False):
+            if is_loud:
                 self.started = True
             if self.started:
                 if self.before:
-                    self.pending += self.before
+                    self.pending += [(b, False) for b in self.before]
                     self.before = []
-                self.pending.append(data)
+                self.pending.append((data, is_loud))
             else:
                 self.before = [*self.before[-(PRE_ROLL - 1) :], data]
-        return any(loud)
 
     @property
     def full(self) -> bool:
@@ -417,40 +425,39 @@ class SpeechGate:
 
     def feed(self, recognizer: Recognizer) -> Any:
         """Decode what is pending; a Heard when the answer is complete."""
-        if not self.pending or self.full:
-            self.pending = []
-            return None
-        pcm, self.pending = b"".join(self.pending), []
-        if self.limit is not None:
-            heard = self._feed_open(recognizer, pcm[: self.limit - self.fed])
-        else:
-            heard = recognizer.feed(pcm)
-        if heard is not None or self.last_voice is None or self.latest is None:
-            return heard
-        if self.latest - self.last_voice < self.end_silence:  # the audio's own clock
-            return None
-        # Silence after words: close the utterance now rather than wait for Vosk's own
-        # endpointing, which takes up to a second with a grammar and, on an open answer, may
-        # not come at all: on digital silence (what a phone that stops sending audio while
-        # the caller is quiet gives) the Korean test model's decoder sometimes never ends it.
-        heard = recognizer.finish() if recognizer.partial() else None
-        if heard is None:  # noise, not words: wait for speech again
-            self.started = False
-            self.last_voice = None
-        return heard
-
-    def _feed_open(self, recognizer: Recognizer, pcm: bytes) -> Any:
-        """An open answer, 100 ms at a time: when the loop fell behind and audio came as one
-        long block, Vosk's end of utterance still ends the answer where it was (and what
-        followed it in the block is neither decoded nor kept)."""
-        for start in range(0, len(pcm), OPEN_STEP):
-            piece = pcm[start : start + OPEN_STEP]
-            self.fed += len(piece)
+        frames, self.pending = self.pending, []
+        ending = round(self.end_silence * 50)  # in 20 ms frames
+        for start in range(0, len(frames), STEP_FRAMES):
+            if self.full:
+                return None
+            piece = frames[start : start + STEP_FRAMES]
+            pcm = b"".join(data for data, _ in piece)
+            if self.limit is not None:
+                pcm = pcm[: self.limit - self.fed]
+            self.fed += len(pcm)
             if self.keep:
-                self.kept.append(piece)
-            heard = recognizer.feed(piece)
+                self.kept.append(pcm)
+            for _, is_loud in piece:
+                self.quiet = 0 if is_loud else self.quiet + 1
+            heard = recognizer.feed(pcm)
             if heard is not None:
                 return heard
+            if self.quiet < ending:
+                continue
+            # Silence after words: close the utterance now rather than wait for Vosk's own
+            # endpointing, which takes up to a second with a grammar and, on an open answer,
+            # may not come at all: on digital silence (what a phone that stops sending audio
+            # while the caller is quiet gives) the Korean test model's decoder sometimes never
+            # ends it.
+            if recognizer.partial():
+                return recognizer.finish()
+            # Noise, not words: wait for speech again (the rest of the block may hold it).
+            self.started = False
+            self.quiet = 0
+            self.last_voice = None
+            rest = frames[start + STEP_FRAMES :]
+            self._take([data for data, _ in rest], [is_loud for _, is_loud in rest])
+            return None
         return None
 
 

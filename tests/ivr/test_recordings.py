@@ -189,6 +189,30 @@ def test_an_open_answer_ends_after_its_silence_when_vosk_never_closes_it() -> No
     assert len(gate.audio()) == 3 * 8000 * 2  # the words and the 2 s of silence after them
 
 
+def test_a_late_block_ends_where_the_silence_after_words_did() -> None:
+    gate = SpeechGate(2.0, 60 * 16000, keep=True)
+    recognizer = Recognizer(words="배송이 늦었어요")  # Vosk's endpointing never fires
+    # The loop fell behind: the words, 3 s of silence and more words come as one block.
+    gate.voiced(_voice(1.0) + _silence(3.0, 1.0) + _voice(1.0, 4.0))
+    assert gate.feed(recognizer) == "finished: 배송이 늦었어요"
+    assert len(gate.audio()) == 3 * 8000 * 2  # up to 2 s after the words; no more decoded
+    assert sum(recognizer.taken) == len(gate.audio())
+
+
+def test_speech_after_noise_in_the_same_block_is_not_lost() -> None:
+    gate = SpeechGate(2.0, 60 * 16000, keep=True)
+    recognizer = Recognizer(words="")  # the noise has no words
+    gate.voiced(_voice(0.2) + _silence(2.5, 0.2) + _voice(1.0, 2.7))
+    assert gate.feed(recognizer) is None
+    assert gate.started  # the later speech starts the answer again
+    recognizer.words = "네"
+    before = len(recognizer.taken)
+    assert gate.feed(recognizer) is None  # decoded: the speech and its pre-roll
+    assert sum(recognizer.taken[before:]) == (0.3 + 1.0) * 8000 * 2
+    gate.voiced(_silence(2.0, 3.7))
+    assert gate.feed(recognizer) == "finished: 네"
+
+
 def test_the_silence_is_measured_on_the_audio_not_the_wall_clock() -> None:
     gate = SpeechGate(2.0, 60 * 16000, keep=True)
     recognizer = Recognizer(words="words")
