@@ -36,6 +36,7 @@ class ApiChannel:
             web.post("/api/v1/invitations", self.invitations),
             web.post("/api/v1/messages", self.messages),
             web.get("/api/v1/responses/{response_id}", self.response),
+            web.post("/api/v1/respondents/erase", self.erase),
         ]
 
     async def start(self) -> None:
@@ -102,6 +103,12 @@ class ApiChannel:
         )
         result = await self.gateway.receive(inbound)
         return _json(result.to_json())
+
+    async def erase(self, request: web.Request) -> web.Response:
+        """POST /api/v1/respondents/erase: forget everything held about one address."""
+        body = await _json_body(request)
+        erased = await self.gateway.erase(_address(body))
+        return _json(erased.to_json())
 
     async def response(self, request: web.Request) -> web.Response:
         """GET /api/v1/responses/{id}: the state of a response and its answers."""

@@ -163,6 +163,7 @@ EventType = Literal[
     "response.abandoned",
     "respondent.opted_out",
     "respondent.opted_in",
+    "respondent.erased",
 ]
 
 

@@ -9,7 +9,7 @@ import hashlib
 import hmac
 import logging
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -117,6 +117,9 @@ class Gateway:
         self._sessions: dict[tuple[str, str], Session | None] = {}  # open session per address
         self._open_ids: dict[str, tuple[str, str]] = {}  # response id -> its key in _sessions
         self.answers_recorded: dict[tuple[str, str], int] = {}
+        # Channels that keep files of their own about answers (call recordings) delete them
+        # here when a respondent is erased; each returns how many it deleted.
+        self.file_keepers: list[Callable[[Sequence[Mapping[str, Any]]], Awaitable[int]]] = []
 
     def respondent(self, address: str) -> Respondent:
         """The stable pseudonymous respondent for an address."""
@@ -224,6 +227,49 @@ class Gateway:
             step = self._end(session, self.respondent(address), reason)
             await self._commit(channel, address, self._write(step), step.session)
             return Result("accepted", reason, response_id=session.response_id)
+
+    async def erase(self, address: str) -> Erased:
+        """Forget everything Seda holds about an address (the right to erasure): its responses
+        on every channel, answers, queued and delivered events, receipts, message ids and the
+        channels' files, then tell the backends with a `respondent.erased` event (the
+        pseudonym and the response ids: nothing personal). An opt-out stays in force."""
+        respondent = self.respondent(address)
+        channels = await self.store.retention.channels_of([address])
+        async with contextlib.AsyncExitStack() as turns:
+            for channel in sorted(channels):  # no step of this address runs meanwhile
+                await turns.enter_async_context(self._lock(channel, address))
+            forgotten = await self.store.retention.forget([address], respondent.id)
+            for channel in channels:
+                self._sessions.pop((channel, address), None)
+            for response_id, _ in forgotten.responses:
+                self._open_ids.pop(response_id, None)
+            data = {
+                "respondent": {"id": respondent.id},
+                "responses": [response_id for response_id, _ in forgotten.responses],
+            }
+            event = Event(self.new_id(), "respondent.erased", None, self.clock(), data)
+            await self.store.commit(StepWrite(events=((respondent.id, event.to_json()),)))
+        self._respondents.pop(address, None)
+        files = 0
+        for keeper in self.file_keepers:
+            files += await keeper(forgotten.answers)
+        log.info(
+            "respondent erased",
+            extra=fields(
+                responses=len(forgotten.responses),
+                answers=len(forgotten.answers),
+                events=forgotten.events,
+                files=files,
+            ),
+        )
+        return Erased(
+            respondent.id,
+            len(forgotten.responses),
+            len(forgotten.answers),
+            forgotten.events,
+            forgotten.message_ids,
+            files,
+        )
 
     async def remind_due(self, limit: int = 100) -> int:
         """Send the reminders that are due (or move them past quiet hours); returns how many
@@ -449,6 +495,29 @@ class Gateway:
     def _lock(self, channel: str, address: str) -> _Turn:
         # One step at a time per conversation, in arrival order.
         return _Turn(self._turns, (channel, address))
+
+
+@dataclass(frozen=True)
+class Erased:
+    """What `Gateway.erase` deleted (counts), for the operator who asked."""
+
+    respondent_id: str
+    responses: int
+    answers: int
+    events: int  # outbox rows: delivered, pending and dead
+    message_ids: int
+    files: int  # the channels' own, such as call recordings
+
+    def to_json(self) -> dict[str, Any]:
+        """The API's answer."""
+        return {
+            "respondent_id": self.respondent_id,
+            "responses": self.responses,
+            "answers": self.answers,
+            "events": self.events,
+            "message_ids": self.message_ids,
+            "files": self.files,
+        }
 
 
 class _Turns:

@@ -89,7 +89,7 @@ class Store:
         # Receipts of the messages Seda's channels send (gateway/store_deliveries.py).
         self.deliveries = Deliveries(self._read, self._change, self._change_with)
         # What is deleted after its time (gateway/store_retention.py).
-        self.retention = Retention(self._change_with)
+        self.retention = Retention(self._read, self._change_with)
 
     @classmethod
     async def open(

@@ -10,17 +10,46 @@ only for as long as the operator says.
 - Delivery receipts and the provider message ids kept for de-duplication, by age, after the
   same `retention.responses`.
 Each call deletes at most `limit` rows in one transaction, so replies' commits get in between.
+
+On request (`forget`, the right to erasure), everything Seda holds about one address goes at
+once: its sessions of every status, their answers, receipts and outbox rows (delivered,
+pending and dead), the respondent's own events, and the de-duplication ids of its messages
+(whose keys start with the address, router.dedupe_key). The opt-out stays: it is keyed by the
+pseudonym, and honouring it is the reason to keep it.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Protocol, TypeVar
 
+from gateway import jsoncodec
 from gateway.store_schema import to_ts
 
-Change = Callable[[Callable[[sqlite3.Connection], int]], Awaitable[int]]
+_T = TypeVar("_T")
+
+
+class Change(Protocol):
+    """The store's `_change_with`: run `work` in one transaction of its writer."""
+
+    def __call__(self, work: Callable[[sqlite3.Connection], _T]) -> Awaitable[_T]: ...
+
+
+Read = Callable[[str, Iterable[Any]], Awaitable[list[sqlite3.Row]]]
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """What `forget` deleted: the responses (by id, with their channels) and their answers."""
+
+    responses: tuple[tuple[str, str], ...]  # (response_id, channel)
+    answers: tuple[dict[str, Any], ...]
+    events: int  # outbox rows
+    message_ids: int
+
 
 # Finished responses older than ?1 whose events have all been delivered, at most ?2. INDEXED BY:
 # finished sessions by age (sessions_finished) and each one's outbox rows by response
@@ -42,8 +71,69 @@ class Retention:
     """`Store.retention`: each method is one transaction on the store's writer (`_change_with`)
     and returns how many rows (responses, for `prune_responses`) it deleted."""
 
-    def __init__(self, change_with: Change) -> None:
+    def __init__(self, read: Read, change_with: Change) -> None:
+        self._read = read
         self._change_with = change_with
+
+    async def channels_of(self, addresses: Sequence[str]) -> set[str]:
+        """The channels on which these addresses have sessions (any status)."""
+        marks = ", ".join("?" * len(addresses))
+        rows = await self._read(
+            f"SELECT DISTINCT channel FROM sessions WHERE address IN ({marks})", addresses
+        )
+        return {str(row[0]) for row in rows}
+
+    async def forget(self, addresses: Sequence[str], respondent_id: str) -> Forgotten:
+        """Delete everything held about these spellings of one address (see the module)."""
+        # The message ids are found on the reader first: a walk over the whole table (its key
+        # does not lead with them) must not hold the write lock. The caller holds the
+        # address's turns (router.Gateway.erase), so no step of it stores one in between.
+        found = [
+            tuple(row)
+            for address in addresses
+            for row in await self._read(
+                "SELECT channel, provider, message_id FROM inbound_ids"
+                " WHERE message_id >= ? AND message_id < ?",
+                (f"{address} ", f"{address}!"),  # "!" sorts just after " "
+            )
+        ]
+        marks = ", ".join("?" * len(addresses))
+
+        def work(conn: sqlite3.Connection) -> Forgotten:
+            responses = conn.execute(
+                f"SELECT response_id, channel FROM sessions WHERE address IN ({marks})"
+                " ORDER BY rowid",
+                addresses,
+            ).fetchall()
+            ids = [(row[0],) for row in responses]
+            answers = [
+                jsoncodec.loads(row[0])
+                for (rid,) in ids
+                for row in conn.execute("SELECT data FROM answers WHERE response_id = ?", (rid,))
+            ]
+            conn.executemany("DELETE FROM answers WHERE response_id = ?", ids)
+            conn.executemany("DELETE FROM deliveries WHERE response_id = ?", ids)
+            # Whole queues (every row of an order key) go: no head is left to promote.
+            events = sum(
+                conn.execute("DELETE FROM outbox WHERE order_key = ?", key).rowcount
+                for key in [*ids, (respondent_id,)]
+            )
+            conn.executemany("DELETE FROM sessions WHERE response_id = ?", ids)
+            message_ids = sum(
+                conn.execute(
+                    "DELETE FROM inbound_ids WHERE channel = ? AND provider = ? AND message_id = ?",
+                    key,
+                ).rowcount
+                for key in found
+            )
+            return Forgotten(
+                tuple((str(r[0]), str(r[1])) for r in responses),
+                tuple(answers),
+                events,
+                message_ids,
+            )
+
+        return await self._change_with(work)
 
     async def prune_delivered(self, before: datetime, limit: int = 5000) -> int:
         """Delete up to `limit` outbox rows delivered before `before`. Pending and dead rows

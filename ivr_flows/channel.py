@@ -20,7 +20,7 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC
 from pathlib import Path
@@ -93,6 +93,7 @@ class IvrChannel:
         self._tasks: list[asyncio.Task[None]] = []
         self._all_ready = asyncio.Event()
         self.control_url = ""
+        gateway.file_keepers.append(self.forget_recordings)
 
     def routes(self) -> list[web.RouteDef]:
         """None on the public server: the workers' API has its own loopback listener."""
@@ -254,6 +255,17 @@ class IvrChannel:
             cutoff = time.monotonic() - self.settings.max_call - 60
             for live in [c for c in self.calls.values() if c.started < cutoff]:
                 await self._end(live, "lost")
+
+    async def forget_recordings(self, answers: Sequence[Mapping[str, Any]]) -> int:
+        """Delete the recordings of these answers (an erased respondent's); how many went."""
+        names = [
+            str(a["recording"]) for a in answers if a.get("channel") == "ivr" and a.get("recording")
+        ]
+        if not names:
+            return 0
+        root = Path(self.settings.recordings_dir)
+        gone = await asyncio.to_thread(lambda: [recordings.delete(root, n) for n in names])
+        return sum(gone)
 
     async def _expire_recordings(self) -> None:
         """Delete the recordings older than keep_days, at start and then every hour."""

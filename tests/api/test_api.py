@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -257,3 +258,64 @@ async def test_finished_responses_past_their_retention_are_deleted(
     ]
     assert (await client.get(f"/api/v1/responses/{done}")).status == 404
     assert (await client.get(f"/api/v1/responses/{waiting}")).status == 200
+
+
+async def test_erasing_a_respondent_forgets_them_and_tells_the_backends(
+    client: TestClient,  # type: ignore[type-arg]
+    tmp_path: Path,
+) -> None:
+    done = (await invite(client, invitation_id="inv-1"))["response_id"]
+    await say(client, "۹", "m1")
+    await say(client, "بله", "m2")
+    stopped = (await invite(client))["response_id"]
+    await say(client, "لغو", "m3")  # opts out: the opt-out outlives the erasure
+    other = "tel:+989120000002"
+    kept = (await invite(client, respondent=other))["response_id"]
+    before = await wait_for_lines(tmp_path / "answers.jsonl", 6)
+    me = next(e["data"]["respondent"]["id"] for e in before if e["type"] == "answer.recorded")
+
+    resp = await client.post(
+        "/api/v1/respondents/erase", json={"respondent": "tel:+98 912-123-4567"}
+    )
+    assert resp.status == 200, await resp.text()
+    erased = await resp.json()
+    assert erased["respondent_id"] == me
+    assert (erased["responses"], erased["answers"], erased["files"]) == (2, 2, 0)
+    # Two answers and the completion; the abandonment and the opt-out. Ids: inv-1, m1-m3.
+    assert (erased["events"], erased["message_ids"]) == (5, 4)
+
+    with sqlite3.connect(tmp_path / "seda.db") as db:
+        assert db.execute("SELECT response_id FROM sessions").fetchall() == [(kept,)]
+        assert db.execute("SELECT COUNT(*) FROM answers").fetchone() == (0,)
+        keys = {k for (k,) in db.execute("SELECT DISTINCT order_key FROM outbox")}
+        assert keys <= {kept, me}  # only the new event is keyed by the pseudonym
+        ids = db.execute("SELECT message_id FROM inbound_ids").fetchall()
+        assert not [i for (i,) in ids if PHONE in i]
+    for response_id in (done, stopped):
+        assert (await client.get(f"/api/v1/responses/{response_id}")).status == 404
+    assert (await client.get(f"/api/v1/responses/{kept}")).status == 200
+    again = await client.post(
+        "/api/v1/invitations",
+        json={"survey": "post_call_nps", "respondent": PHONE, "language": "fa"},
+    )
+    assert again.status == 409  # still opted out
+
+    events = await wait_for_lines(tmp_path / "answers.jsonl", len(before) + 1)
+    told = events[len(before) :]
+    assert [(e["type"], e["data"]) for e in told] == [
+        ("respondent.erased", {"respondent": {"id": me}, "responses": [done, stopped]})
+    ]
+    assert PHONE.removeprefix("tel:") not in json.dumps(told)
+
+
+@pytest.mark.parametrize("body", [{}, {"respondent": "nobody"}, {"respondent": "tel:abc"}, []])
+async def test_a_bad_erasure_request_is_refused_and_changes_nothing(
+    client: TestClient,  # type: ignore[type-arg]
+    tmp_path: Path,
+    body: Any,
+) -> None:
+    await invite(client)
+    resp = await client.post("/api/v1/respondents/erase", json=body)
+    assert resp.status in (400, 422), await resp.text()
+    with sqlite3.connect(tmp_path / "seda.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM sessions").fetchone() == (1,)

@@ -8,9 +8,12 @@ three calls of the module are placed at once (open-vocabulary decoding is slow),
 
 from __future__ import annotations
 
+import json
 import re
 import stat
 import threading
+import time
+import urllib.request
 import wave
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -158,3 +161,31 @@ def test_without_recordings_nothing_is_kept(
     gateway = gateways["off"]
     assert "recording" not in answered["+98912710"]
     assert not (gateway.workdir / "var" / "recordings").exists()
+
+
+def test_erasing_a_caller_deletes_their_recording(
+    gateways: dict[str, Gateway], answered: dict[str, dict[str, Any]]
+) -> None:
+    gateway = gateways["kept"]
+    short, cut = answered["+98912700"], answered["+98912701"]
+    root = gateway.workdir / "var" / "recordings"
+    assert (root / short["recording"]).exists()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{gateway.http_port}/api/v1/respondents/erase",
+        data=json.dumps({"respondent": short["respondent"]["addresses"][0]}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        erased = json.load(resp)
+    assert erased["respondent_id"] == short["respondent"]["id"]
+    assert (erased["responses"], erased["answers"], erased["files"]) == (1, 1, 1)
+    assert not (root / short["recording"]).exists()
+    assert (root / cut["recording"]).exists()  # another caller's stays
+    for _ in range(50):  # the backends are told (the jsonl one here)
+        told = [e for e in gateway.events() if e["type"] == "respondent.erased"]
+        if told:
+            break
+        time.sleep(0.1)
+    assert [e["data"] for e in told] == [
+        {"respondent": {"id": short["respondent"]["id"]}, "responses": [short["response_id"]]}
+    ]
