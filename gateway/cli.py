@@ -1,4 +1,4 @@
-"""The `seda` command: run, validate, simulate, outbox, models."""
+"""The `seda` command: run, validate, simulate, outbox, erase, models."""
 
 from __future__ import annotations
 
@@ -57,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     outbox = sub.add_parser("outbox", help="inspect, retry and replay deliveries")
     outbox_cli.add_arguments(outbox)
     outbox.set_defaults(handler=_outbox)
+
+    erase = sub.add_parser(
+        "erase", help="forget everything held about a respondent (asks the running Seda)"
+    )
+    erase.add_argument("address", help="the respondent's address: tel:+98..., mailto:...")
+    erase.set_defaults(handler=_erase)
 
     models = sub.add_parser("models", help="speech recognition models (Vosk) by language")
     models_sub = models.add_subparsers(dest="models_command", required=True)
@@ -284,6 +290,35 @@ def _config_data(path: Path) -> dict[str, object]:
         return load(path).data
     except ConfigError:  # perhaps only secrets unset here: the models commands read none
         return load(path, env=_AnyEnv(os.environ)).data
+
+
+def _erase(args: argparse.Namespace) -> int:
+    """POST the address to the running Seda's erasure API (it alone can also drop what it
+    holds in memory); print what was deleted."""
+    import urllib.error
+    import urllib.request
+
+    config = load(args.config)
+    host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
+    url = f"http://{host}:{config.port}/api/v1/respondents/erase"
+    headers = {"Content-Type": "application/json"}
+    if config.api_token:
+        headers["Authorization"] = f"Bearer {config.api_token}"
+    body = json.dumps({"respondent": args.address}).encode()
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            print(json.dumps(json.load(resp), indent=2))
+            return 0
+    except urllib.error.HTTPError as exc:
+        reason = exc.read().decode("utf-8", "replace")
+        print(f"seda: not erased: HTTP {exc.code} {reason}", file=sys.stderr)
+    except OSError as exc:
+        print(
+            f"seda: not erased: Seda does not answer at {url} ({exc}); start it with `seda run`",
+            file=sys.stderr,
+        )
+    return 1
 
 
 def _outbox(args: argparse.Namespace) -> int:

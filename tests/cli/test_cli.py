@@ -1,16 +1,22 @@
-"""The `seda` command as an operator runs it: validate, simulate, and config errors."""
+"""The `seda` command as an operator runs it: validate, simulate, erase, and config errors."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+from aiohttp import ClientSession, web
+
 from gateway.cli import main, simulate
+from gateway.config import load
 from gateway.flows.loader import load_surveys
-from tests.conftest import ROOT
+from gateway.server import create_app
+from tests.conftest import ROOT, write_config
+from tests.e2e.harness import free_port
 
 
 def seda(*args: str, stdin: str = "", cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -74,3 +80,29 @@ def test_unknown_survey_in_simulate() -> None:
     done = seda("simulate", "nope")
     assert done.returncode == 1
     assert "no survey 'nope'" in done.stderr
+
+
+async def test_erase_asks_the_running_seda_and_prints_what_went(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path, server={"host": "0.0.0.0", "port": port}, api={"token": "t0k"})
+    runner = web.AppRunner(await create_app(load(config)))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        headers = {"Authorization": "Bearer t0k"}
+        async with ClientSession(f"http://127.0.0.1:{port}", headers=headers) as http:
+            body = {"survey": "post_call_nps", "respondent": "tel:+989121234567", "language": "fa"}
+            assert (await http.post("/api/v1/invitations", json=body)).status == 201
+            done = await asyncio.to_thread(
+                seda, "--config", str(config), "erase", "tel:+989121234567"
+            )
+            assert done.returncode == 0, done.stderr
+            assert json.loads(done.stdout)["responses"] == 1
+            bad = await asyncio.to_thread(seda, "--config", str(config), "erase", "nobody")
+            assert bad.returncode == 1
+            assert "not erased: HTTP 422" in bad.stderr and "respondent must be" in bad.stderr
+    finally:
+        await runner.cleanup()
+    gone = seda("--config", str(config), "erase", "tel:+989121234567")  # nobody listens now
+    assert gone.returncode == 1
+    assert f"Seda does not answer at http://127.0.0.1:{port}/" in gone.stderr
