@@ -234,11 +234,11 @@ class Gateway:
         channels' files, then tell the backends with a `respondent.erased` event (the
         pseudonym and the response ids: nothing personal). An opt-out stays in force."""
         respondent = self.respondent(address)
-        channels = await self.store.retention.channels_of([address])
+        channels = {channel for _, channel in await self.store.retention.sessions_of(address)}
         async with contextlib.AsyncExitStack() as turns:
             for channel in sorted(channels):  # no step of this address runs meanwhile
                 await turns.enter_async_context(self._lock(channel, address))
-            forgotten = await self.store.retention.forget([address], respondent.id)
+            forgotten = await self.store.retention.forget(address, respondent.id)
             for channel in channels:
                 self._sessions.pop((channel, address), None)
             for response_id, _ in forgotten.responses:

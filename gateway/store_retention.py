@@ -21,7 +21,7 @@ pseudonym, and honouring it is the reason to keep it.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -75,37 +75,32 @@ class Retention:
         self._read = read
         self._change_with = change_with
 
-    async def channels_of(self, addresses: Sequence[str]) -> set[str]:
-        """The channels on which these addresses have sessions (any status)."""
-        marks = ", ".join("?" * len(addresses))
+    async def sessions_of(self, address: str) -> list[tuple[str, str]]:
+        """(response_id, channel) of every session of this address, oldest first. On the
+        reader: a walk over the table (finished sessions have no index by address), which
+        must not hold the write lock."""
         rows = await self._read(
-            f"SELECT DISTINCT channel FROM sessions WHERE address IN ({marks})", addresses
+            "SELECT response_id, channel FROM sessions WHERE address = ? ORDER BY rowid",
+            (address,),
         )
-        return {str(row[0]) for row in rows}
+        return [(str(row[0]), str(row[1])) for row in rows]
 
-    async def forget(self, addresses: Sequence[str], respondent_id: str) -> Forgotten:
-        """Delete everything held about these spellings of one address (see the module)."""
-        # The message ids are found on the reader first: a walk over the whole table (its key
-        # does not lead with them) must not hold the write lock. The caller holds the
-        # address's turns (router.Gateway.erase), so no step of it stores one in between.
-        found = [
+    async def forget(self, address: str, respondent_id: str) -> Forgotten:
+        """Delete everything held about one address (see the module). The caller holds the
+        address's turns on its channels (router.Gateway.erase), so no step of it adds a
+        session or a message id between the reads here and the transaction."""
+        responses = await self.sessions_of(address)
+        found = [  # on the reader too: the key does not lead with the message id
             tuple(row)
-            for address in addresses
             for row in await self._read(
                 "SELECT channel, provider, message_id FROM inbound_ids"
                 " WHERE message_id >= ? AND message_id < ?",
                 (f"{address} ", f"{address}!"),  # "!" sorts just after " "
             )
         ]
-        marks = ", ".join("?" * len(addresses))
+        ids = [(response_id,) for response_id, _ in responses]
 
         def work(conn: sqlite3.Connection) -> Forgotten:
-            responses = conn.execute(
-                f"SELECT response_id, channel FROM sessions WHERE address IN ({marks})"
-                " ORDER BY rowid",
-                addresses,
-            ).fetchall()
-            ids = [(row[0],) for row in responses]
             answers = [
                 jsoncodec.loads(row[0])
                 for (rid,) in ids
@@ -126,12 +121,7 @@ class Retention:
                 ).rowcount
                 for key in found
             )
-            return Forgotten(
-                tuple((str(r[0]), str(r[1])) for r in responses),
-                tuple(answers),
-                events,
-                message_ids,
-            )
+            return Forgotten(tuple(responses), tuple(answers), events, message_ids)
 
         return await self._change_with(work)
 

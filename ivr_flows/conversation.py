@@ -39,6 +39,7 @@ VOICED_RMS = 300.0  # s16 RMS above which a 20 ms frame counts as speech
 PRE_ROLL = 15  # frames (300 ms) kept before the first voiced one, so no word loses its start
 FRAME_BYTES = MEDIA_RATE // 50 * 2  # 20 ms of s16le PCM
 STEP_FRAMES = 5  # audio is decoded 100 ms at a time
+IN_FLIGHT = 0.1  # the listener's block (agent.FRAME_USEC): audio on its way, at most this long
 Frame = tuple[float, bytes]  # arrival time (time.monotonic), 20 ms of s16le PCM
 MEDIA_WAIT = 5.0
 REPEAT = Outcome("none", extra={"repeat": True})
@@ -292,7 +293,7 @@ class Conversation:
             if recognizer is not None and arrived:
                 if gate.voiced(arrived) and at.input_ends is not None:
                     at.input_ends = max(at.input_ends, now + 1.5)  # talking: let them finish
-                heard = gate.feed(recognizer)
+                heard = gate.feed(recognizer, time.monotonic())
                 if heard is None and gate.full:  # the longest open answer: take it as it is
                     heard = recognizer.finish()
                     if heard is None:
@@ -391,12 +392,14 @@ class SpeechGate:
         self.started = False
         self.quiet = 0  # frames decoded since the last loud one
         self.last_voice: float | None = None  # when the last voiced frame arrived
+        self.latest: float | None = None  # when the newest frame arrived
 
     def voiced(self, frames: list[Frame]) -> bool:
         """Take arriving frames; True when any of them is speech."""
         frames = _split(frames)
         loud = _loud(b"".join(data for _, data in frames))
         for (arrived, _), is_loud in zip(frames, loud, strict=False):
+            self.latest = arrived
             if is_loud:
                 self.last_voice = arrived
         self._take([data for _, data in frames], loud)
@@ -414,6 +417,16 @@ class SpeechGate:
             else:
                 self.before = [*self.before[-(PRE_ROLL - 1) :], data]
 
+    def _silent(self, now: float | None) -> bool:
+        """Whether the silence after the last loud frame has lasted `end_silence`: the frames
+        decoded since, and, after the newest of them (`now` given), the audio on its way,
+        taken to be as silent as they were. That part is at most one listener block: a loop
+        that fell behind does not count its own delay as silence."""
+        waited = 0.0
+        if now is not None and self.latest is not None:
+            waited = min(max(now - self.latest, 0.0), IN_FLIGHT)
+        return self.quiet * 0.02 + waited >= self.end_silence
+
     @property
     def full(self) -> bool:
         """Whether the answer has reached its longest."""
@@ -423,10 +436,10 @@ class SpeechGate:
         """What the recogniser got, when kept."""
         return b"".join(self.kept)
 
-    def feed(self, recognizer: Recognizer) -> Any:
-        """Decode what is pending; a Heard when the answer is complete."""
+    def feed(self, recognizer: Recognizer, now: float | None = None) -> Any:
+        """Decode what is pending; a Heard when the answer is complete. `now` (time.monotonic)
+        lets the audio still on its way count: see `_silent`."""
         frames, self.pending = self.pending, []
-        ending = round(self.end_silence * 50)  # in 20 ms frames
         for start in range(0, len(frames), STEP_FRAMES):
             if self.full:
                 return None
@@ -442,7 +455,7 @@ class SpeechGate:
             heard = recognizer.feed(pcm)
             if heard is not None:
                 return heard
-            if self.quiet < ending:
+            if not self._silent(now if start + STEP_FRAMES >= len(frames) else None):
                 continue
             # Silence after words: close the utterance now rather than wait for Vosk's own
             # endpointing, which takes up to a second with a grammar and, on an open answer,

@@ -233,6 +233,22 @@ def test_silence_after_noise_alone_waits_for_speech_again() -> None:
     assert not gate.started and gate.last_voice is None
 
 
+def test_audio_on_its_way_counts_as_silence_for_one_block_at_most() -> None:
+    def gate_after_silence() -> SpeechGate:
+        gate = SpeechGate(0.35)
+        gate.voiced(_voice(0.5) + _silence(0.26, 0.5))  # 13 quiet frames: 0.26 s
+        return gate
+
+    latest = 0.5 + 0.24  # the newest frame's arrival
+    assert gate_after_silence().feed(Recognizer(words="نه"), latest + 0.05) is None
+    assert gate_after_silence().feed(Recognizer(words="نه"), latest + 0.095) == "finished: نه"
+    # However late the loop is, only one block (0.1 s) of audio can be on its way.
+    assert gate_after_silence().feed(Recognizer(words="نه"), latest + 9.0) == "finished: نه"
+    gate = SpeechGate(0.35)
+    gate.voiced(_voice(0.5) + _silence(0.2, 0.5))
+    assert gate.feed(Recognizer(words="نه"), 0.68 + 9.0) is None  # 0.2 + 0.1 < 0.35
+
+
 def test_a_closed_question_keeps_nothing() -> None:
     gate = SpeechGate(0.35)
     gate.voiced(_voice(1.0))
