@@ -11,7 +11,7 @@ import pytest
 
 from gateway import outbox_cli
 from gateway.store import StepWrite, Store
-from tests.store.test_store import T0, Clock, event
+from tests.store.common import T0, Clock, event
 
 
 def parse(*argv: str) -> argparse.Namespace:
