@@ -238,17 +238,21 @@ class Gateway:
         async with contextlib.AsyncExitStack() as turns:
             for channel in sorted(channels):  # no step of this address runs meanwhile
                 await turns.enter_async_context(self._lock(channel, address))
+            # The event is stored first, in a queue of its own that the erasure leaves alone:
+            # a crash in between leaves data to erase again, never an erasure untold.
+            held = await self.store.retention.sessions_of(address)
+            data = {
+                "respondent": {"id": respondent.id},
+                "responses": [response_id for response_id, _ in held],
+            }
+            event = Event(self.new_id(), "respondent.erased", None, self.clock(), data)
+            key = f"erased:{respondent.id}"
+            await self.store.commit(StepWrite(events=((key, event.to_json()),)))
             forgotten = await self.store.retention.forget(address, respondent.id)
             for channel in channels:
                 self._sessions.pop((channel, address), None)
             for response_id, _ in forgotten.responses:
                 self._open_ids.pop(response_id, None)
-            data = {
-                "respondent": {"id": respondent.id},
-                "responses": [response_id for response_id, _ in forgotten.responses],
-            }
-            event = Event(self.new_id(), "respondent.erased", None, self.clock(), data)
-            await self.store.commit(StepWrite(events=((respondent.id, event.to_json()),)))
         self._respondents.pop(address, None)
         files = 0
         for keeper in self.file_keepers:

@@ -296,7 +296,7 @@ async def test_erasing_a_respondent_forgets_them_and_tells_the_backends(
         assert db.execute("SELECT response_id FROM sessions").fetchall() == [(kept,)]
         assert db.execute("SELECT COUNT(*) FROM answers").fetchone() == (0,)
         keys = {k for (k,) in db.execute("SELECT DISTINCT order_key FROM outbox")}
-        assert keys <= {kept, me}  # only the new event is keyed by the pseudonym
+        assert keys <= {kept, f"erased:{me}"}  # only the erasure event is left of them
         ids = db.execute("SELECT message_id FROM inbound_ids").fetchall()
         assert not [i for (i,) in ids if PHONE in i]
     for response_id in (done, stopped):
