@@ -436,3 +436,22 @@ async def test_polled_providers_record_their_message_ids(
     assert [(r["message_id"], r["provider"], r["status"]) for r in rows] == [
         (i, provider, "sent") for i in ids
     ]
+
+
+async def test_erasure_takes_the_sent_messages_and_a_late_receipt_finds_nothing(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    client, fake = await start(tmp_path, aiohttp_client, aiohttp_server, {"tw1": lines()["tw1"]})
+    invited = await invite(client, RESPONDENT, line="tw1")
+    await fake.wait(1)
+    await sent_rows(client, invited["response_id"])
+    resp = await client.post("/api/v1/respondents/erase", json={"respondent": RESPONDENT})
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["responses"] == 1
+    with sqlite3.connect(tmp_path / "seda.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM deliveries").fetchone() == (0,)
+    path, headers, data = sign("tw1", payload("receipts/twilio_delivered.http"))
+    resp = await client.post(path, data=data, headers=headers)  # the provider reports later
+    assert resp.status == 200, await resp.text()
+    with sqlite3.connect(tmp_path / "seda.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM deliveries").fetchone() == (0,)
