@@ -376,10 +376,11 @@ class SpeechGate:
     questions, longer for open answers). For open answers it feeds at most `limit` bytes and,
     with `keep`, keeps what it fed.
 
-    Audio is decoded 100 ms at a time and the silence is counted in frames, not read off a
-    clock: when the loop fell behind and seconds of audio came as one block, the answer still
-    ends where the caller stopped (Vosk's end of utterance, or the silence after words), and
-    what followed in the block is neither decoded nor kept."""
+    Audio is decoded 100 ms at a time and the silence is counted in frames (plus, after the
+    newest, the audio on its way: at most one listener block), not read off a clock: when the
+    loop fell behind and seconds of audio came as one block, the answer still ends where the
+    caller stopped (Vosk's end of utterance, or the silence after words), and what followed in
+    the block is neither decoded nor kept."""
 
     def __init__(self, end_silence: float, limit: int | None = None, keep: bool = False):
         self.end_silence = end_silence  # seconds of silence after words that close the answer
@@ -423,7 +424,7 @@ class SpeechGate:
         taken to be as silent as they were. That part is at most one listener block: a loop
         that fell behind does not count its own delay as silence."""
         waited = 0.0
-        if now is not None and self.latest is not None:
+        if now is not None and self.latest is not None and self.quiet:
             waited = min(max(now - self.latest, 0.0), IN_FLIGHT)
         return self.quiet * 0.02 + waited >= self.end_silence
 

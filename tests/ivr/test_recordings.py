@@ -247,6 +247,9 @@ def test_audio_on_its_way_counts_as_silence_for_one_block_at_most() -> None:
     gate = SpeechGate(0.35)
     gate.voiced(_voice(0.5) + _silence(0.2, 0.5))
     assert gate.feed(Recognizer(words="نه"), 0.68 + 9.0) is None  # 0.2 + 0.1 < 0.35
+    talking = SpeechGate(0.05)
+    talking.voiced(_voice(0.5))  # the newest frame is speech: nothing on its way counts
+    assert talking.feed(Recognizer(words="نه"), 0.48 + 9.0) is None
 
 
 def test_a_closed_question_keeps_nothing() -> None:
