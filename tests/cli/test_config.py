@@ -55,26 +55,25 @@ def test_errors_say_where(tmp_path: Path, label: str, text: str, message: str) -
     assert message in str(caught.value)
 
 
-@pytest.mark.parametrize(
-    ("text", "kept"),
-    [("", timedelta(days=30)), ("outbox: {keep_delivered: 7d}\n", timedelta(days=7)),
-     ("outbox: {keep_delivered: 0}\n", timedelta(0)), ("outbox: {keep_delivered: forever}\n", None)],
-)  # fmt: skip
-def test_delivered_rows_are_kept_30_days_unless_configured(
-    tmp_path: Path, text: str, kept: timedelta | None
-) -> None:
-    assert load(write(tmp_path, text or "{}\n"), env={}).keep_delivered == kept
+KEPT = [
+    # outbox.keep_delivered: 30 days unless configured
+    ("", "keep_delivered", timedelta(days=30)),
+    ("outbox: {keep_delivered: 7d}\n", "keep_delivered", timedelta(days=7)),
+    ("outbox: {keep_delivered: 0}\n", "keep_delivered", timedelta(0)),
+    ("outbox: {keep_delivered: forever}\n", "keep_delivered", None),
+    # retention.responses: 180 days unless configured
+    ("", "keep_responses", timedelta(days=180)),
+    ("retention: {responses: 90d}\n", "keep_responses", timedelta(days=90)),
+    ("retention: {responses: 0}\n", "keep_responses", timedelta(0)),
+    ("retention: {responses: forever}\n", "keep_responses", None),
+]
 
 
-@pytest.mark.parametrize(
-    ("text", "kept"),
-    [("", timedelta(days=180)), ("retention: {responses: 90d}\n", timedelta(days=90)),
-     ("retention: {responses: 0}\n", timedelta(0)), ("retention: {responses: forever}\n", None)],
-)  # fmt: skip
-def test_finished_responses_are_kept_180_days_unless_configured(
-    tmp_path: Path, text: str, kept: timedelta | None
+@pytest.mark.parametrize(("text", "setting", "kept"), KEPT)
+def test_how_long_things_are_kept(
+    tmp_path: Path, text: str, setting: str, kept: timedelta | None
 ) -> None:
-    assert load(write(tmp_path, text or "{}\n"), env={}).keep_responses == kept
+    assert getattr(load(write(tmp_path, text or "{}\n"), env={}), setting) == kept
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:

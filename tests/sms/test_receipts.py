@@ -130,6 +130,16 @@ async def start(
     return client, fake
 
 
+async def invited_on(
+    line: str, tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> tuple[Any, str, list[dict[str, Any]]]:
+    """A line that has sent one invitation: the client, its response id, its sent rows."""
+    client, fake = await start(tmp_path, aiohttp_client, aiohttp_server, {line: lines()[line]})
+    invited = await invite(client, RESPONDENT, line=line)
+    await fake.wait(1)
+    return client, invited["response_id"], await sent_rows(client, invited["response_id"])
+
+
 async def sent_rows(client: Any, response_id: str, count: int = 1) -> list[dict[str, Any]]:
     """The deliveries rows of a response, once `count` are recorded (fails after about 4 s)."""
     store = client.app[GATEWAY].store
@@ -277,15 +287,12 @@ def assert_asked_for_receipts(line: str, sent: dict[str, Any], event_id: str) ->
 async def test_forged_twilio_receipt_is_refused_and_changes_nothing(
     tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
 ) -> None:
-    client, fake = await start(tmp_path, aiohttp_client, aiohttp_server, {"tw1": lines()["tw1"]})
-    invited = await invite(client, RESPONDENT, line="tw1")
-    await fake.wait(1)
-    before = await sent_rows(client, invited["response_id"])
+    client, response_id, before = await invited_on("tw1", tmp_path, aiohttp_client, aiohttp_server)
     request = payload("receipts/twilio_delivered.http")
     path, headers, data = sign("tw1", request, forge=True)
     resp = await client.post(path, data=data, headers=headers)
     assert resp.status == 403
-    assert await sent_rows(client, invited["response_id"]) == before
+    assert await sent_rows(client, response_id) == before
     assert before[0]["status"] == "sent"
     for status in ("delivered", "unknown"):
         assert await receipts_metric(client, "tw1", status) == 0.0
@@ -345,10 +352,7 @@ async def test_a_receipt_that_comes_before_its_message_is_recorded_is_applied_th
 async def test_a_late_sent_never_overwrites_delivered(
     tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
 ) -> None:
-    client, fake = await start(tmp_path, aiohttp_client, aiohttp_server, {"tw1": lines()["tw1"]})
-    invited = await invite(client, RESPONDENT, line="tw1")
-    await fake.wait(1)
-    await sent_rows(client, invited["response_id"])
+    client, response_id, _ = await invited_on("tw1", tmp_path, aiohttp_client, aiohttp_server)
     delivered = payload("receipts/twilio_delivered.http")
     late = delivered.with_form(MessageStatus="sent", SmsStatus="sent")
     failed = delivered.with_form(MessageStatus="failed", SmsStatus="failed", ErrorCode="30008")
@@ -356,7 +360,7 @@ async def test_a_late_sent_never_overwrites_delivered(
         path, headers, data = sign("tw1", request)
         resp = await client.post(path, data=data, headers=headers)
         assert resp.status == 200
-    (row,) = await sent_rows(client, invited["response_id"])
+    (row,) = await sent_rows(client, response_id)
     assert (row["status"], row["raw_status"], row["error"]) == ("delivered", "delivered", None)
     counts = [await receipts_metric(client, "tw1", s) for s in ("delivered", "sent", "failed")]
     assert counts == [1.0, 1.0, 1.0]  # each receipt is counted as it came
@@ -365,16 +369,13 @@ async def test_a_late_sent_never_overwrites_delivered(
 async def test_jasmin_level_1_then_level_2(
     tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
 ) -> None:
-    client, fake = await start(tmp_path, aiohttp_client, aiohttp_server, {"ja1": lines()["ja1"]})
-    invited = await invite(client, RESPONDENT, line="ja1")
-    await fake.wait(1)
-    await sent_rows(client, invited["response_id"])
+    client, response_id, _ = await invited_on("ja1", tmp_path, aiohttp_client, aiohttp_server)
     seen = []
     for name in ("receipts/jasmin_level1.http", "receipts/jasmin_delivrd.http"):
         path, headers, data = sign("ja1", payload(name))
         resp = await client.post(path, data=data, headers=headers)
         assert (resp.status, await resp.text()) == (200, "ACK/Jasmin")
-        (row,) = await sent_rows(client, invited["response_id"])
+        (row,) = await sent_rows(client, response_id)
         seen.append((row["status"], row["raw_status"]))
     # ESME_ROK (accepted by the SMSC) is no news after Seda's own "sent"; DELIVRD is.
     assert seen == [("sent", None), ("delivered", "DELIVRD")]
@@ -441,10 +442,7 @@ async def test_polled_providers_record_their_message_ids(
 async def test_erasure_takes_the_sent_messages_and_a_late_receipt_finds_nothing(
     tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
 ) -> None:
-    client, fake = await start(tmp_path, aiohttp_client, aiohttp_server, {"tw1": lines()["tw1"]})
-    invited = await invite(client, RESPONDENT, line="tw1")
-    await fake.wait(1)
-    await sent_rows(client, invited["response_id"])
+    client, _, _ = await invited_on("tw1", tmp_path, aiohttp_client, aiohttp_server)
     resp = await client.post("/api/v1/respondents/erase", json={"respondent": RESPONDENT})
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["responses"] == 1
