@@ -36,7 +36,6 @@ class ApiChannel:
             web.post("/api/v1/invitations", self.invitations),
             web.post("/api/v1/messages", self.messages),
             web.get("/api/v1/responses/{response_id}", self.response),
-            web.post("/api/v1/respondents/erase", self.erase),
         ]
 
     async def start(self) -> None:
@@ -104,12 +103,6 @@ class ApiChannel:
         result = await self.gateway.receive(inbound)
         return _json(result.to_json())
 
-    async def erase(self, request: web.Request) -> web.Response:
-        """POST /api/v1/respondents/erase: forget everything held about one address."""
-        body = await _json_body(request)
-        erased = await self.gateway.erase(_address(body))
-        return _json(erased.to_json())
-
     async def response(self, request: web.Request) -> web.Response:
         """GET /api/v1/responses/{id}: the state of a response and its answers."""
         response_id = request.match_info["response_id"]
@@ -135,6 +128,19 @@ class ApiChannel:
                 "answers": answers,
             }
         )
+
+
+def erasure_route(gateway: Gateway) -> web.RouteDef:
+    """POST /api/v1/respondents/erase: forget everything held about one address. Served with
+    or without the API channel (an SMS-only Seda must honour erasure too), behind the same
+    token as the rest of /api."""
+
+    async def erase(request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        erased = await gateway.erase(_address(body))
+        return _json(erased.to_json())
+
+    return web.post("/api/v1/respondents/erase", erase)
 
 
 def _json(payload: Any, status: int = 200) -> web.Response:

@@ -18,7 +18,7 @@ from aiohttp import web
 from prometheus_client.core import Metric
 
 from gateway import registry
-from gateway.api import check_token
+from gateway.api import check_token, erasure_route
 from gateway.backends import Backend, build_backend, event_types
 from gateway.config import Config, ConfigError, duration
 from gateway.flows.loader import SurveyError, load_surveys
@@ -108,6 +108,7 @@ async def create_app(config: Config, clock: Clock = system_clock) -> web.Applica
     app[FORWARDER] = forwarder
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
+    app.router.add_routes([erasure_route(gateway)])
     for channel in channels.values():
         app.router.add_routes(channel.routes())
     keep = Keep(config.keep_delivered, config.keep_responses)

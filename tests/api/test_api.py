@@ -327,3 +327,18 @@ async def test_a_bad_erasure_request_is_refused_and_changes_nothing(
     assert resp.status in (400, 422), await resp.text()
     with sqlite3.connect(tmp_path / "seda.db") as db:
         assert db.execute("SELECT COUNT(*) FROM sessions").fetchone() == (1,)
+
+
+async def test_erasure_is_served_without_the_api_channel_and_behind_its_token(
+    tmp_path: Path, aiohttp_client: Any
+) -> None:
+    config = write_config(tmp_path, channels={"api": {"enabled": False}}, api={"token": "t0k"})
+    client = await aiohttp_client(await create_app(load(config)))
+    body = {"respondent": PHONE}
+    headers = {"Authorization": "Bearer t0k"}
+    assert (await client.post("/api/v1/respondents/erase", json=body)).status == 401
+    resp = await client.post("/api/v1/invitations", json=body, headers=headers)
+    assert resp.status == 404  # no API channel
+    resp = await client.post("/api/v1/respondents/erase", json=body, headers=headers)
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["responses"] == 0

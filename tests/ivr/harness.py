@@ -119,7 +119,7 @@ class Gateway:
             "flows": str(DATA / "flows"),
             "secret": "test-secret",
             "backends": {"answers": {"type": "jsonl", "path": str(self.answers_path)}},
-            "channels": {"ivr": ivr, "api": {"enabled": True}},  # the API: erasure, states
+            "channels": {"ivr": ivr},
             "retry": {"base": 0.05, "cap": 0.5, "horizon": "1d", "poll": 0.05},
         }
         path = self.workdir / "gateway.yaml"
