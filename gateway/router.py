@@ -248,7 +248,7 @@ class Gateway:
             event = Event(self.new_id(), "respondent.erased", None, self.clock(), data)
             key = f"erased:{respondent.id}"
             await self.store.commit(StepWrite(events=((key, event.to_json()),)))
-            forgotten = await self.store.retention.forget(address, respondent.id)
+            forgotten = await self.store.retention.forget(address, respondent.id, held)
             for channel in channels:
                 self._sessions.pop((channel, address), None)
             for response_id, _ in forgotten.responses:

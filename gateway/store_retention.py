@@ -85,11 +85,13 @@ class Retention:
         )
         return [(str(row[0]), str(row[1])) for row in rows]
 
-    async def forget(self, address: str, respondent_id: str) -> Forgotten:
-        """Delete everything held about one address (see the module). The caller holds the
+    async def forget(
+        self, address: str, respondent_id: str, responses: list[tuple[str, str]]
+    ) -> Forgotten:
+        """Delete everything held about one address (see the module): its `responses`
+        (`sessions_of`, read by the caller), their rows, its message ids. The caller holds the
         address's turns on its channels (router.Gateway.erase), so no step of it adds a
-        session or a message id between the reads here and the transaction."""
-        responses = await self.sessions_of(address)
+        session or a message id between those reads and the transaction."""
         found = [  # on the reader too: the key does not lead with the message id
             tuple(row)
             for row in await self._read(
