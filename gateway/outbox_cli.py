@@ -131,6 +131,11 @@ async def _replay(store: Store, backend: str, since: str | None, response: str |
         if moment.tzinfo is None:
             print("error: --since needs an offset, e.g. 2024-05-01T00:00:00+03:30 or ...Z")
             return 1
+    if response is not None and await store.session(response) is None:
+        # Its session lists a response's events: once the response is deleted (retention) its
+        # events, if still kept, are replayed by time.
+        print(f"error: no response {response!r} is stored; replay by --since instead")
+        return 1
     count = await store.replay(backend, since=moment, response_id=response)
     print(f"{count} delivered event(s) queued again for {backend}")
     return 0

@@ -7,6 +7,7 @@ word written joined, with a space or with a ZWNJ (میخواهم, می خواه�
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -99,9 +100,22 @@ def _is_edge(char: str) -> bool:
     return category[0] in "PSZ" or category in ("Mn", "Me", "Cf", "Cc")
 
 
-def _tokens(text: str) -> list[str]:
+def _tokens(text: str) -> tuple[str, ...]:
     """Words, whole numbers, signed or decimal numbers and slashes of the folded text."""
-    return _TOKEN.findall(normalize_digits(_folded(text)))
+    if len(text) <= SHORT_REPLY:
+        return _short_tokens(text)
+    return tuple(_TOKEN.findall(normalize_digits(_folded(text))))
+
+
+# Most replies are a few characters ("9", "۹", "yes", "نه") and each is read three times (opt-out
+# words in the router, again in the engine, then as the answer). Short ones are remembered: the
+# strings only, never who sent them.
+SHORT_REPLY = 24
+
+
+@functools.lru_cache(maxsize=1024)
+def _short_tokens(text: str) -> tuple[str, ...]:
+    return tuple(_TOKEN.findall(normalize_digits(_folded(text))))
 
 
 def _key(phrase: str) -> str:

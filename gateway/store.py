@@ -27,6 +27,7 @@ from gateway.store_schema import (
     StoreError,
     connect,
     from_ts,
+    listed,
     migrate,
     open_writer,
     outbox_row,
@@ -281,10 +282,17 @@ class Store:
 
     async def answers_for(self, response_id: str) -> list[dict[str, Any]]:
         """The answers of one response, in the order they were stored."""
+        ids = await self._listed(response_id)
         rows = await self._read(
-            "SELECT data FROM answers WHERE response_id = ? ORDER BY rowid", (response_id,)
+            f"SELECT data FROM answers WHERE id IN ({', '.join('?' * len(ids))}) ORDER BY rowid",
+            ids,
         )
         return [jsoncodec.loads(row["data"]) for row in rows]
+
+    async def _listed(self, response_id: str) -> list[str]:
+        """The ids of a response's answers and events, as its session lists them."""
+        rows = await self._read("SELECT events FROM sessions WHERE response_id = ?", (response_id,))
+        return listed(rows[0]["events"]) if rows else []
 
     async def inbound_result(
         self, channel: str, provider: str, message_id: str
@@ -460,10 +468,14 @@ class Store:
         """Send delivered events again (same event ids, so receivers de-duplicate)."""
         where, params = where_equal(status="delivered", backend=backend)
         if response_id is not None:
-            # One response's rows, by outbox_order: the unary + keeps the planner off the status
-            # index, which would walk every delivered row of the backend.
-            where = " WHERE +status = 'delivered' AND backend = ? AND order_key = ?"
-            params = (backend, response_id)
+            # One response's rows, by the event ids its session lists: the unary + keeps the
+            # planner off the status index, which would walk every delivered row of the backend.
+            ids = await self._listed(response_id)
+            where = (
+                " WHERE +status = 'delivered' AND backend = ?"
+                f" AND event_id IN ({', '.join('?' * len(ids))})"
+            )
+            params = (backend, *ids)
         if since is not None:
             where, params = f"{where} AND created_at >= ?", (*params, to_ts(since))
         return await self._requeue(where, params)

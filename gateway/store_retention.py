@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from gateway import jsoncodec
-from gateway.store_schema import to_ts
+from gateway.store_schema import RESPONDENT_KEYS, listed, to_ts
 
 _T = TypeVar("_T")
 
@@ -51,15 +51,17 @@ class Forgotten:
     message_ids: int
 
 
-# Finished responses older than ?1 whose events have all been delivered, at most ?2. INDEXED BY:
-# finished sessions by age (sessions_finished) and each one's outbox rows by response
-# (outbox_order), never a walk over either table.
+# Finished responses older than ?1 whose events have all been delivered, at most ?2, with the
+# ids they list. INDEXED BY: finished sessions by age (sessions_finished) and each one's rows not
+# yet delivered (outbox_undelivered, pending and dead rows only), never a walk over either table.
 FINISHED = (
-    "SELECT s.response_id FROM sessions AS s INDEXED BY sessions_finished"
+    "SELECT s.response_id, s.events FROM sessions AS s INDEXED BY sessions_finished"
     " WHERE s.status <> 'open' AND s.updated_at < ?1 AND NOT EXISTS"
-    " (SELECT 1 FROM outbox AS o INDEXED BY outbox_order"
+    " (SELECT 1 FROM outbox AS o INDEXED BY outbox_undelivered"
     " WHERE o.order_key = s.response_id AND o.status <> 'delivered') LIMIT ?2"
 )
+# A response's sessions row with the ids it lists (migration 6).
+LISTED = "SELECT events FROM sessions WHERE response_id = ?"
 # The first ?1 rows of a table inserted in time order, those older than ?2 ({table}, {column}).
 OLDEST_FIRST = (
     "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} ORDER BY rowid LIMIT ?1)"
@@ -103,18 +105,31 @@ class Retention:
         ids = [(response_id,) for response_id, _ in responses]
 
         def work(conn: sqlite3.Connection) -> Forgotten:
+            kept = [
+                (one,) for key in ids for row in conn.execute(LISTED, key) for one in listed(row[0])
+            ]
             answers = [
                 jsoncodec.loads(row[0])
-                for (rid,) in ids
-                for row in conn.execute("SELECT data FROM answers WHERE response_id = ?", (rid,))
+                for key in kept
+                for row in conn.execute("SELECT data FROM answers WHERE id = ?", key)
             ]
-            conn.executemany("DELETE FROM answers WHERE response_id = ?", ids)
+            conn.executemany("DELETE FROM answers WHERE id = ?", kept)
             conn.executemany("DELETE FROM deliveries WHERE response_id = ?", ids)
-            # Whole queues (every row of an order key) go: no head is left to promote.
+            # Whole queues (every row of an order key) go: no head is left to promote. The rows
+            # a session lists, then any of its order key not yet delivered, then the
+            # respondent's own events.
             events = sum(
-                conn.execute("DELETE FROM outbox WHERE order_key = ?", key).rowcount
-                for key in [*ids, (respondent_id,)]
+                conn.execute("DELETE FROM outbox WHERE event_id = ?", key).rowcount for key in kept
             )
+            events += sum(
+                conn.execute(
+                    "DELETE FROM outbox WHERE order_key = ? AND status <> 'delivered'", key
+                ).rowcount
+                for key in ids
+            )
+            events += conn.execute(
+                f"DELETE FROM outbox WHERE order_key = ? AND {RESPONDENT_KEYS}", (respondent_id,)
+            ).rowcount
             conn.executemany("DELETE FROM sessions WHERE response_id = ?", ids)
             message_ids = sum(
                 conn.execute(
@@ -146,10 +161,11 @@ class Retention:
         have all been delivered: their sessions and answers."""
 
         def work(conn: sqlite3.Connection) -> int:
-            ids = conn.execute(FINISHED, (to_ts(before), limit)).fetchall()
-            conn.executemany("DELETE FROM answers WHERE response_id = ?", ids)
-            conn.executemany("DELETE FROM sessions WHERE response_id = ?", ids)
-            return len(ids)
+            found = conn.execute(FINISHED, (to_ts(before), limit)).fetchall()
+            kept = [(one,) for _, events in found for one in listed(events)]
+            conn.executemany("DELETE FROM answers WHERE id = ?", kept)
+            conn.executemany("DELETE FROM sessions WHERE response_id = ?", [(r,) for r, _ in found])
+            return len(found)
 
         return await self._change_with(work)
 

@@ -25,12 +25,13 @@ OUTBOX_COLUMNS = (
 STEP_INSERTS: dict[str, tuple[str, str, int]] = {
     "sessions": (
         "INSERT INTO sessions (response_id, channel, address, survey_id, status, data,"
-        " updated_at, expires_at, remind_at)",
+        " expires_at, remind_at, events, updated_at)",
         " ON CONFLICT (response_id) DO UPDATE SET channel = excluded.channel,"
         " address = excluded.address, survey_id = excluded.survey_id, status = excluded.status,"
         " data = excluded.data, updated_at = excluded.updated_at,"
-        " expires_at = excluded.expires_at, remind_at = excluded.remind_at",
-        9,
+        " expires_at = excluded.expires_at, remind_at = excluded.remind_at,"
+        " events = sessions.events || excluded.events",
+        10,
     ),
     "answers": ("INSERT INTO answers (id, response_id, question_id, data, created_at)", "", 5),
     "inbound_ids": (
@@ -51,6 +52,16 @@ SUPPRESS = (
     " ON CONFLICT (respondent_id) DO NOTHING"
 )
 UNSUPPRESS = "DELETE FROM suppressions WHERE respondent_id = ?"
+LIST_MORE = "UPDATE sessions SET events = events || ?2 WHERE response_id = ?1"
+# Most steps change only a session's data: this leaves every column the indexes use out of its
+# SET (SQLite rewrites an index entry whenever its columns are assigned, even to the same value:
+# a random page of sessions_open_address per reply). It changes nothing when any of them differs
+# or the row is new; the upsert (STEP_INSERTS) then writes the row. Parameters as STEP_INSERTS.
+SESSION_STEP = (
+    "UPDATE sessions SET data = ?6, events = events || ?9, updated_at = ?10"
+    " WHERE response_id = ?1 AND channel = ?2 AND address = ?3 AND survey_id = ?4"
+    " AND status = ?5 AND expires_at IS ?7 AND remind_at IS ?8"
+)
 MAX_VARIABLES = 30_000  # bound parameters per statement (SQLite allows 32,766 at least)
 
 
@@ -298,7 +309,38 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX sessions_finished ON sessions (updated_at) WHERE status <> 'open';
     """,
+    # 6: a response's rows are found through its session, not through indexes by response.
+    # answers_response and outbox_order took a random leaf page for every answer and event,
+    # in every group commit (a quarter of the writer's work per reply). A session lists the ids
+    # of its answers and events instead (`events`: each id followed by a space), and each step
+    # rewrites its session anyway; the ids are then looked up by primary key (answers) and by
+    # the (event_id, backend) key (outbox). What remains by order key is small: rows not yet
+    # delivered (pending and dead, for retention) and the respondent's own events (erasure).
+    """
+    ALTER TABLE sessions ADD COLUMN events TEXT NOT NULL DEFAULT '';
+    UPDATE sessions SET events = (
+        SELECT COALESCE(group_concat(id || ' ', ''), '') FROM (
+            SELECT id FROM answers WHERE response_id = sessions.response_id
+            UNION SELECT event_id FROM outbox WHERE order_key = sessions.response_id
+        )
+    );
+    DROP INDEX answers_response;
+    DROP INDEX outbox_order;
+    CREATE INDEX outbox_undelivered ON outbox (order_key) WHERE status <> 'delivered';
+    CREATE INDEX outbox_respondent ON outbox (order_key) WHERE order_key GLOB 'r_*';
+    """,
 )
+
+# Order keys of a respondent's own events (opt-out, opt-in) are its pseudonym, which
+# router.Gateway.respondent makes as "r_" + base32; response ids are UUIDs. Queries repeat the
+# condition so that SQLite uses the partial index outbox_respondent.
+RESPONDENT_KEYS = "order_key GLOB 'r_*'"
+
+
+def listed(events: str) -> list[str]:
+    """The answer and event ids a session lists (its `events` column)."""
+    return events.split()
+
 
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -24,12 +24,14 @@ import socket
 import sqlite3
 import struct
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from gateway.store_schema import (
+    LIST_MORE,
+    SESSION_STEP,
     STEP_INSERTS,
     SUPPRESS,
     UNSUPPRESS,
@@ -60,13 +62,16 @@ class Prepared(NamedTuple):
     """A step write as rows, its JSON already encoded: what crosses to the writer process
     (strings pickle at a fraction of the cost of the dicts they encode)."""
 
-    session: tuple[Any, ...] | None  # sessions columns but updated_at
+    session: tuple[Any, ...] | None  # sessions columns but updated_at; `events` the new ids
     answers: list[tuple[str, str, str, str]]  # id, response_id, question_id, JSON
     inbound: tuple[str, str, str, str] | None  # channel, provider, message id, result JSON
     events: list[tuple[str, str, str, str, float | None]]  # order key, id, type, JSON, not before
     suppress: tuple[tuple[str, str], ...]
     unsuppress: tuple[str, ...]
     delivered: tuple[int, ...]
+    # Ids to add to the lists of sessions other than `session` (response id, ids): an answer or
+    # event of a response whose session this write does not carry (rare).
+    listed: tuple[tuple[str, str], ...] = ()
 
 
 def lazy(write: StepWrite | Prepared) -> bool:
@@ -78,26 +83,49 @@ def lazy(write: StepWrite | Prepared) -> bool:
 
 def prepare(write: StepWrite) -> Prepared:
     """`write` as the rows it will insert (without the commit's time)."""
-    session = None
-    if (s := write.session) is not None:
-        expires = None if s.expires_at is None else to_ts(s.expires_at)
-        remind = None if s.remind_at is None else to_ts(s.remind_at)
-        key = (s.response_id, s.channel, s.address, s.survey_id, s.status)
-        session = (*key, dumps(s.data), expires, remind)
     answers = [(a["id"], a["response_id"], a["question_id"], dumps(a)) for a in write.answers]
     inbound = None
     if write.inbound is not None:
         channel, provider, message_id, result = write.inbound
         inbound = (channel, provider, message_id, dumps(result))
     events = []
+    # Each response lists its answers' and events' ids in its session (migration 6).
+    ids: dict[str, dict[str, None]] = {}
+    for answer_id, response_id, _, _ in answers:
+        ids.setdefault(response_id, {})[answer_id] = None
     for order_key, event in write.events:
         # Prompts held back by quiet hours carry the moment they may go out.
         not_before = (event.get("data") or {}).get("not_before")
         due = datetime.fromisoformat(not_before).timestamp() if not_before else None
-        events.append((order_key, str(event["id"]), str(event["type"]), dumps(event), due))
+        event_id = str(event["id"])
+        events.append((order_key, event_id, str(event["type"]), dumps(event), due))
+        ids.setdefault(order_key, {})[event_id] = None
+    session = None
+    if (s := write.session) is not None:
+        expires = None if s.expires_at is None else to_ts(s.expires_at)
+        remind = None if s.remind_at is None else to_ts(s.remind_at)
+        key = (s.response_id, s.channel, s.address, s.survey_id, s.status)
+        session = (*key, dumps(s.data), expires, remind, _joined(ids.pop(s.response_id, {})))
+    listed = tuple((key, _joined(found)) for key, found in ids.items() if not _respondent(key))
     return Prepared(
-        session, answers, inbound, events, write.suppress, write.unsuppress, write.delivered
+        session,
+        answers,
+        inbound,
+        events,
+        write.suppress,
+        write.unsuppress,
+        write.delivered,
+        listed,
     )
+
+
+def _joined(ids: Iterable[str]) -> str:
+    return "".join(f"{one} " for one in ids)
+
+
+def _respondent(order_key: str) -> bool:
+    """A respondent's own order key (RESPONDENT_KEYS), or the erasure's: no session lists it."""
+    return order_key.startswith(("r_", "erased:"))
 
 
 def apply_writes(
@@ -110,12 +138,13 @@ def apply_writes(
     rows: dict[str, list[tuple[Any, ...]]] = {table: [] for table in STEP_INSERTS}
     suppressed: dict[str, str | None] = {}  # the net effect, in write order
     delivered = [seq for write in writes for seq in write.delivered]
+    more: list[tuple[str, str]] = []  # (response id, ids) for sessions not in this batch
     if delivered:
         mark_rows_delivered(conn, delivered, now)
     for write in writes:
         if write.session is not None:
-            *key, data, expires, remind = write.session
-            rows["sessions"].append((*key, data, now, expires, remind))
+            rows["sessions"].append((*write.session, now))
+        more += write.listed
         rows["answers"] += [(*answer, now) for answer in write.answers]
         if write.inbound is not None:
             rows["inbound_ids"].append((*write.inbound, now))
@@ -139,9 +168,14 @@ def apply_writes(
             if (row[1], row[2]) not in taken:
                 taken.add((row[1], row[2]))
                 rows["outbox"][i] = (*row[:-1], 1)
+    for session in rows.pop("sessions"):  # in order: a row the upsert adds may be stepped next
+        if conn.execute(SESSION_STEP, session).rowcount == 0:
+            insert_many(conn, "sessions", [session])
     for table, table_rows in rows.items():
         if table_rows:
             insert_many(conn, table, table_rows)
+    if more:
+        conn.executemany(LIST_MORE, more)
     for respondent_id, why in suppressed.items():
         if why is None:
             conn.execute(UNSUPPRESS, (respondent_id,))

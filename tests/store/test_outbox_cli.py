@@ -11,7 +11,7 @@ import pytest
 
 from gateway import outbox_cli
 from gateway.store import StepWrite, Store
-from tests.store.common import T0, Clock, event
+from tests.store.common import T0, Clock, event, session
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -30,6 +30,8 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     clock = Clock()
     opened = await Store.open(tmp_path / "seda.db", backends={"crm": None}, clock=clock)
     secret_body = {"raw": "tel:+989121234567", "text": "خیلی بد بود"}
+    for response in ("r1", "r2"):
+        await opened.commit(StepWrite(session=session(response, address=response)))
     for n, response in enumerate(["r1", "r1", "r2"]):
         item = {**event(f"e{n}"), "data": secret_body}
         await opened.commit(StepWrite(events=((response, item),)))
@@ -81,6 +83,8 @@ async def test_replay_requeues_delivered_events(
 ) -> None:
     code, out = await run(store, capsys, "replay", "--backend", "crm", "--response", "r1")
     assert (code, out) == (0, "0 delivered event(s) queued again for crm\n")
+    code, out = await run(store, capsys, "replay", "--backend", "crm", "--response", "gone")
+    assert (code, out) == (1, "error: no response 'gone' is stored; replay by --since instead\n")
     since = (T0 + timedelta(minutes=15)).isoformat()
     code, out = await run(store, capsys, "replay", "--backend", "crm", "--since", since)
     assert (code, out) == (0, "1 delivered event(s) queued again for crm\n")

@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from gateway import store_retention
+from gateway import store_retention, store_schema
 from gateway.store import StepWrite, Store
 from tests.store.common import BACKENDS, T0, Clock, answer, event, session, sql
 
@@ -92,14 +92,24 @@ async def test_retention_uses_its_indexes(tmp_path: Path, clock: Clock) -> None:
     opened = await Store.open(tmp_path / "seda.db", backends=BACKENDS, clock=clock)
     await opened.close()
 
-    def plan(query: str) -> str:
+    def plan(query: str, params: tuple[object, ...] = (1.0, 5)) -> str:
         with sqlite3.connect(tmp_path / "seda.db") as conn:
-            rows = conn.execute(f"EXPLAIN QUERY PLAN {query}", (1.0, 5)).fetchall()
+            rows = conn.execute(f"EXPLAIN QUERY PLAN {query}", params).fetchall()
         return " | ".join(row[-1] for row in rows)
 
     found = plan(store_retention.FINISHED)
     assert "USING INDEX sessions_finished (updated_at<?)" in found, found
-    assert "USING INDEX outbox_order (order_key=?)" in found, found
+    assert "USING INDEX outbox_undelivered (order_key=?)" in found, found
+    # Erasure: a listed event by its id, what is left of a queue, the respondent's own events.
+    found = plan("DELETE FROM outbox WHERE event_id = ?", ("e",))
+    assert "USING INDEX sqlite_autoindex_outbox_1 (event_id=?)" in found, found
+    found = plan("DELETE FROM outbox WHERE order_key = ? AND status <> 'delivered'", ("r",))
+    assert "USING INDEX outbox_undelivered (order_key=?)" in found, found
+    query = f"DELETE FROM outbox WHERE order_key = ? AND {store_schema.RESPONDENT_KEYS}"
+    found = plan(query, ("r_x",))
+    assert "USING INDEX outbox_respondent (order_key=?)" in found, found
+    found = plan("DELETE FROM answers WHERE id = ?", ("a",))
+    assert "USING INDEX sqlite_autoindex_answers_1 (id=?)" in found, found
     for table, column in (("inbound_ids", "created_at"), ("deliveries", "sent_at")):
         found = plan(store_retention.OLDEST_FIRST.format(table=table, column=column))
         assert "USING INTEGER PRIMARY KEY (rowid=?)" in found, found

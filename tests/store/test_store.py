@@ -43,9 +43,11 @@ async def test_migrations_run_once_and_reopen_is_idempotent(tmp_path: Path, cloc
     assert sql(path, "SELECT response_id FROM sessions ORDER BY 1") == [("r0",), ("r1",), ("r2",)]
 
 
-async def test_a_version_3_outbox_keeps_its_queue_through_migration_4(
+async def test_a_version_3_outbox_keeps_its_queue_through_the_migrations(
     tmp_path: Path, clock: Clock
 ) -> None:
+    """Migration 4 (the pending head index) keeps the queue; migration 6 lists each
+    response's answers and events in its session, so replay and answers still find them."""
     path = tmp_path / "seda.db"
     with sqlite3.connect(path) as conn:
         for migration in MIGRATIONS[:3]:
@@ -56,6 +58,17 @@ async def test_a_version_3_outbox_keeps_its_queue_through_migration_4(
             ("e2", "r1", "pending", 0),
             ("e3", "r2", "delivered", 0),
         ]
+        for response_id in ("r1", "r2"):
+            conn.execute(
+                "INSERT INTO sessions (response_id, channel, address, survey_id, status, data,"
+                " updated_at) VALUES (?, 'api', ?, 's', 'completed', '{}', 0)",
+                (response_id, f"tel:{response_id}"),
+            )
+        conn.execute(
+            "INSERT INTO answers (id, response_id, question_id, data, created_at)"
+            " VALUES ('a1', 'r2', 'q', ?, 0)",
+            (json.dumps(answer("a1", "r2")),),
+        )
         for event_id, key, status, head in rows:
             conn.execute(
                 "INSERT INTO outbox (event_id, backend, order_key, event_type, payload, status,"
@@ -69,8 +82,14 @@ async def test_a_version_3_outbox_keeps_its_queue_through_migration_4(
         indexes = {
             name for (name,) in sql(path, "SELECT name FROM sqlite_master WHERE type = 'index'")
         }
-        assert {"outbox_pending", "outbox_order"} <= indexes and "outbox_head" not in indexes
+        assert "outbox_pending" in indexes and "outbox_head" not in indexes
         assert "sessions_finished" in indexes  # migration 5, for retention
+        assert {"outbox_undelivered", "outbox_respondent"} <= indexes  # migration 6
+        assert not {"outbox_order", "answers_response"} & indexes
+        listed = dict(sql(path, "SELECT response_id, events FROM sessions"))
+        assert sorted(listed["r1"].split()) == ["e1", "e2"]
+        assert sorted(listed["r2"].split()) == ["a1", "e3"]
+        assert await store.answers_for("r2") == [answer("a1", "r2")]
         heads = await store.claim_ready("crm", clock(), limit=10)
         assert [h.event_id for h in heads] == ["e1"]
         await store.mark_delivered([heads[0].seq])
@@ -262,6 +281,25 @@ async def test_reads(store: Store, clock: Clock) -> None:
     assert await store.meta_get("secret") == "one"
 
 
+async def test_a_response_lists_its_answers_and_events_even_from_a_step_without_it(
+    store: Store, tmp_path: Path
+) -> None:
+    """A session lists the ids of its response's answers and events (migration 6). A write
+    that does not carry the session still adds to its list; a respondent's own events and the
+    erasure's are listed by no session."""
+    await store.commit(
+        StepWrite(
+            session=session("r1"), answers=(answer("a1", "r1"),), events=(("r1", event("a1")),)
+        )
+    )
+    later = (("r1", event("e2")), ("r_someone", event("e3")), ("erased:r_x", event("e4")))
+    await store.commit(StepWrite(answers=(answer("a2", "r1"),), events=later))
+    await store.commit(StepWrite(session=session("r1", status="completed")))
+    assert sql(tmp_path / "db" / "seda.db", "SELECT events FROM sessions") == [("a1 a2 e2 ",)]
+    assert [a["id"] for a in await store.answers_for("r1")] == ["a1", "a2"]
+    assert await store.answers_for("r2") == []
+
+
 async def test_duplicate_inbound_message_is_refused(store: Store) -> None:
     write = StepWrite(inbound=("sms", "twilio", "SM1", {}))
     await store.commit(write)
@@ -331,6 +369,8 @@ async def test_claim_ready_returns_only_the_due_head_of_each_order_key(
 
 
 async def test_outbox_stats_retry_dead_and_replay(store: Store, clock: Clock) -> None:
+    for response_id in ("r1", "r2"):  # replay by response finds the events its session lists
+        await store.commit(StepWrite(session=session(response_id, address=response_id)))
     await store.commit(StepWrite(events=(("r1", event("e1")), ("r2", event("e2")))))
     rows = await store.list_outbox(backend="crm")
     clock.now = T0 + timedelta(seconds=90)
@@ -363,6 +403,7 @@ async def test_backends_can_be_disabled_and_enabled(store: Store) -> None:
 
 
 async def test_requeued_rows_take_their_place_at_the_head_again(store: Store, clock: Clock) -> None:
+    await store.commit(StepWrite(session=session("r1", address="r1")))
     await store.commit(StepWrite(events=tuple(("r1", event(f"e{n}")) for n in range(4))))
     e0, e1, _, _ = await store.list_outbox(backend="crm")
     await store.mark_delivered([e0.seq])
