@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -12,6 +14,9 @@ from typing import Any
 import aiosqlite
 
 from gateway import jsoncodec
+from gateway.logs import fields
+
+log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 10_000
 OUTBOX_COLUMNS = (
@@ -411,12 +416,16 @@ async def migrate(conn: aiosqlite.Connection) -> int:
     for number in range(version, SCHEMA_VERSION):
         version_sql = f"PRAGMA user_version = {number + 1};"
         script = f"BEGIN IMMEDIATE;\n{MIGRATIONS[number]}\n{version_sql}\nCOMMIT;"
+        started = time.monotonic()
         try:
             await conn.executescript(script)
         except Exception as exc:
             if conn.in_transaction:
                 await conn.rollback()
             raise StoreError(f"schema migration {number + 1} failed: {exc}") from exc
+        if version > 0:  # a new database is not news
+            took = round(time.monotonic() - started, 1)
+            log.info("schema migrated", extra=fields(version=number + 1, seconds=took))
     return SCHEMA_VERSION
 
 

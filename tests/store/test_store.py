@@ -44,7 +44,7 @@ async def test_migrations_run_once_and_reopen_is_idempotent(tmp_path: Path, cloc
 
 
 async def test_a_version_3_outbox_keeps_its_queue_through_the_migrations(
-    tmp_path: Path, clock: Clock
+    tmp_path: Path, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Migration 4 (the pending head index) keeps the queue; migration 6 lists each
     response's answers and events in its session, so replay and answers still find them."""
@@ -76,9 +76,14 @@ async def test_a_version_3_outbox_keeps_its_queue_through_the_migrations(
                 " VALUES (?, 'crm', ?, 'answer.recorded', ?, ?, 0, 0, 0, ?)",
                 (event_id, key, json.dumps(event(event_id)), status, head),
             )
+    caplog.set_level("INFO", logger="gateway.store_schema")
     store = await Store.open(path, backends=BACKENDS, clock=clock)
     try:
         assert sql(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+        migrated = [
+            r.fields["version"] for r in caplog.records if r.getMessage() == "schema migrated"
+        ]
+        assert migrated == list(range(4, SCHEMA_VERSION + 1))
         indexes = {
             name for (name,) in sql(path, "SELECT name FROM sqlite_master WHERE type = 'index'")
         }
