@@ -22,6 +22,7 @@ from gateway.model import Event, Inbound, Outbound, Respondent, iso
 from gateway.quiet import QuietHours
 from gateway.session import Session
 from gateway.store import DuplicateMessage, SessionRow, StepWrite, Store
+from gateway.store_schema import ERASED_PREFIX, RESPONDENT_PREFIX
 
 log = logging.getLogger("seda.router")
 
@@ -128,7 +129,7 @@ class Gateway:
             return known
         digest = hmac.new(self._secret, address.encode("utf-8"), hashlib.sha256).digest()
         pseudonym = base64.b32encode(digest[:15]).decode("ascii").lower()
-        respondent = Respondent(id=f"r_{pseudonym}", addresses=(address,))
+        respondent = Respondent(id=f"{RESPONDENT_PREFIX}{pseudonym}", addresses=(address,))
         if len(self._respondents) >= RESPONDENT_CACHE:
             self._respondents.clear()  # crude but bounded; a miss only costs one HMAC
         self._respondents[address] = respondent
@@ -246,7 +247,7 @@ class Gateway:
                 "responses": [response_id for response_id, _ in held],
             }
             event = Event(self.new_id(), "respondent.erased", None, self.clock(), data)
-            key = f"erased:{respondent.id}"
+            key = f"{ERASED_PREFIX}{respondent.id}"
             await self.store.commit(StepWrite(events=((key, event.to_json()),)))
             forgotten = await self.store.retention.forget(address, respondent.id, held)
             for channel in channels:

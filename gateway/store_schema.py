@@ -337,9 +337,12 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 # Order keys of a respondent's own events (opt-out, opt-in) are its pseudonym, which
-# router.Gateway.respondent makes as "r_" + base32; response ids are UUIDs. Queries repeat the
-# condition so that SQLite uses the partial index outbox_respondent.
-RESPONDENT_KEYS = "order_key GLOB 'r_*'"
+# router.Gateway.respondent makes as RESPONDENT_PREFIX + base32; response ids are UUIDs. Queries
+# repeat the condition so that SQLite uses the partial index outbox_respondent (migration 6).
+# The erasure's own event is keyed ERASED_PREFIX + pseudonym, so that the erasure keeps it.
+RESPONDENT_PREFIX = "r_"
+ERASED_PREFIX = "erased:"
+RESPONDENT_KEYS = f"order_key GLOB '{RESPONDENT_PREFIX}*'"
 
 
 def listed(events: str) -> list[str]:

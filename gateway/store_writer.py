@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from gateway.store_schema import (
+    ERASED_PREFIX,
     LIST_MORE,
+    RESPONDENT_PREFIX,
     SESSION_STEP,
     STEP_INSERTS,
     SUPPRESS,
@@ -125,7 +127,7 @@ def _joined(ids: Iterable[str]) -> str:
 
 def _respondent(order_key: str) -> bool:
     """A respondent's own order key (RESPONDENT_KEYS), or the erasure's: no session lists it."""
-    return order_key.startswith(("r_", "erased:"))
+    return order_key.startswith((RESPONDENT_PREFIX, ERASED_PREFIX))
 
 
 def apply_writes(
