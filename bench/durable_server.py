@@ -10,6 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from bench.bare_server import accepted, application
 from gateway.ids import system_clock
 from gateway.store import StepWrite, Store
 
@@ -21,15 +22,9 @@ async def serve(port: int, database: Path) -> None:
         body = await request.json()
         key = str(body.get("message_id"))
         await store.commit(StepWrite(inbound=("api", "api", key, {"status": "accepted"})))
-        return web.json_response({"status": "accepted", "echo": body.get("message_id")})
+        return accepted(body)
 
-    async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    app = web.Application()
-    app.router.add_post("/api/v1/messages", messages)
-    app.router.add_get("/healthz", healthz)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(application(messages), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     await asyncio.Event().wait()
