@@ -1,4 +1,4 @@
-"""The `seda` command: run, validate, simulate, outbox, erase, models."""
+"""The `seda` command: run, validate, simulate, outbox, erase, backup, models."""
 
 from __future__ import annotations
 
@@ -63,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     erase.add_argument("address", help="the respondent's address: tel:+98..., mailto:...")
     erase.set_defaults(handler=_erase)
+
+    backup = sub.add_parser(
+        "backup", help="copy the database as of one commit, safe while Seda runs"
+    )
+    backup.add_argument("destination", type=Path, help="a new file for the copy")
+    backup.set_defaults(handler=_backup)
 
     models = sub.add_parser("models", help="speech recognition models (Vosk) by language")
     models_sub = models.add_subparsers(dest="models_command", required=True)
@@ -336,6 +342,23 @@ def _outbox(args: argparse.Namespace) -> int:
             await store.close()
 
     return asyncio.run(go())
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from gateway.backup import BackupError, backup
+
+    config = load(args.config)
+    try:
+        done = backup(config.database, args.destination)
+    except BackupError as exc:
+        print(f"seda: not backed up: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"backed up {config.database} to {done.path} in {done.seconds:.1f} s:"
+        f" {done.sessions} sessions, {done.answers} answers, {done.outbox} outbox rows,"
+        f" schema version {done.schema_version}, {done.size / 1e6:.1f} MB"
+    )
+    return 0
 
 
 if __name__ == "__main__":
