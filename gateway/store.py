@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import sqlite3
+import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +17,7 @@ import aiosqlite
 
 from gateway import jsoncodec
 from gateway.ids import Clock
+from gateway.logs import fields
 from gateway.store_deliveries import Deliveries
 from gateway.store_retention import Retention
 from gateway.store_schema import (
@@ -45,6 +48,28 @@ from gateway.store_writer import (
 )
 
 __all__ = ["DuplicateMessage", "OutboxRow", "SessionRow", "StepWrite", "Store", "StoreError"]
+
+
+# The database holds personal data (addresses, answers): a new one, its folder and (as SQLite
+# gives them the database's mode) its -wal and -shm files are for their owner only.
+FILE_MODE = 0o600
+FOLDER_MODE = 0o700
+
+
+def _private(path: Path) -> None:
+    """Create the database file for its owner only, or warn if an existing one is not."""
+    if str(path) == ":memory:":
+        return
+    path.parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+    except FileExistsError:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            log.warning(
+                "the database is readable by other users: it holds personal data",
+                extra=fields(path=str(path), mode=oct(mode), fix=f"chmod 600 {path}*"),
+            )
 
 
 class DuplicateMessage(StoreError):
@@ -103,7 +128,7 @@ class Store:
     ) -> Store:
         """Open (creating if needed) the database, check durability settings and migrate it.
         With `writer_process`, group commits run in a child process (what `seda run` uses)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _private(path)
         setup = await connect(path, writer=True)
         try:
             await migrate(setup)

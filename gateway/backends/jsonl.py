@@ -56,8 +56,10 @@ class JsonlBackend:
 
     def _append(self, data: bytes) -> None:
         if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "ab")  # noqa: SIM115 (kept open across deliveries)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Events hold personal data: a new file is for its owner only.
+            descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self._file = os.fdopen(descriptor, "ab")  # kept open across deliveries
         self._file.write(data)
         self._file.flush()
         os.fsync(self._file.fileno())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import stat
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,8 @@ async def test_each_event_is_one_compact_utf8_line(tmp_path: Path) -> None:
         events, key=lambda e: e["id"]
     )
     assert '"raw":"نه\\nخیر"' in written[0]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # answers are personal data
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
 
 
 async def test_an_unwritable_path_is_a_retryable_error(tmp_path: Path) -> None:

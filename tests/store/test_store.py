@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sqlite3
+import stat
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -26,6 +27,24 @@ async def test_wal_and_full_sync_are_set_and_read_back(tmp_path: Path, store: St
     async with aiosqlite.connect(tmp_path / "db" / "seda.db", isolation_level=None) as conn:
         await configure(conn, writer=True)
         assert list(await conn.execute_fetchall("PRAGMA synchronous")) == [(2,)]
+
+
+async def test_a_new_database_is_for_its_owner_only_and_an_open_one_is_reported(
+    tmp_path: Path, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "var" / "seda.db"
+    store = await Store.open(path, backends=BACKENDS, clock=clock)
+    await store.commit(StepWrite(session=session("r1")))
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [path.parent, *path.parent.iterdir()]}
+    assert modes == {"var": 0o700, "seda.db": 0o600, "seda.db-wal": 0o600, "seda.db-shm": 0o600}
+    await store.close()
+    assert not [r for r in caplog.records if "readable by other users" in r.getMessage()]
+    path.chmod(0o644)
+    store = await Store.open(path, backends=BACKENDS, clock=clock)
+    await store.close()
+    (warning,) = [r for r in caplog.records if "readable by other users" in r.getMessage()]
+    assert warning.fields["mode"] == "0o644"  # type: ignore[attr-defined]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # the operator's choice is left alone
 
 
 async def test_a_database_without_wal_is_refused(clock: Clock) -> None:
