@@ -3,10 +3,12 @@
 Seda is a gateway, not the system of record: once a backend has had an event, Seda keeps it
 only for as long as the operator says.
 - Delivered outbox rows (each event as sent), for `seda outbox replay`: `outbox.keep_delivered`.
-- Finished responses (the session with the respondent's address and context, and its answers)
-  after `retention.responses`, counted from the response's last change; and only once every
-  event of the response has been delivered: a pending or dead event keeps its response, so
-  nothing a backend has not had is deleted. Open responses are never deleted (they expire).
+- Finished responses (the session with the respondent's address and context, its answers and
+  its events as sent, which carry the same answers) after `retention.responses`, counted from
+  the response's last change; and only once every event of the response has been delivered: a
+  pending or dead event keeps its response, so nothing a backend has not had is deleted. Open
+  responses are never deleted (they expire). A response's events thus go after whichever of
+  the two times is shorter.
 - Delivery receipts and the provider message ids kept for de-duplication, by age, after the
   same `retention.responses`.
 Each call deletes at most `limit` rows in one transaction, so replies' commits get in between.
@@ -158,12 +160,15 @@ class Retention:
 
     async def prune_responses(self, before: datetime, limit: int = 1000) -> int:
         """Delete up to `limit` finished responses last changed before `before` whose events
-        have all been delivered: their sessions and answers."""
+        have all been delivered: their sessions, answers and delivered events."""
 
         def work(conn: sqlite3.Connection) -> int:
             found = conn.execute(FINISHED, (to_ts(before), limit)).fetchall()
             kept = [(one,) for _, events in found for one in listed(events)]
             conn.executemany("DELETE FROM answers WHERE id = ?", kept)
+            # FINISHED found no row of these responses pending or dead: every row is delivered,
+            # so no head is left to promote. An answer's id matches no event (by its key).
+            conn.executemany("DELETE FROM outbox WHERE event_id = ?", kept)
             conn.executemany("DELETE FROM sessions WHERE response_id = ?", [(r,) for r, _ in found])
             return len(found)
 
