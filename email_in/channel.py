@@ -181,6 +181,16 @@ class EmailChannel:
         await self._server.wait_closed()
         self._server = None
 
+    def invitation_address(self, address: str, line: str | None) -> str:
+        """A mailto: address Seda can send to (ASCII: see _ADDRESS), unchanged; ValueError for
+        anything else. Email has no lines: `line` is not used."""
+        if not address.startswith("mailto:") or not _ADDRESS.match(address[len("mailto:") :]):
+            raise ValueError(
+                "an email invitation goes to a mailto: address in ASCII, such as"
+                " mailto:leila@example.com"
+            )
+        return address
+
     async def deliver(self, event: dict[str, Any]) -> None:
         """Send one batch of prompts as an email; raise DeliveryError if the relay refuses."""
         data = event.get("data") or {}

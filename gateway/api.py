@@ -51,19 +51,21 @@ class ApiChannel:
         if channel != "api" and channel not in self.gateway.senders:
             able = ", ".join(["api", *sorted(self.gateway.senders)])
             raise _error(422, f"channel {channel!r} is not enabled for invitations ({able})")
-        inbound = Inbound(
-            kind="start",
-            channel=channel,
-            provider=channel,
-            address=_address(body),
-            received_at=self.gateway.clock(),
-            survey_id=_string(body, "survey"),
-            language=_string(body, "language", required=False),
-            context=_context(body.get("context")),
-            line=_string(body, "line", required=False),
-        )
-        invitation_id = _message_id(body, "invitation_id")
+        line = _string(body, "line", required=False)
         try:
+            address = self.gateway.invitation_address(channel, _address(body), line)
+            inbound = Inbound(
+                kind="start",
+                channel=channel,
+                provider=channel,
+                address=address,
+                received_at=self.gateway.clock(),
+                survey_id=_string(body, "survey"),
+                language=_string(body, "language", required=False),
+                context=_context(body.get("context")),
+                line=line,
+            )
+            invitation_id = _message_id(body, "invitation_id")
             result = await self.gateway.invite(inbound, invitation_id)
         except Rejected as exc:
             raise _error(exc.status, str(exc)) from None

@@ -48,6 +48,17 @@ class Inviter(Protocol):
         ...
 
 
+class Addresser(Protocol):
+    """Optional capability: a channel that checks an invitation's address (and line) before
+    anything is stored, and gives the address in the form its own replies carry, so that a
+    reply finds its response and nothing goes to an address the channel cannot reach."""
+
+    def invitation_address(self, address: str, line: str | None) -> str:
+        """The address as this channel writes it (tel:+E.164, ...); ValueError(reason) if the
+        channel cannot send to it, or has no such line."""
+        ...
+
+
 class Sender(Protocol):
     """Optional capability: a channel that sends its prompts itself (SMS, email, chat).
 

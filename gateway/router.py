@@ -111,6 +111,9 @@ class Gateway:
         self.clock = clock
         self.new_id = new_id
         self.senders = senders  # channels that send their own prompts (outbound.<channel> events)
+        # Per channel, its check of an invitation's address (registry.Addresser), set by the
+        # server once the channels are built.
+        self.addressers: dict[str, Callable[[str, str | None], str]] = {}
         self.quiet = quiet
         self._secret = secret
         self._turns = _Turns()
@@ -134,6 +137,16 @@ class Gateway:
             self._respondents.clear()  # crude but bounded; a miss only costs one HMAC
         self._respondents[address] = respondent
         return respondent
+
+    def invitation_address(self, channel: str, address: str, line: str | None) -> str:
+        """An invitation's address as `channel` writes it; Rejected (422) if it cannot reach it."""
+        check = self.addressers.get(channel)
+        if check is None:
+            return address
+        try:
+            return check(address, line)
+        except ValueError as exc:
+            raise Rejected(f"channel {channel}: {exc}", 422) from None
 
     async def invite(self, inbound: Inbound, invitation_id: str | None = None) -> Result:
         """Start a survey for a respondent (an open response on the same address is superseded)."""

@@ -70,6 +70,10 @@ async def create_app(config: Config, clock: Clock = system_clock) -> web.Applica
         raise
     for name in senders:
         backends[f"channel.{name}"] = cast(registry.Sender, channels[name])
+    for name, channel in channels.items():
+        check = getattr(channel, "invitation_address", None)
+        if callable(check):
+            gateway.addressers[name] = cast(registry.Addresser, channel).invitation_address
     forwarder = _forwarder(config, store, backends, clock)
     closers: list[Callable[[], Awaitable[None]]] = [b.close for b in backends.values()]
     closers.append(store.close)

@@ -33,6 +33,7 @@ from sms.base import (
     StatusPoller,
     TokenBucket,
     same_number,
+    tel,
 )
 from sms.polling import PollLoop
 from sms.segments import encoding, segments
@@ -158,6 +159,23 @@ class SmsChannel:
 
     def _now(self) -> float:
         return self.gateway.clock().timestamp()
+
+    def invitation_address(self, address: str, line: str | None) -> str:
+        """tel:+E.164, as the line's replies will carry it: a national number (0912...) takes
+        the line's country. ValueError for another scheme, a non-number or an unknown line."""
+        chosen = self.lines.get(line) if line else self.lines[self.default_line]
+        if chosen is None:
+            raise ValueError(f"no line {line!r} (lines: {', '.join(self.lines)})")
+        scheme, _, number = address.partition(":")
+        if scheme != "tel":
+            raise ValueError("an SMS invitation goes to a tel: address, such as tel:+989121234567")
+        try:
+            return tel(number, chosen.country)
+        except Refused:
+            raise ValueError(
+                f"the respondent is not a phone number line {chosen.name} can reach: write it as"
+                " tel:+<country code><number>, or set the line's country for national numbers"
+            ) from None
 
     def routes(self) -> list[web.RouteDef]:
         """POST (and GET, for providers that use it) /sms/{line}."""

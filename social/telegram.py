@@ -82,6 +82,16 @@ class TelegramChannel:
         self._answered: dict[str, None] = {}  # callback query ids answered, oldest first
         self.voice = VoiceNotes(spec, f"channels.{CHANNEL}")
 
+    def invitation_address(self, address: str, line: str | None) -> str:
+        """telegram:<chat id>, as the bot's updates write it; ValueError for anything else or
+        an unknown bot."""
+        if line and line not in self.bots:
+            raise ValueError(f"no bot {line!r} (bots: {', '.join(self.bots)})")
+        try:
+            return f"{CHANNEL}:{_chat_id(address)}"
+        except DeliveryError:
+            raise ValueError("a Telegram invitation goes to telegram:<chat id>") from None
+
     def routes(self) -> list[web.RouteDef]:
         """The webhook route every bot shares."""
         return [web.post("/telegram/{bot}", self.webhook)]

@@ -82,6 +82,16 @@ class WhatsAppChannel:
         # invitations use the template until the respondent writes again).
         self._last_inbound: dict[str, datetime] = {}
 
+    def invitation_address(self, address: str, line: str | None) -> str:
+        """whatsapp:+<number>, as the line's webhooks write the sender; ValueError for anything
+        else or an unknown line."""
+        if line and line not in self.lines:
+            raise ValueError(f"no line {line!r} (lines: {', '.join(self.lines)})")
+        match = _ADDRESS.match(address)
+        if match is None:
+            raise ValueError("a WhatsApp invitation goes to whatsapp:+<number>")
+        return f"whatsapp:+{match.group(1)}"
+
     def routes(self) -> list[web.RouteDef]:
         """The verification and event routes every line shares."""
         return [

@@ -107,6 +107,18 @@ async def test_a_refusing_relay_puts_the_invitation_in_the_dead_letter(seda: Sed
     assert (await seda.gateway.store.dead_count())["channel.email"] == 1
 
 
+@pytest.mark.parametrize(
+    "respondent", ["tel:+989121234567", "mailto:not-an-address", "mailto:نازنین@example.ir"]
+)
+async def test_an_invitation_email_cannot_reach_is_refused(seda: Seda, respondent: str) -> None:
+    body = {"survey": "post_call_nps", "respondent": respondent, "channel": "email"}
+    resp = await seda.client.post("/api/v1/invitations", json=body)
+    assert resp.status == 422, await resp.text()
+    assert "mailto: address in ASCII" in (await resp.json())["error"]
+    assert await seda.gateway.store.list_outbox() == []  # nothing queued to send
+    assert seda.relay.sent == []
+
+
 def _message() -> bytes:
     message = EmailMessage()
     message["From"], message["To"], message["Subject"] = "s@example.com", "r@example.org", "hi"

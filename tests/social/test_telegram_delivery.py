@@ -215,3 +215,24 @@ async def test_prompts_go_out_through_the_bot_the_respondent_uses(
     await bot_api.wait_for("sendMessage", 2)
     sends = [token for method, token in bot_api.tokens if method == "sendMessage"]
     assert sends == [sales_token, sales_token]
+
+
+@pytest.mark.parametrize(
+    ("respondent", "line", "says"),
+    [
+        ("tel:+989121234567", None, "telegram:<chat id>"),
+        ("telegram:@someone", None, "telegram:<chat id>"),
+        ("telegram:5550001", "sales", "no bot 'sales'"),
+    ],
+)
+async def test_an_invitation_telegram_cannot_send_is_refused(
+    respondent: str, line: str | None, says: str, seda: MakeClient, bot_api: FakeBotApi
+) -> None:
+    client = await seda(telegram=telegram_spec(bot_api))
+    body = {"survey": "issue_resolved", "respondent": respondent, "channel": "telegram",
+            **({"line": line} if line else {})}  # fmt: skip
+    resp = await client.post("/api/v1/invitations", json=body)
+    assert resp.status == 422, await resp.text()
+    assert says in (await resp.json())["error"]
+    gateway: Gateway = client.app[GATEWAY]
+    assert await gateway.store.list_outbox() == []  # nothing queued to send

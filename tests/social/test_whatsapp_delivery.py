@@ -159,3 +159,32 @@ async def test_prompts_go_out_through_the_line_named_in_the_invitation(
     assert resp.status == 201, await resp.text()
     await graph_api.wait_for(1)
     assert graph_api.paths == ["/v21.0/106540352299999/messages"]
+
+
+@pytest.mark.parametrize(
+    ("respondent", "line", "status", "says"),
+    [
+        ("whatsapp:989121234567", None, 201, None),  # written as its webhooks write it: +
+        ("tel:+989121234567", None, 422, "whatsapp:+<number>"),
+        ("whatsapp:+9891", None, 422, "whatsapp:+<number>"),  # too short for a number
+        ("whatsapp:+989121234567", "sales", 422, "no line 'sales'"),
+    ],
+)
+async def test_an_invitation_address_is_checked_before_anything_is_stored(
+    respondent: str, line: str | None, status: int, says: str | None,
+    seda: MakeClient, graph_api: FakeGraphApi,
+) -> None:  # fmt: skip
+    client = await seda(whatsapp=whatsapp_spec(graph_api))
+    body = {"survey": "issue_resolved", "respondent": respondent, "channel": "whatsapp",
+            **({"line": line} if line else {})}  # fmt: skip
+    resp = await client.post("/api/v1/invitations", json=body)
+    assert resp.status == status, await resp.text()
+    if says is not None:
+        assert says in (await resp.json())["error"]
+        return
+    invited = await resp.json()
+    (sent,) = await graph_api.wait_for(1)
+    assert sent["to"] == "989121234567"
+    store = client.app[GATEWAY].store
+    session = await store.session(invited["response_id"])
+    assert session is not None and session.data["address"] == "whatsapp:+989121234567"
