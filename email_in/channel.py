@@ -88,6 +88,26 @@ class _Busy(asyncio.Protocol):
         transport.close()
 
 
+SMTP_VERBS = frozenset(
+    {"HELO", "EHLO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT", "VRFY", "EXPN",
+     "HELP", "STARTTLS", "AUTH", "PROXY"}
+)  # fmt: skip
+
+
+class UnknownCommands(logging.Filter):
+    """aiosmtpd warns of each unrecognised command with its first word: from a client that
+    sends a message's lines after its recipient was refused, that is the message's text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Replace a command that is not an SMTP verb; let every record through."""
+        known = record.msg in ("%r unrecognised: %s", "%r over limit for %s")
+        if known and isinstance(record.args, tuple) and len(record.args) == 2:
+            peer, command = record.args
+            if str(command) not in SMTP_VERBS:
+                record.args = (peer, "<not an SMTP command>")
+        return True
+
+
 class EmailChannel:
     """Replies by email (inbound SMTP) and invitations by email (through a relay)."""
 
@@ -135,6 +155,8 @@ class EmailChannel:
         mail_log = logging.getLogger("mail.log")
         if mail_log.level == logging.NOTSET:
             mail_log.setLevel(logging.WARNING)  # aiosmtpd logs addresses at INFO
+        if not any(isinstance(f, UnknownCommands) for f in mail_log.filters):
+            mail_log.addFilter(UnknownCommands())
         loop = asyncio.get_running_loop()
         settings = self.settings
         context = settings.tls_context()

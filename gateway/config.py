@@ -16,8 +16,9 @@ import jsonschema
 import yaml
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_DURATION = re.compile(r"^(\d+)([smhd])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+_DURATION = re.compile(r"^(\d+)([smhdw]?)$")
+_UNITS = {"": "seconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+DURATION_FORMS = "30s, 5m, 24h, 3d, 2w or a number of seconds"
 KEEP_DELIVERED = "30d"  # delivered outbox rows kept for replay, unless configured otherwise
 KEEP_RESPONSES = "180d"  # finished responses, receipts and message ids (retention.responses)
 
@@ -119,12 +120,12 @@ class Config:
 
 
 def duration(text: str | int | float) -> timedelta:
-    """`90s`, `30m`, `24h`, `3d` or a number of seconds as a timedelta."""
+    """`90s`, `30m`, `24h`, `3d`, `2w` or a number of seconds as a timedelta."""
     if isinstance(text, int | float):
         return timedelta(seconds=text)
     match = _DURATION.match(text.strip())
     if not match:
-        raise ConfigError(f"{text!r} is not a duration like 30s, 5m, 24h or 3d")
+        raise ConfigError(f"{text!r} is not a duration: {DURATION_FORMS}")
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
@@ -150,6 +151,34 @@ def substitute(value: Any, env: Mapping[str, str], where: str = "") -> Any:
     return _ENV.sub(one, value)
 
 
+# Keys whose values are credentials, or may carry them (a URL's user:password or ?key=...).
+_SECRET_KEY = re.compile(r"secret|token|password|passwd|key|sid|auth|url|dsn|credential", re.I)
+
+
+def _schema_problem(error: jsonschema.ValidationError) -> str:
+    """jsonschema's message without the value when the value may be a secret: the message
+    quotes it (after ${ENV} substitution), and config errors end up in service logs. A
+    section (mapping or list) is never quoted: it may hold a secret under any key."""
+    instance = error.instance
+    last = str(error.absolute_path[-1]) if error.absolute_path else ""
+    choices = error.validator_value if error.validator == "anyOf" else ()
+    if isinstance(choices, list) and {"const": "forever"} in choices:
+        return f"{instance!r} is not a duration: {DURATION_FORMS}, or forever"
+    if isinstance(instance, dict | list) or _SECRET_KEY.search(last):
+        # jsonschema quotes a value as its repr, or not at all ("Additional properties...").
+        return error.message.replace(repr(instance), "the value" if last else "the file")
+    return error.message
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where and what, without PyYAML's snippet of the offending line (it may hold a secret)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or "cannot be parsed"
+    context = getattr(exc, "context", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}" + (f" ({context})" if context else "")
+
+
 def schema() -> dict[str, Any]:
     """The published JSON Schema of gateway.yaml."""
     text = resources.files("gateway").joinpath("schemas/gateway.schema.json").read_text("utf-8")
@@ -164,20 +193,26 @@ def load(path: Path, env: Mapping[str, str] | None = None) -> Config:
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such configuration file") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the configuration must be a mapping")
-    data = substitute(raw, os.environ if env is None else env)
+    try:
+        data = substitute(raw, os.environ if env is None else env)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     validator = jsonschema.Draft202012Validator(schema())
     problems = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     if problems:
         lines = [
-            f"{path}: {'.'.join(str(p) for p in e.absolute_path) or '(top)'}: {e.message}"
+            f"{path}: {'.'.join(str(p) for p in e.absolute_path) or '(top)'}: {_schema_problem(e)}"
             for e in problems
         ]
         raise ConfigError("\n".join(lines))
     if "retry" in data and "horizon" in data["retry"]:
-        duration(data["retry"]["horizon"])
+        try:
+            duration(data["retry"]["horizon"])
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: retry.horizon: {exc}") from None
     for keep in (
         data.get("outbox", {}).get("keep_delivered", KEEP_DELIVERED),
         data.get("retention", {}).get("responses", KEEP_RESPONSES),

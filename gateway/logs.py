@@ -9,6 +9,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from aiohttp.http_exceptions import HttpProcessingError
+
 _EMAIL = re.compile(r"(?:mailto:)?[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 # Phone numbers in any digit script, with or without tel: and separators.
 _PHONE = re.compile(r"(?:tel:|whatsapp:)?\+?[\d٠-٩۰-۹][\d٠-٩۰-۹ ()\-]{5,}[\d٠-٩۰-۹]")
@@ -53,6 +55,22 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
+class MalformedRequests(logging.Filter):
+    """aiohttp logs a request it cannot parse (at ERROR) with an exception whose text quotes the
+    raw request line or header: a bearer token, a reply's text in a query. Keep only its kind,
+    as a warning: a malformed request is the client's fault."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record of an unparsable request; let every other record through."""
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            record.msg, record.args = "malformed HTTP request refused", ()
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.fields = {"error": type(error).__name__, "status": error.code}
+        return True
+
+
 def setup(level: str = "INFO") -> None:
     """Send every log record to stderr as redacted JSON lines."""
     handler = logging.StreamHandler(sys.stderr)
@@ -61,6 +79,9 @@ def setup(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequests) for f in server.filters):
+        server.addFilter(MalformedRequests())
     # At DEBUG these log SQL parameters and request URLs (addresses, bot tokens): never below INFO.
     for noisy in ("aiosqlite", "httpx", "telegram"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))

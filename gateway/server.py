@@ -62,9 +62,12 @@ async def create_app(config: Config, clock: Clock = system_clock) -> web.Applica
     store, gateway = await _open_core(config, surveys, senders, clock)
     try:
         channels = {name: make(gateway, _spec(config, name)) for name, make in factories.items()}
-        backends: dict[str, Backend] = {
-            name: build_backend(name, spec, clock=clock) for name, spec in config.backends.items()
-        }
+        backends: dict[str, Backend] = {}
+        for name, spec in config.backends.items():
+            try:
+                backends[name] = build_backend(name, spec, clock=clock)
+            except ValueError as exc:  # a bad secret, timeout...: said as any config error is
+                raise ConfigError(f"{config.path}: {exc}") from None
     except BaseException:
         await store.close()  # a bad channel or backend section: leave nothing open
         raise

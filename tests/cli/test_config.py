@@ -40,10 +40,14 @@ CASES = [
     ("bad secret", "backends: {crm: {type: webhook, url: 'http://x', secret: 'plain'}}\n", "backends.crm.secret"),
     ("not a mapping", "- a\n- b\n", "must be a mapping"),
     ("bad yaml", "server: {port: [1\n", "not valid YAML"),
-    ("bad horizon", "retry: {horizon: soon}\n", "'soon' is not a duration"),
-    ("bad retention", "outbox: {keep_delivered: a month}\n", "outbox.keep_delivered: 'a month' is not valid"),
-    ("negative retention", "outbox: {keep_delivered: -5}\n", "outbox.keep_delivered: -5 is not valid"),
-    ("bad response retention", "retention: {responses: half a year}\n", "retention.responses: 'half a year' is not valid"),
+    ("bad horizon", "retry: {horizon: soon}\n", "gateway.yaml: retry.horizon: 'soon' is not a duration: 30s, 5m"),
+    ("bad retention", "outbox: {keep_delivered: a month}\n", "outbox.keep_delivered: 'a month' is not a duration: 30s, 5m, 24h, 3d, 2w or a number of seconds, or forever"),
+    ("negative retention", "outbox: {keep_delivered: -5}\n", "outbox.keep_delivered: -5 is not a duration"),
+    ("bad response retention", "retention: {responses: half a year}\n", "retention.responses: 'half a year' is not a duration"),
+    ("missing variable, named with its file", "api: {token: '${NOPE}'}\n", "gateway.yaml: api.token: environment variable NOPE"),
+    ("a secret is never quoted", "backends: {crm: {type: webhook, url: 'http://x', secret: 'leaked-${S}'}}\n", "backends.crm.secret: the value does not match"),
+    ("a url is never quoted", "backends: {crm: {type: webhook, url: 'x.example/?key=${S}'}}\n", "backends.crm.url: the value does not match"),
+    ("yaml without the line's text", "api:\n  token: a: b\n", "not valid YAML: line 2, column 11: mapping values are not allowed here"),
     ("unknown retention key", "retention: {answers: 1d}\n", "Additional properties are not allowed ('answers'"),
 ]  # fmt: skip
 
@@ -51,14 +55,17 @@ CASES = [
 @pytest.mark.parametrize(("label", "text", "message"), CASES, ids=[c[0] for c in CASES])
 def test_errors_say_where(tmp_path: Path, label: str, text: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        load(write(tmp_path, text), env={})
+        load(write(tmp_path, text), env={"S": "SECRET-FROM-ENV"})
     assert message in str(caught.value)
+    assert "SECRET-FROM-ENV" not in str(caught.value) and "token: a: b" not in str(caught.value)
 
 
 KEPT = [
     # outbox.keep_delivered: 30 days unless configured
     ("", "keep_delivered", timedelta(days=30)),
     ("outbox: {keep_delivered: 7d}\n", "keep_delivered", timedelta(days=7)),
+    ("outbox: {keep_delivered: 2w}\n", "keep_delivered", timedelta(weeks=2)),
+    ("outbox: {keep_delivered: '3600'}\n", "keep_delivered", timedelta(hours=1)),
     ("outbox: {keep_delivered: 0}\n", "keep_delivered", timedelta(0)),
     ("outbox: {keep_delivered: forever}\n", "keep_delivered", None),
     # retention.responses: 180 days unless configured

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from typing import Any
 
 import pytest
+from aiohttp import web
 
+from gateway import logs
 from gateway.logs import JsonFormatter, fields, redact
 
 
@@ -32,3 +36,29 @@ def test_formatter_redacts_fields_and_drops_message_text() -> None:
     assert line["event"] == "reply from <email>"
     assert line["text"] == "<redacted>" and line["address"] == "<redacted>"
     assert line["survey"] == "nps"
+
+
+async def test_a_request_aiohttp_cannot_parse_is_logged_without_its_text(
+    aiohttp_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp's own error record quotes the bad request line or header (a bearer token here);
+    `setup` keeps only its kind, as a warning."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    logs.setup("INFO")
+    root.addHandler(caplog.handler)
+    try:
+        server = await aiohttp_server(web.Application())
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        writer.write(b"POST /api/v1/messages HTTP/1.1\r\nHost: x\r\n"
+                     b"Authorization: Bearer TOKEN-IN-A-BAD-HEADER\x7f\r\n\r\n")  # fmt: skip
+        assert b" 400 " in await reader.readline()
+        writer.close()
+        await asyncio.sleep(0.1)
+    finally:
+        root.handlers[:], root.level = handlers, level
+    (record,) = [r for r in caplog.records if r.name == "aiohttp.server"]
+    line = json.loads(JsonFormatter().format(record))
+    assert line["level"] == "warning" and line["event"] == "malformed HTTP request refused"
+    assert line["error"] == "BadHttpMessage" and line["status"] == 400
+    assert "TOKEN-IN-A-BAD-HEADER" not in JsonFormatter().format(record)

@@ -106,3 +106,26 @@ async def test_a_data_that_drips_in_is_cut_at_the_command_timeout(make_seda: Sed
 
     assert await asyncio.to_thread(drip) < 2.5
     assert await seda.answers(rid) == []
+
+
+async def test_a_body_sent_after_a_refused_recipient_is_not_logged(
+    make_seda: SedaFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broken client sends its message's lines as commands after RCPT was refused; aiosmtpd
+    warns of each unrecognised one: the verb is kept only when it is an SMTP verb."""
+    seda = await make_seda()
+
+    def broken_client() -> int:
+        smtp = connect(seda.smtp_port)
+        smtp.mail("someone@example.org")
+        assert smtp.rcpt("nobody@example.org")[0] == 550
+        code = smtp.docmd("MY-SECRET-REPLY-TEXT", "and the rest of the line")[0]
+        assert smtp.docmd("EXPNX")[0] == code
+        smtp.close()
+        return code
+
+    assert await asyncio.to_thread(broken_client) == 500
+    await asyncio.sleep(0.1)
+    warned = [r.getMessage() for r in caplog.records if r.name == "mail.log"]
+    assert len([m for m in warned if m.endswith("unrecognised: <not an SMTP command>")]) == 2
+    assert not any("MY-SECRET" in m or "EXPNX" in m for m in warned)

@@ -15,6 +15,9 @@ import pytest
 
 from gateway.backends import DeliveryError, build_backend
 from gateway.backends.webhook import WebhookBackend, redact_url, secret_key, sign
+from gateway.config import ConfigError, load
+from gateway.server import create_app
+from tests.conftest import write_config
 from tests.forwarder.receiver import Answer, Received, Receiver
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "webhooks"
@@ -184,3 +187,11 @@ async def test_logs_hold_no_secret_query_or_body(
     for text in (logged, str(caught.value), repr(backend)):
         assert "hush" not in text and SECRET[6:] not in text and "۹" not in text
     assert "/hook" in logged
+
+
+async def test_a_secret_of_the_wrong_length_is_a_configuration_error(tmp_path: Path) -> None:
+    """Said as every config mistake is (`seda: configuration error: ...`), not a traceback."""
+    short = "whsec_" + base64.b64encode(b"only-nine").decode()
+    backends = {"crm": {"type": "webhook", "url": "http://127.0.0.1:9/hook", "secret": short}}
+    with pytest.raises(ConfigError, match=r"gateway.yaml: backend 'crm': .*decodes to 9 bytes"):
+        await create_app(load(write_config(tmp_path, backends=backends)))
