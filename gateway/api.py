@@ -211,7 +211,7 @@ def _address(body: Mapping[str, Any]) -> str:
     if scheme == "tel":
         rest = rest.translate(_DIGITS).replace(" ", "").replace("-", "")
         if not re.fullmatch(r"\+?[0-9]{3,20}", rest):
-            raise _error(422, "a tel: address holds digits only, optionally after +")
+            raise _error(422, "a tel: address holds 3 to 20 digits, optionally after +")
     return f"{scheme}:{rest}"
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
 from gateway import engine, logs, outbox_cli, registry
-from gateway.config import Config, ConfigError, load
+from gateway.config import Config, ConfigError, load, load_lenient
 from gateway.flows.loader import Problem, SurveyError, load_surveys, validate_paths
 from gateway.ids import IdFactory, system_clock
 from gateway.model import Inbound, Outbound, Respondent
@@ -92,7 +91,20 @@ def _parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="remove it even if gateway.yaml still names it"
     )
     remove.set_defaults(handler=_models_remove)
+    _config_after_commands(parser)
     return parser
+
+
+def _config_after_commands(parser: argparse.ArgumentParser) -> None:
+    """`seda run --config X` as well as `seda --config X run`: every command takes it too
+    (SUPPRESS: not given there, the one before the command stands)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                command.add_argument(
+                    "--config", type=Path, default=argparse.SUPPRESS, help="gateway YAML"
+                )
+                _config_after_commands(command)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -136,10 +148,7 @@ def _channel_checks(config_path: Path, paths: Sequence[Path]) -> list[Problem]:
     if not config_path.exists():
         return []
     try:
-        try:
-            config = load(config_path)
-        except ConfigError:  # perhaps only secrets unset here: checks need none
-            config = load(config_path, env=_AnyEnv(os.environ))
+        config = load_lenient(config_path)  # perhaps only secrets unset here: checks need none
     except ConfigError as exc:
         print(f"seda: channel checks skipped: {exc}", file=sys.stderr)
         return []
@@ -152,16 +161,6 @@ def _channel_checks(config_path: Path, paths: Sequence[Path]) -> list[Problem]:
         if callable(check):
             found += check(spec, paths)
     return found
-
-
-class _AnyEnv(dict[str, str]):
-    """The environment with every unset variable empty (channel checks read no secrets)."""
-
-    def __contains__(self, key: object) -> bool:
-        return True
-
-    def __missing__(self, key: str) -> str:
-        return ""
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -292,10 +291,7 @@ def _config_data(path: Path) -> dict[str, object]:
     """The configuration as data for the models commands; secrets need not be set for them."""
     if not path.exists():
         return {}
-    try:
-        return load(path).data
-    except ConfigError:  # perhaps only secrets unset here: the models commands read none
-        return load(path, env=_AnyEnv(os.environ)).data
+    return load_lenient(path).data  # perhaps only secrets unset here: models read none
 
 
 def _erase(args: argparse.Namespace) -> int:
@@ -331,7 +327,7 @@ def _outbox(args: argparse.Namespace) -> int:
     from gateway.backends import event_types
     from gateway.store import Store
 
-    config: Config = load(args.config)
+    config: Config = load_lenient(args.config)  # the outbox needs no secret
 
     async def go() -> int:
         routes = {name: event_types(spec) for name, spec in config.backends.items()}
@@ -347,7 +343,7 @@ def _outbox(args: argparse.Namespace) -> int:
 def _backup(args: argparse.Namespace) -> int:
     from gateway.backup import BackupError, backup
 
-    config = load(args.config)
+    config = load_lenient(args.config)  # a backup needs no secret
     try:
         done = backup(config.database, args.destination)
     except BackupError as exc:

@@ -129,6 +129,22 @@ def duration(text: str | int | float) -> timedelta:
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
+class LenientEnv(dict[str, str]):
+    """An environment in which a variable that is unset and has no default reads as empty,
+    for commands that read no secret (`seda outbox`, `backup`, `models`, channel checks)."""
+
+
+def load_lenient(path: Path) -> Config:
+    """`load`, or if that fails, `load` with unset variables empty; the first error if both do."""
+    try:
+        return load(path)
+    except ConfigError as first:
+        try:
+            return load(path, env=LenientEnv(os.environ))
+        except ConfigError:
+            raise first from None
+
+
 def substitute(value: Any, env: Mapping[str, str], where: str = "") -> Any:
     """Replace ${VAR} and ${VAR:-default} inside string values (never inside YAML syntax)."""
     if isinstance(value, dict):
@@ -146,6 +162,8 @@ def substitute(value: Any, env: Mapping[str, str], where: str = "") -> Any:
             return env[name]
         if default is not None:
             return default
+        if isinstance(env, LenientEnv):
+            return ""
         raise ConfigError(f"{where}: environment variable {name} is not set (and has no default)")
 
     return _ENV.sub(one, value)

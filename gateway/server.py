@@ -18,7 +18,7 @@ from aiohttp import web
 from prometheus_client.core import Metric
 
 from gateway import registry
-from gateway.api import check_token, erasure_route
+from gateway.api import JSON, check_token, erasure_route
 from gateway.backends import Backend, build_backend, event_types
 from gateway.config import Config, ConfigError, duration
 from gateway.flows.loader import SurveyError, load_surveys
@@ -100,6 +100,13 @@ async def create_app(config: Config, clock: Clock = system_clock) -> web.Applica
             return response
         except web.HTTPException as exc:
             status = exc.status
+            if status >= 400 and exc.content_type != JSON and request.path.startswith("/api/"):
+                # aiohttp's own refusals (413 body too large, 404, 405) are plain text: the
+                # API answers every error as {"error": reason}.
+                headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+                return web.json_response(
+                    {"error": exc.text or exc.reason}, status=status, headers=headers
+                )
             raise
         except Exception:
             log.exception("request failed", extra=fields(route=route))
@@ -122,7 +129,12 @@ async def create_app(config: Config, clock: Clock = system_clock) -> web.Applica
     app.cleanup_ctx.append(_running(gateway, forwarder, list(channels.values()), closers, keep))
     log.info(
         "seda ready",
-        extra=fields(surveys=sorted(surveys), channels=sorted(factories), db=str(config.database)),
+        extra=fields(
+            surveys=sorted(surveys),
+            channels=sorted(factories),
+            db=str(config.database),
+            http=f"http://{config.host}:{config.port}",
+        ),
     )
     return app
 
@@ -136,6 +148,25 @@ def _spec(config: Config, name: str) -> Mapping[str, Any]:
     return spec
 
 
+def _check_quiet_channels(config: Config, quiet: QuietHours, senders: frozenset[str]) -> None:
+    """A name that is no channel is a typo: refused. A channel that is not enabled, or does not
+    send its own messages (its prompts go back in the request's answer), never holds anything
+    back: said at start-up, since the operator expects it to."""
+    unknown = sorted(quiet.channels - set(registry.CHANNELS))
+    if unknown:
+        known = ", ".join(sorted(registry.CHANNELS))
+        raise ConfigError(
+            f"{config.path}: quiet_hours.channels: no channel {unknown[0]!r} ({known})"
+        )
+    idle = sorted(quiet.channels - senders)
+    if idle and "channels" in config.quiet_hours:
+        log.warning(
+            "quiet hours hold nothing back on these channels: not enabled, or their prompts go"
+            " back in the request's answer",
+            extra=fields(channels=idle, holding=sorted(quiet.channels & senders)),
+        )
+
+
 async def _open_core(
     config: Config, surveys: dict[str, Survey], senders: frozenset[str], clock: Clock
 ) -> tuple[Store, Gateway]:
@@ -143,6 +174,8 @@ async def _open_core(
         quiet = QuietHours.from_config(config.quiet_hours)
     except QuietHoursError as exc:
         raise ConfigError(f"{config.path}: {exc}") from None
+    if quiet is not None:
+        _check_quiet_channels(config, quiet, senders)
     routes: dict[str, frozenset[str] | None] = {
         name: event_types(spec) for name, spec in config.backends.items()
     }

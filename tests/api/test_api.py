@@ -145,6 +145,17 @@ async def test_oversized_body_gets_413(client: TestClient) -> None:  # type: ign
         "/api/v1/messages", data=body, headers={"Content-Type": "application/json"}
     )
     assert resp.status == 413
+    assert "Maximum request body size" in (await resp.json())["error"]  # JSON, as every error
+
+
+async def test_aiohttp_refusals_on_the_api_are_json_too(client: TestClient) -> None:  # type: ignore[type-arg]
+    resp = await client.get("/api/v1/messages")
+    assert resp.status == 405 and "POST" in resp.headers["Allow"]
+    assert "error" in await resp.json()
+    resp = await client.get("/api/v1/nothing-here")
+    assert resp.status == 404 and "error" in await resp.json()
+    resp = await client.get("/not-the-api")
+    assert resp.status == 404 and resp.content_type == "text/plain"  # elsewhere: aiohttp's own
 
 
 async def test_reply_without_survey_is_ignored(client: TestClient) -> None:  # type: ignore[type-arg]

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from aiohttp import ClientSession, web
 
 from gateway.cli import main, simulate
@@ -74,6 +75,34 @@ def test_config_error_exits_2_with_the_reason(tmp_path: Path) -> None:
     bad.write_text("channels: {fax: {enabled: true}}\nflows: " + str(ROOT / "config/flows"))
     code = main(["--config", str(bad), "run"])
     assert code == 2
+
+
+def test_config_goes_before_or_after_the_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`seda run --config X` as well as `seda --config X run`, for nested commands too."""
+    missing = str(tmp_path / "other.yaml")
+    for argv in (["run", "--config", missing], ["--config", missing, "outbox", "stats"],
+                 ["outbox", "stats", "--config", missing], ["outbox", "--config", missing, "stats"]):  # fmt: skip
+        assert main(argv) == 2, argv
+        assert f"{missing}: no such configuration file" in capsys.readouterr().err, argv
+
+
+def test_outbox_and_backup_need_no_secret_from_the_environment(tmp_path: Path) -> None:
+    """They read only the database; its path's default still applies in their lenient read."""
+    config = write_config(
+        tmp_path,
+        database="${SEDA_TEST_DB:-" + str(tmp_path / "seda.db") + "}",
+        backends={"crm": {"type": "webhook", "url": "http://127.0.0.1:9/hook",
+                          "secret": "${SEDA_TEST_UNSET_SECRET}"}},
+    )  # fmt: skip
+    assert main(["--config", str(config), "run"]) == 2  # `run` does need it
+    stats = seda("--config", str(config), "outbox", "stats")
+    assert stats.returncode == 0, stats.stderr
+    assert (tmp_path / "seda.db").exists()  # the default path, not an empty one
+    done = seda("backup", str(tmp_path / "copy.db"), "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "copy.db").exists()
 
 
 def test_unknown_survey_in_simulate() -> None:

@@ -178,6 +178,10 @@ async def test_without_quiet_hours_nothing_waits_and_the_api_channel_gets_no_rem
         ({"start": "21:00", "end": "21:00"}, "start and end are the same"),
         ({"start": "21:00", "end": "08:00", "zones": {"98": "Asia/Tehran"}}, "calling code"),
         ({"start": "9pm", "end": "08:00"}, "start"),
+        (
+            {"start": "21:00", "end": "08:00", "channels": ["smss"]},
+            "quiet_hours.channels: no channel 'smss'",
+        ),
     ],
 )
 async def test_bad_quiet_hours_stop_the_start_with_a_clear_error(
@@ -187,3 +191,15 @@ async def test_bad_quiet_hours_stop_the_start_with_a_clear_error(
     with pytest.raises(ConfigError, match=message):
         await create_app(load(path))
     assert not (tmp_path / "seda.db").exists()  # refused before anything was opened
+
+
+async def test_quiet_hours_on_a_channel_that_holds_nothing_are_reported(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The api channel answers in the request itself and email is not enabled: neither can be
+    held back, which the operator who listed them expects; start-up says so."""
+    quiet = {**QUIET, "channels": ["sms", "api", "email"]}
+    await start(tmp_path, aiohttp_client, aiohttp_server, Clock(tehran(12)), quiet_hours=quiet)
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("quiet hours hold")]
+    assert record.levelname == "WARNING"
+    assert record.fields == {"channels": ["api", "email"], "holding": ["sms"]}  # type: ignore[attr-defined]
