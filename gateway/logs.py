@@ -23,8 +23,13 @@ def redact(text: str) -> str:
     return _PHONE.sub("<phone>", text)
 
 
+# A field whose name holds one of these is a credential however it is spelled (auth_token,
+# api_key, app_secret...).
+_CREDENTIAL_PARTS = ("secret", "token", "password", "api_key", "apikey", "credential")
+
+
 def _clean(value: Any, key: str = "") -> Any:
-    if key in _SENSITIVE_KEYS:
+    if key in _SENSITIVE_KEYS or any(part in key.lower() for part in _CREDENTIAL_PARTS):
         return "<redacted>"
     if isinstance(value, str):
         return redact(value)

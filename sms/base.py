@@ -42,7 +42,8 @@ class Line:
     public_url: str | None = None
     max_segments: int = 10
     country: str | None = None  # calling code used for national numbers (0912... -> +98912...)
-    spec: Mapping[str, Any] = field(default_factory=dict)  # credentials and provider options
+    # Credentials and provider options: never in a repr (a log line or a traceback's locals).
+    spec: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     def setting(self, key: str, default: str | None = None) -> str:
         """A provider setting as text; a missing required one is a configuration error."""

@@ -38,6 +38,15 @@ def test_formatter_redacts_fields_and_drops_message_text() -> None:
     assert line["survey"] == "nps"
 
 
+def test_credentials_are_redacted_whatever_their_field_is_called() -> None:
+    record = logging.LogRecord("seda", logging.INFO, __file__, 1, "set up", (), None)
+    names = ("auth_token", "api_key", "app_secret", "SMTP_PASSWORD", "access_token")
+    record.__dict__.update(fields(**dict.fromkeys(names, "hunter2"), authenticity="record"))
+    line = json.loads(JsonFormatter().format(record))
+    assert all(line[name] == "<redacted>" for name in names)
+    assert line["authenticity"] == "record"  # not a credential: kept
+
+
 async def test_a_request_aiohttp_cannot_parse_is_logged_without_its_text(
     aiohttp_server: Any, caplog: pytest.LogCaptureFixture
 ) -> None:

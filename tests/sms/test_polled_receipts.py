@@ -215,3 +215,10 @@ async def until(condition: Any) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError("the condition did not come true")
+
+
+def test_a_line_never_shows_its_credentials_in_a_repr() -> None:
+    line = make_line(
+        "ir1", {"provider": "smsir", "number": "30004505", "api_key": "SMSIR-KEY-1"}, 10
+    )
+    assert "SMSIR-KEY-1" not in repr(line) and "ir1" in repr(line)
