@@ -122,7 +122,9 @@ class Gateway:
         self._open_ids: dict[str, tuple[str, str]] = {}  # response id -> its key in _sessions
         self.answers_recorded: dict[tuple[str, str], int] = {}
         # Channels that keep files of their own about answers (call recordings) delete them
-        # here when a respondent is erased; each returns how many it deleted.
+        # here when a respondent is erased or retention deletes their responses; each is given
+        # the answers (at least `channel` and the file's key, `recording`) and returns how
+        # many files it deleted.
         self.file_keepers: list[Callable[[Sequence[Mapping[str, Any]]], Awaitable[int]]] = []
 
     def respondent(self, address: str) -> Respondent:

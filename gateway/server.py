@@ -276,9 +276,18 @@ async def _prune(gateway: Gateway, keep: Keep) -> None:
     kinds: list[tuple[str, timedelta, Callable[[datetime, int], Awaitable[int]]]] = []
     if keep.delivered is not None:
         kinds.append(("outbox rows", keep.delivered, retention.prune_delivered))
+
+    async def prune_responses(before: datetime, limit: int) -> int:
+        """Responses, and then the files their answers name (call recordings)."""
+        files: list[dict[str, Any]] = []
+        count = await retention.prune_responses(before, limit, files)
+        for keeper in gateway.file_keepers if files else ():
+            await keeper(files)
+        return count
+
     if keep.responses is not None:
         kinds += [
-            ("responses", keep.responses, retention.prune_responses),
+            ("responses", keep.responses, prune_responses),
             ("receipts", keep.responses, retention.prune_receipts),
             ("message ids", keep.responses, retention.prune_message_ids),
         ]

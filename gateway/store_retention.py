@@ -62,6 +62,11 @@ FINISHED = (
     " (SELECT 1 FROM outbox AS o INDEXED BY outbox_undelivered"
     " WHERE o.order_key = s.response_id AND o.status <> 'delivered') LIMIT ?2"
 )
+# The file an answer names, if it names one (by its primary key; JSON1 reads the stored data).
+ANSWER_FILE = (
+    "SELECT json_extract(data, '$.channel'), json_extract(data, '$.recording') FROM answers"
+    " WHERE id = ? AND json_extract(data, '$.recording') IS NOT NULL"
+)
 # A response's sessions row with the ids it lists (migration 6).
 LISTED = "SELECT events FROM sessions WHERE response_id = ?"
 # The first ?1 rows of a table inserted in time order, those older than ?2 ({table}, {column}).
@@ -158,21 +163,33 @@ class Retention:
             )
         )
 
-    async def prune_responses(self, before: datetime, limit: int = 1000) -> int:
+    async def prune_responses(
+        self, before: datetime, limit: int = 1000, files: list[dict[str, Any]] | None = None
+    ) -> int:
         """Delete up to `limit` finished responses last changed before `before` whose events
-        have all been delivered: their sessions, answers and delivered events."""
+        have all been delivered: their sessions, answers and delivered events. Answers that
+        name a file a channel keeps (a call's `recording`) are added to `files`, as
+        `{"channel", "recording"}`, for the channel to delete (Gateway.file_keepers)."""
 
-        def work(conn: sqlite3.Connection) -> int:
+        def work(conn: sqlite3.Connection) -> tuple[int, list[dict[str, Any]]]:
             found = conn.execute(FINISHED, (to_ts(before), limit)).fetchall()
             kept = [(one,) for _, events in found for one in listed(events)]
+            named = [
+                {"channel": row[0], "recording": row[1]}
+                for key in kept
+                for row in conn.execute(ANSWER_FILE, key)
+            ]
             conn.executemany("DELETE FROM answers WHERE id = ?", kept)
             # FINISHED found no row of these responses pending or dead: every row is delivered,
             # so no head is left to promote. An answer's id matches no event (by its key).
             conn.executemany("DELETE FROM outbox WHERE event_id = ?", kept)
             conn.executemany("DELETE FROM sessions WHERE response_id = ?", [(r,) for r, _ in found])
-            return len(found)
+            return len(found), named
 
-        return await self._change_with(work)
+        count, named = await self._change_with(work)
+        if files is not None:
+            files += named
+        return count
 
     async def prune_receipts(self, before: datetime, limit: int = 1000) -> int:
         """Delete up to `limit` delivery receipts of messages sent before `before`."""

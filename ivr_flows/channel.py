@@ -257,7 +257,8 @@ class IvrChannel:
                 await self._end(live, "lost")
 
     async def forget_recordings(self, answers: Sequence[Mapping[str, Any]]) -> int:
-        """Delete the recordings of these answers (an erased respondent's); how many went."""
+        """Delete the recordings of these answers (an erased respondent's, or of responses
+        retention deleted); how many went."""
         names = [
             str(a["recording"]) for a in answers if a.get("channel") == "ivr" and a.get("recording")
         ]

@@ -13,9 +13,11 @@ from aiohttp.test_utils import TestClient
 
 from gateway import server
 from gateway.config import load
-from gateway.server import create_app
+from gateway.server import GATEWAY, create_app
+from gateway.store import StepWrite
 from tests.answer_schema import assert_valid_answer
 from tests.conftest import read_jsonl, write_config
+from tests.store import common
 
 PHONE = "tel:+989121234567"
 
@@ -277,6 +279,31 @@ async def test_finished_responses_past_their_retention_are_deleted(
     ]
     assert (await client.get(f"/api/v1/responses/{done}")).status == 404
     assert (await client.get(f"/api/v1/responses/{waiting}")).status == 200
+
+
+async def test_a_pruned_response_s_recordings_go_to_their_channel(
+    tmp_path: Path, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pruning loop hands the files the deleted answers name to the channels that keep
+    them (the voice channel deletes its recordings; tests/ivr covers that deletion)."""
+    client = await pruning(tmp_path, aiohttp_client, monkeypatch, retention={"responses": 0})
+    gateway = client.app[GATEWAY]
+    handed: list[list[dict[str, Any]]] = []
+
+    async def keeper(answers: Any) -> int:
+        handed.append(list(answers))
+        return len(answers)
+
+    gateway.file_keepers.append(keeper)
+    spoken = {**common.answer("a1", "call"), "channel": "ivr", "recording": "2026-12-01/call-r.wav"}
+    finished = common.session("call", status="completed", channel="ivr")
+    await gateway.store.commit(StepWrite(session=finished, answers=(spoken,)))
+    for _ in range(100):
+        if handed:
+            break
+        await asyncio.sleep(0.05)
+    assert handed == [[{"channel": "ivr", "recording": "2026-12-01/call-r.wav"}]]
+    assert await gateway.store.session("call") is None
 
 
 async def test_erasing_a_respondent_forgets_them_and_tells_the_backends(

@@ -118,3 +118,21 @@ async def test_retention_uses_its_indexes(tmp_path: Path, clock: Clock) -> None:
         found = plan(store_retention.OLDEST_FIRST.format(table=table, column=column))
         assert "USING INTEGER PRIMARY KEY (rowid=?)" in found, found
         assert found.count("SCAN") == 1, found  # the subquery's walk from the first rowid
+
+
+async def test_a_pruned_response_names_the_files_its_answers_kept(
+    store: Store, clock: Clock
+) -> None:
+    """Call recordings of the responses retention deletes go to their channel to delete."""
+    spoken = {**answer("a-spoken", "call"), "channel": "ivr", "recording": "2024-05-01/call-r.wav"}
+    await store.commit(
+        StepWrite(
+            session=session("call", status="completed", channel="ivr"),
+            answers=(answer("a-keyed", "call"), spoken),
+        )
+    )
+    clock.now = T0 + timedelta(hours=2)
+    await store.commit(StepWrite(session=session("recent", status="completed")))
+    files: list[dict[str, Any]] = []
+    assert await store.retention.prune_responses(T0 + timedelta(hours=1), 10, files) == 1
+    assert files == [{"channel": "ivr", "recording": "2024-05-01/call-r.wav"}]
