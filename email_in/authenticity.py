@@ -49,7 +49,7 @@ CACHE_SIZE = 10_000
 INLINE_SIZE = 64 * 1024
 # dkimpy logs domains and key problems at ERROR; this logger is attached to nothing.
 _QUIET = logging.Logger("seda.email.dkim", logging.CRITICAL)
-_DOMAIN = re.compile(r"^[a-z0-9.-]{1,253}$")
+_DOMAIN = re.compile(r"^[a-z0-9.-]{1,253}\Z")
 
 
 @dataclass(frozen=True)

@@ -36,9 +36,9 @@ from gateway.router import Gateway
 
 log = logging.getLogger("seda.email")
 # ASCII addresses only: an internationalised one (RFC 6531) needs SMTPUTF8 all the way.
-_ADDRESS = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9.-]{1,253}$")
-_LANGUAGE = re.compile(r"^[a-z]{2,3}(?:-[A-Za-z0-9]{1,8})?$")
-_MESSAGE_ID = re.compile(r"^[!-;=?-~]{1,200}@[!-;=?-~]{1,200}$")  # no <, > or spaces
+_ADDRESS = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9.-]{1,253}\Z")
+_LANGUAGE = re.compile(r"^[a-z]{2,3}(?:-[A-Za-z0-9]{1,8})?\Z")
+_MESSAGE_ID = re.compile(r"^[!-;=?-~]{1,200}@[!-;=?-~]{1,200}\Z")  # no <, > or spaces
 BUSY = b"421 4.3.2 Too many connections, try again later\r\n"
 
 

@@ -38,11 +38,11 @@ from gateway.router import Gateway
 
 log = logging.getLogger("seda.email")
 
-_MESSAGE_ID = re.compile(r"^[\x21-\x7e]{1,250}$")
+_MESSAGE_ID = re.compile(r"^[\x21-\x7e]{1,250}\Z")
 _IDS = re.compile(r"<([^<>\s]{1,250})>")
 # The Message-IDs and thread ids Seda writes: <inv.TOKEN.N@reply-domain>, <thread.TOKEN@...>.
-_OUR_ID = re.compile(r"^(?:inv|thread)\.([a-z2-7]{42})(?:\.[0-9a-z]{1,64})?@([^@]+)$")
-_AUTHOR = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9.-]{1,253}$")
+_OUR_ID = re.compile(r"^(?:inv|thread)\.([a-z2-7]{42})(?:\.[0-9a-z]{1,64})?@([^@]+)\Z")
+_AUTHOR = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9.-]{1,253}\Z")
 MAX_THREAD_IDS = 50
 OK = "250 2.0.0 OK"
 NOT_MATCHED = (

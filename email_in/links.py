@@ -33,7 +33,7 @@ PATH = "/email/answer/{token}/{code}"
 PROVIDER = "link"
 MAX_LINKS = 11  # a longer scale is answered by replying
 SURVEY_CACHE = 10_000
-_CODE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_CODE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 
 
 def scope(question_id: str) -> str:

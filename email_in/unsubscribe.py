@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from email_in import texts
 from email_in.links import page
@@ -94,7 +95,7 @@ class Unsubscribe:
             return target
         try:
             form = await request.post()
-        except ValueError:
+        except (ValueError, LookupError, HttpProcessingError):  # bad boundary, part or charset
             form = None
         name, value = ONE_CLICK
         if form is None or form.get(name) != value:

@@ -13,8 +13,9 @@ from gateway import jsoncodec
 from gateway.model import INPUT_MODES, Inbound, InputMode
 from gateway.router import Gateway, Rejected
 
-_ADDRESS = re.compile(r"^[a-z][a-z0-9+.-]{1,20}:[^\s]{1,200}$")
-_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+# \Z, not $: $ also matches before a final newline. No spaces nor control characters.
+_ADDRESS = re.compile(r"^[a-z][a-z0-9+.-]{1,20}:[^\s\x00-\x1f\x7f]{1,200}\Z")
+_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}\Z")
 _DIGITS = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩", "01234567890123456789")
 MAX_TEXT = 4096
 JSON = "application/json"
@@ -86,7 +87,7 @@ class ApiChannel:
             raise _error(422, f"text is longer than {MAX_TEXT} characters")
         confidence = body.get("confidence")
         if confidence is not None and (
-            not isinstance(confidence, int | float) or not 0 <= confidence <= 1
+            type(confidence) not in (int, float) or not 0 <= confidence <= 1  # true is no number
         ):
             raise _error(422, "confidence must be a number from 0 to 1")
         input_mode: InputMode = mode  # type: ignore[assignment]
@@ -154,7 +155,8 @@ def check_token(request: web.Request, token: str) -> None:
     """Require the configured bearer token (or, with none configured, a loopback client)."""
     if token:
         given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        presented = given.encode("utf-8", "surrogatepass")  # odd header bytes: no match
+        if not hmac.compare_digest(presented, f"Bearer {token}".encode()):
             raise _error(401, "missing or wrong bearer token")
         return
     if request.remote not in ("127.0.0.1", "::1"):

@@ -16,7 +16,7 @@ import jsonschema
 import yaml
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_DURATION = re.compile(r"^(\d+)([smhdw]?)$")
+_DURATION = re.compile(r"^(\d+)([smhdw]?)\Z")
 _UNITS = {"": "seconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 DURATION_FORMS = "30s, 5m, 24h, 3d, 2w or a number of seconds"
 KEEP_DELIVERED = "30d"  # delivered outbox rows kept for replay, unless configured otherwise

@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import re
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -84,6 +85,27 @@ class Result:
         )
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_TEXTS = ("address", "text", "transcript", "message_id", "line", "survey_id", "language", "reason")
+
+
+def storable(inbound: Inbound) -> Inbound:
+    """The inbound with every lone surrogate (JSON "\\ud800", which Python's own JSON parser
+    and PTB take) as U+FFFD: it cannot be written as UTF-8, so the commit would refuse the
+    whole reply. Text that is already valid is returned as it is (the same object)."""
+    changes: dict[str, Any] = {}
+    for name in _TEXTS:
+        value = getattr(inbound, name)
+        if value is not None and not value.isascii() and _SURROGATE.search(value):
+            changes[name] = _SURROGATE.sub("\ufffd", value)
+    context = inbound.context
+    if any(not (k + v).isascii() and _SURROGATE.search(k + v) for k, v in context.items()):
+        changes["context"] = {
+            _SURROGATE.sub("\ufffd", k): _SURROGATE.sub("\ufffd", v) for k, v in context.items()
+        }
+    return replace(inbound, **changes) if changes else inbound
+
+
 class Rejected(ValueError):
     """The request cannot be honoured; nothing was changed. `status` is the HTTP code to use."""
 
@@ -152,6 +174,7 @@ class Gateway:
 
     async def invite(self, inbound: Inbound, invitation_id: str | None = None) -> Result:
         """Start a survey for a respondent (an open response on the same address is superseded)."""
+        inbound = storable(inbound)
         survey = self.surveys.get(inbound.survey_id or "")
         if survey is None:
             raise Rejected(f"unknown survey {inbound.survey_id!r}", 422)
@@ -206,6 +229,7 @@ class Gateway:
 
     async def receive(self, inbound: Inbound) -> Result:
         """A respondent's reply: de-duplicate, step the engine, commit, then answer."""
+        inbound = storable(inbound)
         async with self._lock(inbound.channel, inbound.address):
             message_id = inbound.message_id
             key = dedupe_key(inbound.address, message_id) if message_id is not None else None

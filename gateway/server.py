@@ -108,6 +108,14 @@ async def create_app(config: Config, clock: Clock = system_clock) -> web.Applica
                     {"error": exc.text or exc.reason}, status=status, headers=headers
                 )
             raise
+        except ConnectionResetError:
+            # The client hung up before its request was whole: nothing failed here, and there
+            # is nobody to answer. Counted as 499 (nginx's "client closed request").
+            status = 499
+            return web.Response(status=400, text="the request was cut short")
+        except asyncio.CancelledError:
+            status = 499  # aiohttp cancels the handler of a client that went away
+            raise
         except Exception:
             log.exception("request failed", extra=fields(route=route))
             status = 500

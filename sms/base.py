@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from multidict import MultiDict, MultiDictProxy
 
 from gateway.backends import DeliveryError
@@ -261,6 +262,8 @@ async def form(request: web.Request) -> Params:
         posted: MultiDictProxy[Any] = await request.post()
     except UnicodeDecodeError:
         raise Refused(400, "the form is not UTF-8") from None
+    except (ValueError, LookupError, HttpProcessingError):  # no boundary, bad part, charset
+        raise Refused(400, "the form cannot be read") from None
     if request.content_type == "application/x-www-form-urlencoded":
         return MultiDict(posted)  # every value is text: copied whole (in C), not one by one
     return MultiDict((k, v) for k, v in posted.items() if isinstance(v, str))
@@ -285,7 +288,11 @@ def basic_auth(user: str, password: str) -> dict[str, str]:
 
 def same(given: str, expected: str) -> bool:
     """Constant-time comparison of two signatures or tokens."""
-    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+    # surrogatepass: a header's bytes that are not UTF-8 (aiohttp keeps them as surrogates)
+    # simply do not match.
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
 
 
 def check_token(request: web.Request, line: Line) -> None:

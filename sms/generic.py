@@ -54,29 +54,33 @@ class Generic:
         if self.line.verify:
             stamp = request.headers.get(TIMESTAMP, "")
             given = request.headers.get(SIGNATURE, "")
-            if not stamp.isdigit() or not same(given, signature(self.secret, stamp, body)):
+            digits = stamp.isascii() and stamp.isdigit()  # isdigit() alone takes '٣'
+            if not digits or not same(given, signature(self.secret, stamp, body)):
                 raise Refused(403, f"missing or wrong {SIGNATURE}")
             if abs(self.now() - int(stamp)) > self.skew:
                 raise Refused(403, f"{TIMESTAMP} is too old or in the future")
         try:
             data: Any = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             raise Refused(400, "the body is not valid JSON") from None
         if not isinstance(data, dict):
             raise Refused(400, "the body must be a JSON object")
-        if data.get("type") == "status":  # {type: status, id: <Seda's id>, status, error?}
+        kind = data.get("type", "message")
+        if not isinstance(kind, str):
+            raise Refused(400, "type must be a string: message or status")
+        if kind == "status":  # {type: status, id: <Seda's id>, status, error?}
             message_id, raw = data.get("id"), data.get("status")
-            if not isinstance(message_id, str | int) or not isinstance(raw, str):
+            if type(message_id) not in (str, int) or not isinstance(raw, str):  # true is no id
                 raise Refused(400, "a status needs id and status")
             error = error_code(str(data["error"])) if data.get("error") is not None else None
             status = raw if raw in STATUSES else "unknown"
             return Receipt(str(message_id)[:128], status, raw[:32], error)
-        if data.get("type", "message") != "message":
-            return Ignored(f"{data.get('type')} notification")
+        if kind != "message":
+            return Ignored(f"{kind[:32]} notification")
         sender, text, message_id = data.get("from"), data.get("text"), data.get("id")
         if not isinstance(sender, str) or not isinstance(text, str):
             raise Refused(400, "from and text are required strings")
-        if message_id is not None and not isinstance(message_id, str | int):
+        if message_id is not None and type(message_id) not in (str, int):
             raise Refused(400, "id must be a string")
         return Received(tel(sender, self.line.country), text, _id(message_id))
 

@@ -69,7 +69,9 @@ class Kannel:
             return Receipt(seda_id, STATUSES.get(raw, "unknown"), raw)
         charset = query.get("charset", b"").decode("ascii", "replace")
         if request.method == "POST":
-            sender = request.headers.get("X-Kannel-From", "") or query.get("from", b"").decode()
+            sender = request.headers.get("X-Kannel-From", "") or query.get("from", b"").decode(
+                "ascii", "replace"
+            )  # not a number either way: tel() refuses it with a 400
             text = _decode(await request.read(), request.charset or charset)
         else:
             sender = query.get("from", b"").decode("ascii", "replace")

@@ -56,7 +56,8 @@ def base_string(method: str, url: str, params: Iterable[tuple[str, str]]) -> str
 
 def signature(base: str, nonce: str, token: str) -> str:
     """base64 HMAC-SHA256(auth token, base + "." + nonce)."""
-    mac = hmac.new(token.encode("utf-8"), f"{base}.{nonce}".encode(), hashlib.sha256)
+    message = f"{base}.{nonce}".encode("utf-8", "surrogatepass")  # odd bytes: no match
+    mac = hmac.new(token.encode("utf-8"), message, hashlib.sha256)
     return base64.b64encode(mac.digest()).decode("ascii")
 
 

@@ -55,7 +55,7 @@ def signature(params: Mapping[str, str], secret: str, method: str = "md5hash") -
         f"&{k}={str(params[k]).replace('&', '_').replace('=', '_')}"
         for k in sorted(params)
         if k != "sig"
-    ).encode("utf-8")
+    ).encode("utf-8", "surrogatepass")  # a lone surrogate (JSON \ud800) then does not match
     if method == "md5hash":
         return hashlib.md5(data + secret.encode("utf-8")).hexdigest()
     return hmac.new(secret.encode("utf-8"), data, method).hexdigest()
@@ -113,14 +113,14 @@ class Vonage:
         if not given or not same(given, signature(params, self.secret, self.method)):
             raise Refused(403, "missing or wrong sig")
         stamp = params.get("timestamp", "")
-        if not stamp.isdigit() or abs(self.now() - int(stamp)) > self.skew:
+        if not _digits(stamp) or abs(self.now() - int(stamp)) > self.skew:
             raise Refused(403, "the signed timestamp is too old or in the future")
 
     def _part(
         self, params: Params, sender: str, message_id: str, text: str
     ) -> tuple[str, str] | None:
         ref, total, part = required(params, "concat-ref", "concat-total", "concat-part")
-        if not total.isdigit() or not part.isdigit() or not 1 <= int(part) <= int(total) <= 255:
+        if not _digits(total) or not _digits(part) or not 1 <= int(part) <= int(total) <= 255:
             raise Refused(400, "concat-part and concat-total must be 1..255")
         now = self.now()
         for key in [k for k, v in self.pending.items() if now - v.started > self.timeout]:
@@ -178,7 +178,7 @@ async def _params(request: web.Request) -> Params:
     if request.method == "POST" and request.content_type == "application/json":
         try:
             data = json.loads(await request.read())
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             raise Refused(400, "the body is not valid JSON") from None
         if not isinstance(data, dict):
             raise Refused(400, "the body must be a JSON object")
@@ -187,3 +187,8 @@ async def _params(request: web.Request) -> Params:
     if request.method == "POST":
         params.extend(request.query)  # Vonage may keep some fields in the query
     return params
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes '²' and '٣', which int() refuses or reads."""
+    return text.isascii() and text.isdigit()

@@ -29,7 +29,7 @@ from social.telegram_send import delivery_error
 log = logging.getLogger("seda.telegram.alerts")
 
 MAX_TEXT = 4096  # characters in one Telegram message
-_CHAT = re.compile(r"^(-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{4,31})$")  # id or @channelusername
+_CHAT = re.compile(r"^(-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{4,31})\Z")  # id or @channelusername
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)?)\}")
 _RULE_KEYS = frozenset({"survey", "question", "question_type", "if"})
 PLACEHOLDERS = frozenset(

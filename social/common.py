@@ -17,7 +17,7 @@ from gateway.session import Session
 from gateway.store import SessionRow
 from social import render
 
-NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # bot and line names appear in webhook URLs
+NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")  # bot and line names appear in webhook URLs
 
 
 def entries(spec: Mapping[str, Any], key: str, channel: str) -> dict[str, Mapping[str, Any]]:
@@ -58,7 +58,10 @@ def same_secret(given: str | None, expected: str) -> bool:
     """Constant-time comparison of a presented secret with the configured one."""
     if given is None:
         return False
-    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+    # surrogatepass: header bytes that are not UTF-8 simply do not match.
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
 
 
 def answer(status: str, reason: str = "", code: int = 200, **extra: Any) -> web.Response:

@@ -50,7 +50,7 @@ log = logging.getLogger("seda.telegram")
 CHANNEL = "telegram"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 # A deep-link start parameter: up to 64 characters A-Z, a-z, 0-9, _ and - (Bot API, deep links).
-_START = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_START = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
 RETRY_CAP = 60.0
 ANSWERED_MEMORY = 10_000  # button presses remembered as answered (a redelivery is not again)
@@ -134,7 +134,7 @@ class TelegramChannel:
             data = json.loads(raw)
             plain = _plain_text(data)
             update = None if plain is not None else _update(data, bot)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError, OverflowError):  # PTB: a date past year 9999
             return refuse(400, "the body is not a Telegram update in JSON")
         if update is not None:
             handled = await self.process(bot, update, inline=inline)
@@ -511,7 +511,7 @@ def _plain_text(data: Any) -> PlainText | None:
         or text.startswith("/")
         or type(chat) is not dict
         or not chat.keys() <= _PLAIN_CHAT
-        or type(chat.get("id")) is not int
+        or not _telegram_id(chat.get("id"))
         or type(chat.get("type")) is not str
         or type(user) is not dict
         or not user.keys() <= _PLAIN_USER
@@ -527,9 +527,41 @@ def _update(data: Any, bot: TelegramBot) -> Update:
     if not isinstance(data, dict) or type(data.get("update_id")) is not int:
         raise ValueError("no update_id")
     try:
-        return Update.de_json(data, bot.app.bot)
-    except (KeyError, TypeError, AttributeError) as exc:
+        update = Update.de_json(data, bot.app.bot)
+    except (KeyError, TypeError, AttributeError, OverflowError) as exc:
         raise ValueError("malformed update") from exc
+    problem = _shape_problem(update)
+    if problem is not None:
+        raise ValueError(f"malformed update: {problem}")
+    return update
+
+
+def _telegram_id(value: object) -> bool:
+    """A chat or user id as Telegram sends them: an integer of at most 52 bits (not a bool)."""
+    return type(value) is int and -(2**52) <= value < 2**52
+
+
+def _shape_problem(update: Update) -> str | None:
+    """PTB builds objects without checking types: what Seda reads must have its type (a chat
+    id as text would answer for chat "777" as if it were 777)."""
+    message, query = update.message, update.callback_query
+    if message is not None:
+        if message.chat is None or not _telegram_id(message.chat.id):
+            return "message.chat.id"
+        if message.text is not None and type(message.text) is not str:
+            return "message.text"
+        voice = message.voice
+        if voice is not None and not isinstance(voice.duration, int | float | dtm.timedelta):
+            return "message.voice.duration"
+    if query is not None:
+        if query.from_user is None or not _telegram_id(query.from_user.id):
+            return "callback_query.from"
+        if query.data is not None and type(query.data) is not str:
+            return "callback_query.data"
+        held = query.message
+        if held is not None and (held.chat is None or not _telegram_id(held.chat.id)):
+            return "callback_query.message.chat.id"
+    return None
 
 
 def _chat_id(address: str) -> int:

@@ -14,7 +14,7 @@ from social.common import number, text
 from social.telegram_request import AiohttpRequest
 
 # setWebhook's secret_token: 1-256 characters A-Z, a-z, 0-9, _ and - (Bot API, setWebhook).
-_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}\Z")
 MODES = ("webhook", "polling")
 REPLIES = ("inline", "api")  # a reply's prompts: in the webhook answer, or by sendMessage
 

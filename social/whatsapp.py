@@ -47,7 +47,7 @@ GRAPH_BASE = "https://graph.facebook.com/v21.0"
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 WINDOW = timedelta(hours=24)  # the customer-service window opened by the user's last message
 MAX_CHALLENGE = 256
-_ADDRESS = re.compile(r"^whatsapp:\+?([0-9]{5,20})$")
+_ADDRESS = re.compile(r"^whatsapp:\+?([0-9]{5,20})\Z")
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ class WhatsAppChannel:
         try:
             body = json.loads(raw)
             values = list(_message_values(body))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             return refuse(400, "the body is not a WhatsApp Business Account event in JSON")
         if body.get("object") != "whatsapp_business_account":
             return answer("ignored", "not a WhatsApp Business Account event")

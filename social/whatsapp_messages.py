@@ -28,8 +28,8 @@ ROW_DESCRIPTION = 72
 LIST_BUTTON = 20
 INTERACTIVE_BODY = 1024
 TEXT_BODY = 4096
-_SENDER = re.compile(r"^[0-9]{5,20}$")
-_MEDIA = re.compile(r"^[A-Za-z0-9_-]{1,100}$")  # a media id goes into a Graph API path
+_SENDER = re.compile(r"^[0-9]{5,20}\Z")
+_MEDIA = re.compile(r"^[A-Za-z0-9_-]{1,100}\Z")  # a media id goes into a Graph API path
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,11 @@ BAD_REQUESTS = [
     ("unknown survey", "/api/v1/invitations", b'{"survey": "nope", "respondent": "tel:+98912"}', 422, "unknown survey"),
     ("unknown language", "/api/v1/invitations", b'{"survey": "post_call_nps", "respondent": "tel:+98912", "language": "de"}', 422, "no language"),
     ("nested context", "/api/v1/invitations", b'{"survey": "post_call_nps", "respondent": "tel:+98912", "context": {"a": {"b": 1}}}', 422, "context.a"),
+    ("a message id ending in a newline", "/api/v1/messages", b'{"respondent": "tel:+98912", "text": "9", "message_id": "m\\n"}', 422, "message_id"),
+    ("an invitation id ending in a newline", "/api/v1/invitations", b'{"survey": "post_call_nps", "respondent": "tel:+98912", "invitation_id": "a\\n"}', 422, "invitation_id"),
+    ("an address ending in a newline", "/api/v1/invitations", b'{"survey": "post_call_nps", "respondent": "mailto:a@b.example\\n"}', 422, "respondent"),
+    ("an address with a NUL", "/api/v1/respondents/erase", b'{"respondent": "mailto:\\u0000"}', 422, "respondent"),
+    ("confidence true", "/api/v1/messages", b'{"respondent": "tel:+98912", "text": "9", "confidence": true}', 422, "confidence"),
 ]  # fmt: skip
 
 
@@ -380,3 +385,29 @@ async def test_erasure_is_served_without_the_api_channel_and_behind_its_token(
     resp = await client.post("/api/v1/respondents/erase", json=body, headers=headers)
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["responses"] == 0
+
+
+async def test_a_client_that_hangs_up_mid_body_is_no_server_error(
+    client: TestClient,  # type: ignore[type-arg]
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Counted as 499 (client closed request), not logged as a failure of Seda's."""
+    _, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(b"POST /api/v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 50\r\n\r\n{\"")  # fmt: skip
+    await writer.drain()
+    writer.close()
+    await asyncio.sleep(0.2)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    metrics: str = await (await client.get("/metrics")).text()
+    assert 'seda_request_seconds_count{route="/api/v1/messages",status="4xx"} 1.0' in metrics
+
+
+async def test_a_bearer_token_that_is_not_utf8_is_401(tmp_path: Path, aiohttp_client: Any) -> None:
+    app = await create_app(load(write_config(tmp_path, api={"token": "real-token"})))
+    client = await aiohttp_client(app)
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(b"GET /api/v1/responses/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                 b"Authorization: Bearer \xff\xfe\r\n\r\n")  # fmt: skip
+    assert b" 401 " in await reader.readline()
+    writer.close()

@@ -94,6 +94,52 @@ def test_other_update_kinds_are_left_to_ptb(extra: dict[str, Any]) -> None:
     assert _plain_text([plain_update()]) is None
 
 
+def payload(name: str, change: Any) -> dict[str, Any]:
+    """A payload file with one change applied to its update."""
+    data: dict[str, Any] = json.loads(update(name))
+    change(data)
+    return data
+
+
+# Updates PTB builds without checking types, which Seda refuses (400) before reading them.
+MISTYPED = {
+    "text as a number": lambda d: d["message"].update(text=9),
+    "text as a list": lambda d: d["message"].update(text=["9"]),
+    "a chat id as text": lambda d: d["message"]["chat"].update(id="5550001"),
+    "a chat id of 40 digits": lambda d: d["message"]["chat"].update(id=10**40),
+    "no chat": lambda d: d["message"].pop("chat"),
+    "a date past year 9999": lambda d: d["message"].update(date=10**20),
+}
+MISTYPED_FILES = {
+    "a voice note's duration as text": ("voice_message", lambda d: d["message"]["voice"].update(duration="x")),
+    "a voice note of 10^20 seconds": ("voice_message", lambda d: d["message"]["voice"].update(duration=10**20)),
+    "a button without its sender": ("callback_nps_3", lambda d: d["callback_query"].pop("from")),
+    "a button whose data is a number": ("callback_nps_3", lambda d: d["callback_query"].update(data=5)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "change"),
+    [("text_nps_nine_fa", c) for c in MISTYPED.values()] + list(MISTYPED_FILES.values()),
+    ids=[*MISTYPED, *MISTYPED_FILES],
+)
+async def test_what_ptb_builds_with_the_wrong_types_is_400(
+    seda: MakeClient, bot_api: FakeBotApi, name: str, change: Any
+) -> None:
+    """Before, each was a 500, and a chat id as text answered for that chat."""
+    client: Client = await seda(telegram=telegram_spec(bot_api))
+    started = await client.post(
+        "/telegram/support", data=update("start_post_call_nps_fa"), headers={HEADER: SECRET}
+    )
+    assert started.status == 200
+    resp = await client.post(
+        "/telegram/support", json=payload(name, change), headers={HEADER: SECRET}
+    )
+    assert resp.status == 400, await resp.text()
+    row = await client.app[GATEWAY].store.open_session("telegram", "telegram:5550001")
+    assert row is not None and await client.app[GATEWAY].store.answers_for(row.response_id) == []
+
+
 @pytest.mark.parametrize("change", REFUSED.values(), ids=REFUSED.keys())
 async def test_what_ptb_refuses_is_still_400(
     seda: MakeClient, bot_api: FakeBotApi, change: Any
