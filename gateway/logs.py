@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -28,8 +29,14 @@ def redact(text: str) -> str:
 _CREDENTIAL_PARTS = ("secret", "token", "password", "api_key", "apikey", "credential")
 
 
+@functools.lru_cache(maxsize=512)  # field names are a small fixed set: decided once each
+def _sensitive(key: str) -> bool:
+    lowered = key.lower()
+    return key in _SENSITIVE_KEYS or any(part in lowered for part in _CREDENTIAL_PARTS)
+
+
 def _clean(value: Any, key: str = "") -> Any:
-    if key in _SENSITIVE_KEYS or any(part in key.lower() for part in _CREDENTIAL_PARTS):
+    if _sensitive(key):
         return "<redacted>"
     if isinstance(value, str):
         return redact(value)
