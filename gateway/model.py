@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -185,3 +186,24 @@ class Event:
             "timestamp": iso(self.occurred_at),
             "data": self.data,
         }
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_TEXTS = ("address", "text", "transcript", "message_id", "line", "survey_id", "language", "reason")
+
+
+def storable(inbound: Inbound) -> Inbound:
+    """The inbound with every lone surrogate (JSON "\\ud800", which Python's own JSON parser
+    and PTB take) as U+FFFD: it cannot be written as UTF-8, so the commit would refuse the
+    whole reply. Text that is already valid is returned as it is (the same object)."""
+    changes: dict[str, Any] = {}
+    for name in _TEXTS:
+        value = getattr(inbound, name)
+        if value is not None and not value.isascii() and _SURROGATE.search(value):
+            changes[name] = _SURROGATE.sub("\ufffd", value)
+    context = inbound.context
+    if any(not (k + v).isascii() and _SURROGATE.search(k + v) for k, v in context.items()):
+        changes["context"] = {
+            _SURROGATE.sub("\ufffd", k): _SURROGATE.sub("\ufffd", v) for k, v in context.items()
+        }
+    return replace(inbound, **changes) if changes else inbound

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import hashlib
 import hmac
 import logging
-import re
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -19,11 +16,12 @@ from gateway import engine, replies
 from gateway.flows.model import Survey
 from gateway.ids import Clock, IdFactory
 from gateway.logs import fields
-from gateway.model import Event, Inbound, Outbound, Respondent, iso
+from gateway.model import Event, Inbound, Outbound, Respondent, iso, storable
 from gateway.quiet import QuietHours
 from gateway.session import Session
 from gateway.store import DuplicateMessage, SessionRow, StepWrite, Store
 from gateway.store_schema import ERASED_PREFIX, RESPONDENT_PREFIX
+from gateway.turns import Turn, Turns
 
 log = logging.getLogger("seda.router")
 
@@ -85,27 +83,6 @@ class Result:
         )
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_TEXTS = ("address", "text", "transcript", "message_id", "line", "survey_id", "language", "reason")
-
-
-def storable(inbound: Inbound) -> Inbound:
-    """The inbound with every lone surrogate (JSON "\\ud800", which Python's own JSON parser
-    and PTB take) as U+FFFD: it cannot be written as UTF-8, so the commit would refuse the
-    whole reply. Text that is already valid is returned as it is (the same object)."""
-    changes: dict[str, Any] = {}
-    for name in _TEXTS:
-        value = getattr(inbound, name)
-        if value is not None and not value.isascii() and _SURROGATE.search(value):
-            changes[name] = _SURROGATE.sub("\ufffd", value)
-    context = inbound.context
-    if any(not (k + v).isascii() and _SURROGATE.search(k + v) for k, v in context.items()):
-        changes["context"] = {
-            _SURROGATE.sub("\ufffd", k): _SURROGATE.sub("\ufffd", v) for k, v in context.items()
-        }
-    return replace(inbound, **changes) if changes else inbound
-
-
 class Rejected(ValueError):
     """The request cannot be honoured; nothing was changed. `status` is the HTTP code to use."""
 
@@ -138,7 +115,7 @@ class Gateway:
         self.addressers: dict[str, Callable[[str, str | None], str]] = {}
         self.quiet = quiet
         self._secret = secret
-        self._turns = _Turns()
+        self._turns = Turns()
         self._respondents: dict[str, Respondent] = {}
         self._sessions: dict[tuple[str, str], Session | None] = {}  # open session per address
         self._open_ids: dict[str, tuple[str, str]] = {}  # response id -> its key in _sessions
@@ -536,9 +513,9 @@ class Gateway:
             data["not_before"] = iso(not_before)
         return Event(self.new_id(), f"outbound.{channel}", response_id, self.clock(), data)
 
-    def _lock(self, channel: str, address: str) -> _Turn:
+    def _lock(self, channel: str, address: str) -> Turn:
         # One step at a time per conversation, in arrival order.
-        return _Turn(self._turns, (channel, address))
+        return Turn(self._turns, (channel, address))
 
 
 @dataclass(frozen=True)
@@ -562,61 +539,6 @@ class Erased:
             "message_ids": self.message_ids,
             "files": self.files,
         }
-
-
-class _Turns:
-    """Per-key turns in arrival order; holds only keys in use.
-
-    asyncio.Lock per key behind an asynccontextmanager cost about a tenth of a reply's time on
-    the main thread; an uncontended turn here is a dict lookup and no suspension.
-    """
-
-    def __init__(self) -> None:
-        self._queues: dict[tuple[str, str], deque[asyncio.Future[None]]] = {}
-
-    async def acquire(self, key: tuple[str, str]) -> None:
-        queue = self._queues.get(key)
-        if queue is None:
-            self._queues[key] = deque()
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        queue.append(waiter)
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self.release(key)  # handed the turn while being cancelled: pass it on
-            else:
-                with contextlib.suppress(ValueError):
-                    queue.remove(waiter)
-            raise
-
-    def release(self, key: tuple[str, str]) -> None:
-        queue = self._queues[key]
-        while queue:
-            waiter = queue.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-        del self._queues[key]
-
-    def held(self) -> int:
-        """How many keys are taken now (for tests)."""
-        return len(self._queues)
-
-
-class _Turn:
-    __slots__ = ("_key", "_turns")
-
-    def __init__(self, turns: _Turns, key: tuple[str, str]) -> None:
-        self._turns = turns
-        self._key = key
-
-    async def __aenter__(self) -> None:
-        await self._turns.acquire(self._key)
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._turns.release(self._key)
 
 
 def dedupe_key(address: str, message_id: str) -> str:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.router import _Turns
+from gateway.turns import Turns
 
 KEY = ("sms", "tel:+989120000001")
 
 
 async def test_turns_run_one_at_a_time_in_arrival_order() -> None:
-    turns = _Turns()
+    turns = Turns()
     order: list[int] = []
     inside = 0
 
@@ -32,14 +32,14 @@ async def test_turns_run_one_at_a_time_in_arrival_order() -> None:
 
 
 async def test_other_keys_do_not_wait() -> None:
-    turns = _Turns()
+    turns = Turns()
     await turns.acquire(KEY)
     await asyncio.wait_for(turns.acquire(("sms", "tel:+989120000002")), 1)
     assert turns.held() == 2
 
 
 async def test_a_cancelled_waiter_neither_blocks_nor_loses_the_turn() -> None:
-    turns = _Turns()
+    turns = Turns()
     await turns.acquire(KEY)
     cancelled = asyncio.create_task(turns.acquire(KEY))
     after = asyncio.create_task(turns.acquire(KEY))
@@ -53,7 +53,7 @@ async def test_a_cancelled_waiter_neither_blocks_nor_loses_the_turn() -> None:
 
 
 async def test_cancelled_just_after_being_handed_the_turn_passes_it_on() -> None:
-    turns = _Turns()
+    turns = Turns()
     await turns.acquire(KEY)
     first = asyncio.create_task(turns.acquire(KEY))
     second = asyncio.create_task(turns.acquire(KEY))
