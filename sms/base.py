@@ -286,6 +286,11 @@ def basic_auth(user: str, password: str) -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
+def ascii_digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes '²' and '٣', which int() refuses or reads."""
+    return text.isascii() and text.isdigit()
+
+
 def same(given: str, expected: str) -> bool:
     """Constant-time comparison of two signatures or tokens."""
     # surrogatepass: a header's bytes that are not UTF-8 (aiohttp keeps them as surrogates)

@@ -18,6 +18,7 @@ from sms.base import (
     Receipt,
     Received,
     Refused,
+    ascii_digits,
     e164,
     error_code,
     post_checked,
@@ -54,8 +55,7 @@ class Generic:
         if self.line.verify:
             stamp = request.headers.get(TIMESTAMP, "")
             given = request.headers.get(SIGNATURE, "")
-            digits = stamp.isascii() and stamp.isdigit()  # isdigit() alone takes '٣'
-            if not digits or not same(given, signature(self.secret, stamp, body)):
+            if not ascii_digits(stamp) or not same(given, signature(self.secret, stamp, body)):
                 raise Refused(403, f"missing or wrong {SIGNATURE}")
             if abs(self.now() - int(stamp)) > self.skew:
                 raise Refused(403, f"{TIMESTAMP} is too old or in the future")

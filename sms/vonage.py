@@ -27,6 +27,7 @@ from sms.base import (
     Receipt,
     Received,
     Refused,
+    ascii_digits,
     digits_only,
     error_code,
     form,
@@ -113,14 +114,18 @@ class Vonage:
         if not given or not same(given, signature(params, self.secret, self.method)):
             raise Refused(403, "missing or wrong sig")
         stamp = params.get("timestamp", "")
-        if not _digits(stamp) or abs(self.now() - int(stamp)) > self.skew:
+        if not ascii_digits(stamp) or abs(self.now() - int(stamp)) > self.skew:
             raise Refused(403, "the signed timestamp is too old or in the future")
 
     def _part(
         self, params: Params, sender: str, message_id: str, text: str
     ) -> tuple[str, str] | None:
         ref, total, part = required(params, "concat-ref", "concat-total", "concat-part")
-        if not _digits(total) or not _digits(part) or not 1 <= int(part) <= int(total) <= 255:
+        if (
+            not ascii_digits(total)
+            or not ascii_digits(part)
+            or not 1 <= int(part) <= int(total) <= 255
+        ):
             raise Refused(400, "concat-part and concat-total must be 1..255")
         now = self.now()
         for key in [k for k, v in self.pending.items() if now - v.started > self.timeout]:
@@ -187,8 +192,3 @@ async def _params(request: web.Request) -> Params:
     if request.method == "POST":
         params.extend(request.query)  # Vonage may keep some fields in the query
     return params
-
-
-def _digits(text: str) -> bool:
-    """ASCII digits only: str.isdigit() also takes '²' and '٣', which int() refuses or reads."""
-    return text.isascii() and text.isdigit()
