@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -12,6 +11,7 @@ from aiohttp import web
 from gateway import jsoncodec
 from gateway.model import INPUT_MODES, Inbound, InputMode
 from gateway.router import Gateway, Rejected
+from gateway.secret import same_secret
 
 # \Z, not $: $ also matches before a final newline. No spaces nor control characters.
 _ADDRESS = re.compile(r"^[a-z][a-z0-9+.-]{1,20}:[^\s\x00-\x1f\x7f]{1,200}\Z")
@@ -154,9 +154,7 @@ def _json(payload: Any, status: int = 200) -> web.Response:
 def check_token(request: web.Request, token: str) -> None:
     """Require the configured bearer token (or, with none configured, a loopback client)."""
     if token:
-        given = request.headers.get("Authorization", "")
-        presented = given.encode("utf-8", "surrogatepass")  # odd header bytes: no match
-        if not hmac.compare_digest(presented, f"Bearer {token}".encode()):
+        if not same_secret(request.headers.get("Authorization"), f"Bearer {token}"):
             raise _error(401, "missing or wrong bearer token")
         return
     if request.remote not in ("127.0.0.1", "::1"):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hmac
 import json
 import re
 import time
@@ -20,6 +19,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from multidict import MultiDict, MultiDictProxy
 
 from gateway.backends import DeliveryError
+from gateway.secret import same_secret
 
 ReplyMode = Literal["webhook", "api"]
 Params = MultiDict[str]
@@ -293,11 +293,7 @@ def ascii_digits(text: str) -> bool:
 
 def same(given: str, expected: str) -> bool:
     """Constant-time comparison of two signatures or tokens."""
-    # surrogatepass: a header's bytes that are not UTF-8 (aiohttp keeps them as surrogates)
-    # simply do not match.
-    return hmac.compare_digest(
-        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
-    )
+    return same_secret(given, expected)
 
 
 def check_token(request: web.Request, line: Line) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 import re
 from collections.abc import Mapping
@@ -52,16 +51,6 @@ def number(entry: Mapping[str, Any], key: str, where: str, default: float) -> fl
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ConfigError(f"{where}.{key}: a number of seconds (0 or more) is required")
     return float(value)
-
-
-def same_secret(given: str | None, expected: str) -> bool:
-    """Constant-time comparison of a presented secret with the configured one."""
-    if given is None:
-        return False
-    # surrogatepass: header bytes that are not UTF-8 simply do not match.
-    return hmac.compare_digest(
-        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
-    )
 
 
 def answer(status: str, reason: str = "", code: int = 200, **extra: Any) -> web.Response:

@@ -29,6 +29,7 @@ from gateway.config import ConfigError
 from gateway.logs import fields
 from gateway.model import Inbound, InputMode
 from gateway.router import Gateway, Rejected, Result, dedupe_key
+from gateway.secret import same_secret
 from gateway.store import SessionRow
 from social import render, telegram_inline
 from social.common import (
@@ -37,7 +38,6 @@ from social.common import (
     entries,
     open_question,
     refuse,
-    same_secret,
     with_scales,
 )
 from social.telegram_bots import TelegramBot, build_bot

@@ -25,6 +25,7 @@ from gateway.config import ConfigError
 from gateway.logs import fields
 from gateway.model import Inbound
 from gateway.router import Gateway, Result, dedupe_key
+from gateway.secret import same_secret
 from social.common import (
     Progress,
     answer,
@@ -32,7 +33,6 @@ from social.common import (
     number,
     open_question,
     refuse,
-    same_secret,
     text,
     with_scales,
 )
