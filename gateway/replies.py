@@ -63,8 +63,19 @@ _FOLD = str.maketrans(
         "'": None,
         "\u2019": None,
         "\u02bc": None,
+        # Emoji presentation selectors and the keycap mark: "1️⃣0️⃣" is 10, and "🔟" too.
+        "\ufe0e": None,
+        "\ufe0f": None,
+        "\u20e3": None,
+        "\U0001f51f": "10",
     }
 )
+# Fraction characters, before NFKC makes "7½" into "71⁄2": read as words, see words.AND_A_HALF.
+_FRACTIONS = {
+    code: " and a half "
+    for code in [*range(0x00BC, 0x00BF), *range(0x2150, 0x2190)]
+    if "\u2044" in unicodedata.normalize("NFKC", chr(code))
+}
 _MINUS = "-\u2212\u2013"
 _THOUSANDS = ",٬"
 _TOKEN = re.compile(
@@ -91,7 +102,7 @@ def fold(text: str) -> str:
 
 
 def _folded(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).casefold().translate(_FOLD)
+    text = unicodedata.normalize("NFKC", text.translate(_FRACTIONS)).casefold().translate(_FOLD)
     return " ".join(text.split())
 
 
@@ -147,6 +158,9 @@ _YES_NO: dict[str, bool | None] = _index(
 _YES_NO_WHOLE_ONLY = {_key(w) for w in words.YES_NO_WHOLE_ONLY}
 _OUT_OF = {_key(w) for w in words.OUT_OF}
 _NEGATIVE = {_key(w) for w in words.NEGATIVE}
+_AND_A_HALF = {_key(w) for w in words.AND_A_HALF}
+_STAR_RUN = re.compile(rf"[{words.STARS}](?:\s*[{words.STARS}])*")
+_STAR_RUN_GAPS = re.compile(r"\s+")
 _OPT_OUT = {_key(w) for w in words.OPT_OUT}
 _OPT_IN = {_key(w) for w in words.OPT_IN}
 
@@ -260,14 +274,24 @@ def _number(question: Question, raw: str) -> Interpretation:
             for start, end, what in _outermost(_spans(tokens, _NUMBERS))
             if start < WINDOW
         ]
+    if not found and question.type != "number":
+        found = _stars(raw)
     if any(start > 0 and tokens[start - 1] in _NEGATIVE for start, _, _ in found):
         return _invalid("negative number")
+    halves = {start for start, _, _ in _spans(tokens, _AND_A_HALF)}
+    if any(end in halves for _, end, _ in found):
+        return _invalid("not a whole number")
     values = sorted({value for _, _, value in _without_scale_top(question, tokens, found)})
     if not values:
         return _invalid("no number found")
     if len(values) > 1:
         return _invalid("ambiguous: " + ", ".join(map(str, values)))
     return _in_range(question, values[0])
+
+
+def _stars(raw: str) -> list[tuple[int, int, int]]:
+    """Each run of stars in the reply as a number found at token 0: its length ("⭐⭐⭐⭐" is 4)."""
+    return [(0, 0, len(_STAR_RUN_GAPS.sub("", run))) for run in _STAR_RUN.findall(_folded(raw))]
 
 
 def _without_scale_top(
@@ -300,6 +324,9 @@ def _yes_no(raw: str) -> Interpretation:
         if start < WINDOW and (what not in _YES_NO_WHOLE_ONLY or (start, end) == (0, len(tokens)))
     ]
     meanings = {_YES_NO[what] for _, _, what in _outermost(spans)} - {None}
+    if not spans:  # no word at all: a thumb or a check mark
+        meanings = {True for c in raw if c in words.YES_SYMBOLS}
+        meanings |= {False for c in raw if c in words.NO_SYMBOLS}
     if len(meanings) > 1:
         return _invalid("ambiguous: both yes and no")
     if not meanings:

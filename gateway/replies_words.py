@@ -173,6 +173,15 @@ UNSURE: tuple[str, ...] = (
 # Between two numbers, these make the second one the scale's top: "8/10", "۸ از ۱۰", "٨ من ١٠".
 OUT_OF: tuple[str, ...] = ("/", "of", "out of", "از", "من")
 NEGATIVE: tuple[str, ...] = ("minus", "negative", "منفی", "سالب", "ناقص")
+# Right after a number, these make it a fraction, which no scale takes: "هفت و نیم" is not 7.
+# A fraction character ("7½") is read as "and a half".
+AND_A_HALF: tuple[str, ...] = ("and a half", "and half", "و نیم", "و نصف", "و نص")
+
+# Messaging apps answer with symbols: a run of stars is a rating ("⭐⭐⭐⭐" is 4 on a scale),
+# and a thumb or a check mark is yes or no. They count only where no word or digit does.
+STARS: str = "⭐★🌟"  # ⭐ ★ 🌟
+YES_SYMBOLS: str = "👍✅✔☑👌"  # 👍 ✅ ✔ ☑ 👌
+NO_SYMBOLS: str = "👎❌✖❎"  # 👎 ❌ ✖ ❎
 
 OPT_OUT: tuple[str, ...] = (
     "stop",
