@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from functools import cache
 from importlib import resources
@@ -22,7 +22,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, ValidationError
 
-from gateway.flows import conditions
+from gateway import replies
+from gateway.flows import condition_types, conditions
 from gateway.flows.model import END, SCALES, Choice, Question, Rule, Survey
 from gateway.flows.yaml_nodes import JsonPath, YamlDoc, read_yaml
 from gateway.flows.yaml_nodes import Problem as Problem
@@ -208,6 +209,27 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_key(value: object) -> bool:
+    return (_is_int(value) or isinstance(value, str)) and str(value) in tuple("0123456789")
+
+
+def _phrase(text: str) -> str:
+    """A label or keyword as gateway.replies matches it (its choice matcher's key)."""
+    # replies has no public name for this key; a clash is only real in the matcher's own form.
+    return "".join(map(replies._bare, replies._tokens(text)))
+
+
+def _choice_words(choice: dict[str, Any]) -> Iterator[tuple[JsonPath, str, str, str]]:
+    """Each label and keyword of a choice: where it is, label or keyword, language, text."""
+    for language, label in _dict(choice.get("label")).items():
+        if isinstance(label, str):
+            yield ("label", language), "label", language, label
+    for language, words in _dict(choice.get("keywords")).items():
+        for n, word in enumerate(_list(words)):
+            if isinstance(word, str):
+                yield ("keywords", language, n), "keyword", language, word
+
+
 class _Checker:
     """Cross-field checks: ids, forward-only goto, conditions, languages, audio, scales."""
 
@@ -217,6 +239,7 @@ class _Checker:
         languages = _list(self.data.get("languages"))
         self.languages = [x for x in languages if isinstance(x, str) and _LANGUAGE.fullmatch(x)]
         self.index: dict[str, int] = {}
+        self.questions: list[Any] = []
         self.found: dict[JsonPath, conditions.Expression] = {}
 
     def run(self) -> dict[JsonPath, conditions.Expression]:
@@ -229,7 +252,7 @@ class _Checker:
         if len(spans) == 2 and _span(spans[0]) >= _span(spans[1]):
             message = f"reminder.after ({after}) must be shorter than expiry ({expiry})"
             self.doc.error(("reminder", "after"), message)
-        questions = _list(self.data.get("questions"))
+        questions = self.questions = _list(self.data.get("questions"))
         for i, question in enumerate(questions):
             qid = _dict(question).get("id")
             if qid == END:
@@ -242,7 +265,31 @@ class _Checker:
         for i, question in enumerate(questions):
             if isinstance(question, dict):
                 self.question(("questions", i), i, question)
+        self.unreachable()
         return self.found
+
+    def unreachable(self) -> None:
+        """Warn for questions no path leads to (as engine.next_question walks, any answer)."""
+        rules = [_dict(r) for q in self.questions for r in _list(_dict(q).get("next"))]
+        if any(r.get("goto") not in (*self.index, END) for r in rules):
+            return  # a goto is broken (reported): which questions it meant to reach is unknown
+        reached, waiting = set(), [0] if self.questions else []
+        while waiting:
+            i = waiting.pop()
+            if i in reached or i >= len(self.questions):
+                continue
+            reached.add(i)
+            rules = _list(_dict(self.questions[i]).get("next"))
+            always = next((k for k, r in enumerate(rules) if "if" not in _dict(r)), None)
+            used = rules if always is None else rules[: always + 1]
+            waiting += [self.index[g] for r in used if (g := _dict(r).get("goto")) in self.index]
+            if always is None:  # no rule holds, or a skipped answer: the next question in the file
+                waiting.append(i + 1)
+        for i, question in enumerate(self.questions):
+            qid = _dict(question).get("id")
+            if i not in reached and isinstance(qid, str) and self.index.get(qid) == i:
+                message = f"question '{qid}' can never be asked: no rule or question leads to it"
+                self.doc.error(("questions", i, "id"), message, warn=True)
 
     def texts(self, path: JsonPath, value: object, required: bool) -> None:
         if not isinstance(value, dict):
@@ -339,6 +386,40 @@ class _Checker:
                     used[text] = j
             self.texts((*where, "label"), _dict(choice).get("label"), required=True)
             self.texts((*where, "keywords"), _dict(choice).get("keywords"), required=False)
+        if kind == "choice":
+            self.choice_words(path, _list(question.get("choices")))
+
+    def choice_words(self, path: JsonPath, choices: list[Any]) -> None:
+        """Labels and keywords a respondent could not use: shared, a key, an opt-out word."""
+        keys = {str(k): j for j, c in enumerate(choices) if _is_key(k := _dict(c).get("key"))}
+        phrases: dict[tuple[str, str], int] = {}
+        for j, choice in enumerate(map(_dict, choices)):
+            if keys and "key" not in choice:
+                message = f"choice '{choice.get('id')}' has no key, so it cannot be chosen on"
+                hint = "the keypad (calls); give it a key like the other choices"
+                self.doc.error((*path, "choices", j), f"{message} {hint}", warn=True)
+            for where, what, language, text in _choice_words(choice):
+                where = (*path, "choices", j, *where)
+                control = replies.control_word(text, "sms")
+                digits = replies.normalize_digits(replies.fold(text))
+                first = phrases.setdefault((language, _phrase(text)), j)
+                if control is not None:
+                    instead = "opted out" if control == "opt_out" else "opted in"
+                    message = f"{what} '{text}' is an {control.replace('_', '-')} word"
+                    self.doc.error(
+                        where, f"{message}: a respondent who sends it is {instead} instead"
+                    )
+                elif first != j and _phrase(text):
+                    other = f"choice {first + 1} ('{_dict(choices[first]).get('id')}')"
+                    message = f"{what} '{text}' ({language}) also picks {other}"
+                    self.doc.error(where, f"{message}; a respondent cannot pick either with it")
+                elif what == "keyword" and keys.get(digits, j) != j:
+                    other = (
+                        f"choice {keys[digits] + 1} ('{_dict(choices[keys[digits]]).get('id')}')"
+                    )
+                    self.doc.error(
+                        where, f"keyword '{text}' is the key of {other}; the reply picks that"
+                    )
 
     def rules(self, path: JsonPath, i: int, rules: object) -> None:
         always: int | None = None
@@ -384,6 +465,31 @@ class _Checker:
                 why = "names no question" if target is None else "is asked later"
                 where = (line, column + source.find(name)) if exact else (line, column)
                 self.doc.add(where, f"condition: {name} {why}; use value or earlier answers")
+        answers = {
+            f"answers.{q}": _answer(self.questions[k]) for q, k in self.index.items() if k < i
+        }
+        answers["value"] = _answer(self.questions[i])
+        known = {name: answer for name, answer in answers.items() if answer is not None}
+        for found in condition_types.check(expression.node, known, self.languages):
+            where = (line, column + found.column - 1) if exact else (line, column)
+            suffix = "" if exact else f" (column {found.column} of the condition)"
+            self.doc.add(where, f"condition: {found.message}{suffix}", warn=found.warn)
+
+
+def _answer(question: object) -> condition_types.Answer | None:
+    """What the answer to this question can be, if its id and type are known."""
+    qid, kind = _dict(question).get("id"), _dict(question).get("type")
+    if not isinstance(qid, str) or not isinstance(kind, str):
+        return None
+    low, high = SCALES.get(kind, (_dict(question).get("min"), _dict(question).get("max")))
+    ids = [_dict(c).get("id") for c in _list(_dict(question).get("choices"))]
+    return condition_types.Answer(
+        qid,
+        kind,
+        low if _is_int(low) else None,
+        high if _is_int(high) else None,
+        tuple(x for x in ids if isinstance(x, str)),
+    )
 
 
 # Building the model (only for files without errors)

@@ -126,6 +126,41 @@ BAD: dict[str, list[str]] = {
         "14:9 duplicate question id 'q1' (first is question 1)",
     ],
     "syntax_error": ["8:3 YAML syntax error: expected ',' or '}', but got '-'"],
+    "condition_types": [
+        "10:24 condition: value (question 'nps', nps 0-10) is a number, not '6', so this is never true; write 6",
+        "11:23 warning: condition: value (question 'nps', nps 0-10) is never > 10",
+        "11:37 warning: condition: value (question 'nps', nps 0-10) is never < 0",
+        "12:27 condition: 'FA' is not one of the survey's languages (fa, ar, en); write 'fa'",
+        "12:54 condition: 'de' is not one of the survey's languages (fa, ar, en)",
+        "18:24 condition: value (question 'resolved', yes_no) is true or false, not 'yes'",
+        "18:42 condition: value (question 'resolved', yes_no) is true or false, not 1",
+        "19:30 condition: answers.nps (question 'nps', nps 0-10) is a number, not '10', so this is never true; write 10",
+        "19:53 warning: condition: answers.nps (question 'nps', nps 0-10): 11 is out of range",
+        "28:24 condition: 'Billing' is not a choice of question 'topic', so this is never true; its ids are billing, network",
+        "28:58 condition: 'roaming' is not a choice of question 'topic'",
+        "29:35 condition: answers.resolved (question 'resolved', yes_no) is true or false, not 'no'",
+        "29:62 condition: answers.resolved (question 'resolved', yes_no) is true or false and has no order",
+    ],
+    "choice_clash": [
+        "13:40 keyword '2' is the key of choice 2 ('network')",
+        "16:33 label 'فواتير' (ar) also picks choice 1 ('billing')",  # الفواتير, as the matcher reads it
+        "17:25 keyword ' BILL!' (en) also picks choice 1 ('billing')",
+        "17:49 keyword 'إلغاء' is an opt-out word: a respondent who sends it is opted out instead",
+        "20:21 label 'لغو' is an opt-out word",
+        "20:46 label 'Stop' is an opt-out word",
+        "21:9 warning: choice 'other' has no key, so it cannot be chosen on the keypad (calls)",
+        "23:25 keyword 'start' is an opt-in word: a respondent who sends it is opted in instead",
+        "23:32 keyword 'invoice' (en) also picks choice 1 ('billing')",  # fa 'bill' is no clash
+    ],
+}
+
+# file under tests/data/flows/warnings -> its warnings; the survey still loads
+WARNINGS: dict[str, list[str]] = {
+    "unreachable": [
+        "13:9 warning: this rule is never used: rule 2 always applies",
+        "14:9 warning: question 'orphan' can never be asked",  # only after an always-rule
+        "23:9 warning: question 'skipped' can never be asked",  # reason always jumps over it
+    ],
 }
 
 
@@ -147,6 +182,15 @@ def test_bad_file(name: str, expected: list[str]) -> None:
     with pytest.raises(SurveyError) as caught:
         load_survey(path)
     assert caught.value.problems == problems
+
+
+@pytest.mark.parametrize(("name", "expected"), sorted(WARNINGS.items()), ids=sorted(WARNINGS))
+def test_file_with_warnings(name: str, expected: list[str]) -> None:
+    path = DATA / "warnings" / f"{name}.yaml"
+    problems = validate_paths([path])
+    assert [shown(p)[: len(want)] for p, want in zip(problems, expected, strict=False)] == expected
+    assert len(problems) == len(expected)
+    assert load_survey(path).id == name
 
 
 def test_every_problem_of_a_file_at_once() -> None:
