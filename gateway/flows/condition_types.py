@@ -37,12 +37,17 @@ class Finding:
     warn: bool = False
 
 
-def check(node: Node, answers: Mapping[str, Answer], languages: Sequence[str]) -> list[Finding]:
-    """Every comparison of a name with a literal that does not fit the name's type."""
+def check(
+    node: Node, answers: Mapping[str, Answer], languages: Sequence[str] | None
+) -> list[Finding]:
+    """Every comparison of a name with a literal that does not fit its type (languages: None
+    when the survey's own list is invalid, so language literals are not checked)."""
     return list(_walk(node, answers, languages))
 
 
-def _walk(node: Node, answers: Mapping[str, Answer], languages: Sequence[str]) -> Iterator[Finding]:
+def _walk(
+    node: Node, answers: Mapping[str, Answer], languages: Sequence[str] | None
+) -> Iterator[Finding]:
     match node:
         case Not(operand):
             yield from _walk(operand, answers, languages)
@@ -65,14 +70,18 @@ def _literal(value: object) -> str:
 
 
 def _compare(
-    op: str, name: Name, const: Const, answers: Mapping[str, Answer], languages: Sequence[str]
+    op: str,
+    name: Name,
+    const: Const,
+    answers: Mapping[str, Answer],
+    languages: Sequence[str] | None,
 ) -> Iterator[Finding]:
     value, column = const.value, const.column or name.column
     if value is None:
         return  # a skipped or absent answer is null: always worth testing
     shown = _literal(value)
     if name.path == "language" and op in ("==", "!="):
-        if value not in languages:
+        if languages is not None and value not in languages:
             hint = f"; write '{str(value).lower()}'" if str(value).lower() in languages else ""
             message = f"{shown} is not one of the survey's languages ({', '.join(languages)})"
             yield Finding(column, f"{message}{hint}")

@@ -29,6 +29,7 @@ from gateway.flows.yaml_nodes import JsonPath, YamlDoc, read_yaml
 from gateway.flows.yaml_nodes import Problem as Problem
 
 _LANGUAGE = re.compile(r"[a-z]{2,3}")
+_IDENTIFIER = re.compile(r"[a-z][a-z0-9_]{0,63}")  # the schema's identifier
 _EXPIRY_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 _SMS_CODES = {"11": "opt-out", "12": "opt-in"}
 _KINDS = {"object": "a mapping", "array": "a list", "integer": "an integer", "string": "text"}
@@ -112,6 +113,9 @@ def _check_file(path: Path) -> tuple[Survey | None, list[Problem], tuple[int, in
     doc = read_yaml(path)
     if doc.broken:
         return None, doc.problems, (1, 1)
+    if doc.data is None and not doc.problems:
+        message = "the file is empty; a survey needs id, version, languages and questions"
+        return None, [Problem(str(path), 1, 1, message)], (1, 1)
     found = _Checker(doc, path.parent).run()
     _check_schema(doc)
     problems = sorted(doc.problems, key=lambda p: (p.line, p.column))
@@ -143,15 +147,19 @@ def _shown(value: object) -> str:
 
 
 def _check_schema(doc: YamlDoc) -> None:
-    for error in _validator().iter_errors(doc.data):
+    errors = list(_validator().iter_errors(doc.data))
+    meant = _misspelt(errors)
+    for error in errors:
         path: JsonPath = tuple(error.absolute_path)
-        if path in doc.claimed:
-            continue
+        if path in doc.claimed or "allOf" in error.schema_path:
+            continue  # allOf says in schema what the checker below says in words
+        if error.validator == "required" and (path, _missing(error)) in meant:
+            continue  # a misspelt key: reported once below, as unknown with the right name
         if error.validator == "additionalProperties":
             schema: Any = error.schema
             known = sorted(schema.get("properties", {}))
             for key in sorted(set(error.instance) - set(known)):
-                close = difflib.get_close_matches(key, known, 1)
+                close = _close(key, known)
                 hint = (
                     f"; did you mean '{close[0]}'?" if close else f"; expected {', '.join(known)}"
                 )
@@ -161,6 +169,28 @@ def _check_schema(doc: YamlDoc) -> None:
         else:
             where = f"{_dotted(path)}: " if path else ""
             doc.error(path, where + _readable(error))
+
+
+def _misspelt(errors: list[ValidationError]) -> set[tuple[JsonPath, str]]:
+    """(where, key) for each known key that an unknown key is a near-miss of."""
+    meant: set[tuple[JsonPath, str]] = set()
+    for error in errors:
+        if error.validator != "additionalProperties":
+            continue
+        known = list(_dict(_dict(error.schema).get("properties")))
+        for key in set(_dict(error.instance)) - set(known):
+            meant.update((tuple(error.absolute_path), k) for k in _close(key, known))
+    return meant
+
+
+def _close(word: str, known: list[str]) -> list[str]:
+    return difflib.get_close_matches(word, known, 1)
+
+
+def _missing(error: ValidationError) -> str | None:
+    """The key a `required` error is about."""
+    missing = re.match(r"'(.+)' is a required property", error.message)
+    return missing[1] if missing else None
 
 
 def _readable(error: ValidationError) -> str:
@@ -178,12 +208,19 @@ def _readable(error: ValidationError) -> str:
         expected = " or ".join(_KINDS.get(w, w) for w in wanted)
         return f"expected {expected}, got {_shown(instance)}"
     if rule == "required":
-        missing = re.match(r"'(.+)' is a required property", error.message)
-        return f"missing required key '{missing[1]}'" if missing else error.message
+        missing = _missing(error)
+        return f"missing required key '{missing}'" if missing else error.message
     if rule == "enum":
         return f"{_shown(instance)} is not one of: {', '.join(map(str, value))}"
-    if rule == "pattern":
-        return f"{_shown(instance)}: {schema.get('patternErrorMessage', error.message)}"
+    if rule == "pattern" and isinstance(instance, str):
+        if not instance.strip():
+            return "must not be empty or only spaces"
+        if re.fullmatch(r"0+[mhd]", instance):
+            return f"{_shown(instance)}: must be at least 1, e.g. 30m, 24h, 7d"
+        hint = ""
+        if instance != instance.lower() and re.search(value, instance.lower()):
+            hint = f"; write {instance.lower()!r}"
+        return f"{_shown(instance)}: {schema.get('patternErrorMessage', error.message)}{hint}"
     if rule in ("minItems", "maxItems") and isinstance(instance, list):
         bound = "at least" if rule == "minItems" else "at most"
         return f"needs {bound} {value} items, has {len(instance)}"
@@ -236,8 +273,13 @@ class _Checker:
     def __init__(self, doc: YamlDoc, folder: Path) -> None:
         self.doc, self.folder = doc, folder
         self.data = _dict(doc.data)
-        languages = _list(self.data.get("languages"))
-        self.languages = [x for x in languages if isinstance(x, str) and _LANGUAGE.fullmatch(x)]
+        languages = self.data.get("languages")
+        # Invalid languages are reported once; the per-text checks that read them would only
+        # repeat that error for every prompt, so they wait until languages is right.
+        valid = isinstance(languages, list) and all(
+            isinstance(x, str) and _LANGUAGE.fullmatch(x) for x in languages
+        )
+        self.languages: list[str] | None = _list(languages) if valid else None
         self.index: dict[str, int] = {}
         self.questions: list[Any] = []
         self.found: dict[JsonPath, conditions.Expression] = {}
@@ -292,7 +334,7 @@ class _Checker:
                 self.doc.error(("questions", i, "id"), message, warn=True)
 
     def texts(self, path: JsonPath, value: object, required: bool) -> None:
-        if not isinstance(value, dict):
+        if not isinstance(value, dict) or self.languages is None:
             return
         for language in value:
             if language not in self.languages:
@@ -307,7 +349,7 @@ class _Checker:
         self.texts((*path, "prompt"), question.get("prompt"), required=True)
         self.texts((*path, "invalid"), question.get("invalid"), required=False)
         covered = {*_dict(question.get("invalid")), *_dict(self.data.get("invalid"))}
-        if missing := [x for x in self.languages if x not in covered]:
+        if missing := [x for x in self.languages or [] if x not in covered]:
             where = f"question '{question.get('id')}'"
             hint = "add `invalid` to the question or the survey"
             self.doc.error(
@@ -440,7 +482,8 @@ class _Checker:
         if goto == END or (target is not None and target > i):
             return
         if target is None:
-            close = difflib.get_close_matches(goto, [*self.index, END], 1)
+            valid = [x for x in self.index if _IDENTIFIER.fullmatch(x)]
+            close = difflib.get_close_matches(goto, [*valid, END], 1)
             message = "names no question" + (f"; did you mean '{close[0]}'?" if close else "")
         elif target == i:
             message = "jumps to its own question; go to a later question or end"
