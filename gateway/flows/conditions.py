@@ -13,7 +13,7 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 MAX_LENGTH = 1000
@@ -48,6 +48,7 @@ class Const:
     """A literal: int, str, bool or None."""
 
     value: object
+    column: int = field(default=0, compare=False)  # 1-based in the source; 0 if unknown
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Name:
     """A dotted name looked up in the environment."""
 
     path: str
+    column: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ class Member:
     negated: bool
     item: Node
     options: tuple[object, ...]
+    columns: tuple[int, ...] = field(default=(), compare=False)  # where each option is
 
 
 Node = Const | Name | Not | Logic | Compare | Member
@@ -249,7 +252,7 @@ def _string(source: str, start: int) -> _Token:
     raise ConditionError("string is not closed", start + 1)
 
 
-def _check_name(token: _Token) -> str:
+def _check_name(token: _Token, compared: bool = False) -> str:
     root, *rest = token.text.split(".")
     if root in ROOTS and not rest:
         return token.text
@@ -260,7 +263,12 @@ def _check_name(token: _Token) -> str:
             return token.text
         raise ConditionError(f"write {root}.<{SCOPES[root]}>", token.column)
     names = "value, language, channel, answers.<question id>, context.<key>"
-    raise ConditionError(f"unknown name {root!r}; use one of {names}", token.column)
+    hint = ""
+    if token.text.lower() in _CONSTANTS:
+        hint = f"; write {token.text.lower()} in lower case"
+    elif compared and not rest:
+        hint = f"; to compare with text, quote it: '{token.text}'"
+    raise ConditionError(f"unknown name {root!r}{hint}; use one of {names}", token.column)
 
 
 class _Parser:
@@ -323,13 +331,13 @@ class _Parser:
         left = self.operand()
         node: Node
         if self.peek().kind == "op" and self.peek().text in _COMPARE:
-            node = Compare(self.take().text, left, self.operand())
+            node = Compare(self.take().text, left, self.operand(compared=True))
         elif self.at("in"):
             self.take()
-            node = Member(False, left, self.options())
+            node = Member(False, left, *self.options())
         elif self.at("not") and self.at("in", 1):
             self.index += 2
-            node = Member(True, left, self.options())
+            node = Member(True, left, *self.options())
         else:
             return left
         token = self.peek()
@@ -342,14 +350,14 @@ class _Parser:
             raise ConditionError(message, token.column)
         return node
 
-    def operand(self) -> Node:
+    def operand(self, compared: bool = False) -> Node:
         token = self.take()
         if token.kind in ("int", "str"):
-            return Const(token.value)
+            return Const(token.value, token.column)
         if token.kind == "word" and token.text in _CONSTANTS:
-            return Const(_CONSTANTS[token.text])
+            return Const(_CONSTANTS[token.text], token.column)
         if token.kind == "name":
-            return Name(_check_name(token))
+            return Name(_check_name(token, compared), token.column)
         if token.kind == "op" and token.text == "(":
             self.nesting += 1
             if self.nesting > MAX_NESTING:
@@ -361,11 +369,13 @@ class _Parser:
         message = f"expected a value, a name or '(', found {token.describe()}"
         raise ConditionError(message, token.column)
 
-    def options(self) -> tuple[object, ...]:
+    def options(self) -> tuple[tuple[object, ...], tuple[int, ...]]:
         self.expect("[", "after 'in'")
         options: list[object] = []
+        columns: list[int] = []
         while not self.at("]"):
             token = self.take()
+            columns.append(token.column)
             if token.kind in ("int", "str"):
                 options.append(token.value)
             elif token.kind == "word" and token.text in _CONSTANTS:
@@ -373,9 +383,11 @@ class _Parser:
             else:
                 kinds = "numbers, strings, true, false or null"
                 message = f"list items must be {kinds}, found {token.describe()}"
+                if token.kind == "name" and token.text.split(".")[0] not in (*ROOTS, *SCOPES):
+                    message += f"; to use text, quote it: '{token.text}'"
                 raise ConditionError(message, token.column)
             if not self.at(","):
                 break
             self.take()
         self.expect("]", "to close the list")
-        return tuple(options)
+        return tuple(options), tuple(columns)

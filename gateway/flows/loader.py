@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from functools import cache
 from importlib import resources
@@ -22,12 +22,14 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, ValidationError
 
-from gateway.flows import conditions
+from gateway import replies
+from gateway.flows import condition_types, conditions
 from gateway.flows.model import END, SCALES, Choice, Question, Rule, Survey
 from gateway.flows.yaml_nodes import JsonPath, YamlDoc, read_yaml
 from gateway.flows.yaml_nodes import Problem as Problem
 
 _LANGUAGE = re.compile(r"[a-z]{2,3}")
+_IDENTIFIER = re.compile(r"[a-z][a-z0-9_]{0,63}")  # the schema's identifier
 _EXPIRY_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 _SMS_CODES = {"11": "opt-out", "12": "opt-in"}
 _KINDS = {"object": "a mapping", "array": "a list", "integer": "an integer", "string": "text"}
@@ -111,6 +113,9 @@ def _check_file(path: Path) -> tuple[Survey | None, list[Problem], tuple[int, in
     doc = read_yaml(path)
     if doc.broken:
         return None, doc.problems, (1, 1)
+    if doc.data is None and not doc.problems:
+        message = "the file is empty; a survey needs id, version, languages and questions"
+        return None, [Problem(str(path), 1, 1, message)], (1, 1)
     found = _Checker(doc, path.parent).run()
     _check_schema(doc)
     problems = sorted(doc.problems, key=lambda p: (p.line, p.column))
@@ -142,15 +147,19 @@ def _shown(value: object) -> str:
 
 
 def _check_schema(doc: YamlDoc) -> None:
-    for error in _validator().iter_errors(doc.data):
+    errors = list(_validator().iter_errors(doc.data))
+    meant = _misspelt(errors)
+    for error in errors:
         path: JsonPath = tuple(error.absolute_path)
-        if path in doc.claimed:
-            continue
+        if path in doc.claimed or "allOf" in error.schema_path:
+            continue  # allOf says in schema what the checker below says in words
+        if error.validator == "required" and (path, _missing(error)) in meant:
+            continue  # a misspelt key: reported once below, as unknown with the right name
         if error.validator == "additionalProperties":
             schema: Any = error.schema
             known = sorted(schema.get("properties", {}))
             for key in sorted(set(error.instance) - set(known)):
-                close = difflib.get_close_matches(key, known, 1)
+                close = _close(key, known)
                 hint = (
                     f"; did you mean '{close[0]}'?" if close else f"; expected {', '.join(known)}"
                 )
@@ -160,6 +169,28 @@ def _check_schema(doc: YamlDoc) -> None:
         else:
             where = f"{_dotted(path)}: " if path else ""
             doc.error(path, where + _readable(error))
+
+
+def _misspelt(errors: list[ValidationError]) -> set[tuple[JsonPath, str]]:
+    """(where, key) for each known key that an unknown key is a near-miss of."""
+    meant: set[tuple[JsonPath, str]] = set()
+    for error in errors:
+        if error.validator != "additionalProperties":
+            continue
+        known = list(_dict(_dict(error.schema).get("properties")))
+        for key in set(_dict(error.instance)) - set(known):
+            meant.update((tuple(error.absolute_path), k) for k in _close(key, known))
+    return meant
+
+
+def _close(word: str, known: list[str]) -> list[str]:
+    return difflib.get_close_matches(word, known, 1)
+
+
+def _missing(error: ValidationError) -> str | None:
+    """The key a `required` error is about."""
+    missing = re.match(r"'(.+)' is a required property", error.message)
+    return missing[1] if missing else None
 
 
 def _readable(error: ValidationError) -> str:
@@ -177,12 +208,19 @@ def _readable(error: ValidationError) -> str:
         expected = " or ".join(_KINDS.get(w, w) for w in wanted)
         return f"expected {expected}, got {_shown(instance)}"
     if rule == "required":
-        missing = re.match(r"'(.+)' is a required property", error.message)
-        return f"missing required key '{missing[1]}'" if missing else error.message
+        missing = _missing(error)
+        return f"missing required key '{missing}'" if missing else error.message
     if rule == "enum":
         return f"{_shown(instance)} is not one of: {', '.join(map(str, value))}"
-    if rule == "pattern":
-        return f"{_shown(instance)}: {schema.get('patternErrorMessage', error.message)}"
+    if rule == "pattern" and isinstance(instance, str):
+        if not instance.strip():
+            return "must not be empty or only spaces"
+        if re.fullmatch(r"0+[mhd]", instance):
+            return f"{_shown(instance)}: must be at least 1, e.g. 30m, 24h, 7d"
+        hint = ""
+        if instance != instance.lower() and re.search(value, instance.lower()):
+            hint = f"; write {instance.lower()!r}"
+        return f"{_shown(instance)}: {schema.get('patternErrorMessage', error.message)}{hint}"
     if rule in ("minItems", "maxItems") and isinstance(instance, list):
         bound = "at least" if rule == "minItems" else "at most"
         return f"needs {bound} {value} items, has {len(instance)}"
@@ -208,15 +246,42 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_key(value: object) -> bool:
+    return (_is_int(value) or isinstance(value, str)) and str(value) in tuple("0123456789")
+
+
+def _phrase(text: str) -> str:
+    """A label or keyword as gateway.replies matches it (its choice matcher's key)."""
+    # replies has no public name for this key; a clash is only real in the matcher's own form.
+    return "".join(map(replies._bare, replies._tokens(text)))
+
+
+def _choice_words(choice: dict[str, Any]) -> Iterator[tuple[JsonPath, str, str, str]]:
+    """Each label and keyword of a choice: where it is, label or keyword, language, text."""
+    for language, label in _dict(choice.get("label")).items():
+        if isinstance(label, str):
+            yield ("label", language), "label", language, label
+    for language, words in _dict(choice.get("keywords")).items():
+        for n, word in enumerate(_list(words)):
+            if isinstance(word, str):
+                yield ("keywords", language, n), "keyword", language, word
+
+
 class _Checker:
     """Cross-field checks: ids, forward-only goto, conditions, languages, audio, scales."""
 
     def __init__(self, doc: YamlDoc, folder: Path) -> None:
         self.doc, self.folder = doc, folder
         self.data = _dict(doc.data)
-        languages = _list(self.data.get("languages"))
-        self.languages = [x for x in languages if isinstance(x, str) and _LANGUAGE.fullmatch(x)]
+        languages = self.data.get("languages")
+        # Invalid languages are reported once; the per-text checks that read them would only
+        # repeat that error for every prompt, so they wait until languages is right.
+        valid = isinstance(languages, list) and all(
+            isinstance(x, str) and _LANGUAGE.fullmatch(x) for x in languages
+        )
+        self.languages: list[str] | None = _list(languages) if valid else None
         self.index: dict[str, int] = {}
+        self.questions: list[Any] = []
         self.found: dict[JsonPath, conditions.Expression] = {}
 
     def run(self) -> dict[JsonPath, conditions.Expression]:
@@ -229,7 +294,7 @@ class _Checker:
         if len(spans) == 2 and _span(spans[0]) >= _span(spans[1]):
             message = f"reminder.after ({after}) must be shorter than expiry ({expiry})"
             self.doc.error(("reminder", "after"), message)
-        questions = _list(self.data.get("questions"))
+        questions = self.questions = _list(self.data.get("questions"))
         for i, question in enumerate(questions):
             qid = _dict(question).get("id")
             if qid == END:
@@ -242,10 +307,34 @@ class _Checker:
         for i, question in enumerate(questions):
             if isinstance(question, dict):
                 self.question(("questions", i), i, question)
+        self.unreachable()
         return self.found
 
+    def unreachable(self) -> None:
+        """Warn for questions no path leads to (as engine.next_question walks, any answer)."""
+        rules = [_dict(r) for q in self.questions for r in _list(_dict(q).get("next"))]
+        if any(r.get("goto") not in (*self.index, END) for r in rules):
+            return  # a goto is broken (reported): which questions it meant to reach is unknown
+        reached, waiting = set(), [0] if self.questions else []
+        while waiting:
+            i = waiting.pop()
+            if i in reached or i >= len(self.questions):
+                continue
+            reached.add(i)
+            rules = _list(_dict(self.questions[i]).get("next"))
+            always = next((k for k, r in enumerate(rules) if "if" not in _dict(r)), None)
+            used = rules if always is None else rules[: always + 1]
+            waiting += [self.index[g] for r in used if (g := _dict(r).get("goto")) in self.index]
+            if always is None:  # no rule holds, or a skipped answer: the next question in the file
+                waiting.append(i + 1)
+        for i, question in enumerate(self.questions):
+            qid = _dict(question).get("id")
+            if i not in reached and isinstance(qid, str) and self.index.get(qid) == i:
+                message = f"question '{qid}' can never be asked: no rule or question leads to it"
+                self.doc.error(("questions", i, "id"), message, warn=True)
+
     def texts(self, path: JsonPath, value: object, required: bool) -> None:
-        if not isinstance(value, dict):
+        if not isinstance(value, dict) or self.languages is None:
             return
         for language in value:
             if language not in self.languages:
@@ -260,7 +349,7 @@ class _Checker:
         self.texts((*path, "prompt"), question.get("prompt"), required=True)
         self.texts((*path, "invalid"), question.get("invalid"), required=False)
         covered = {*_dict(question.get("invalid")), *_dict(self.data.get("invalid"))}
-        if missing := [x for x in self.languages if x not in covered]:
+        if missing := [x for x in self.languages or [] if x not in covered]:
             where = f"question '{question.get('id')}'"
             hint = "add `invalid` to the question or the survey"
             self.doc.error(
@@ -339,6 +428,40 @@ class _Checker:
                     used[text] = j
             self.texts((*where, "label"), _dict(choice).get("label"), required=True)
             self.texts((*where, "keywords"), _dict(choice).get("keywords"), required=False)
+        if kind == "choice":
+            self.choice_words(path, _list(question.get("choices")))
+
+    def choice_words(self, path: JsonPath, choices: list[Any]) -> None:
+        """Labels and keywords a respondent could not use: shared, a key, an opt-out word."""
+        keys = {str(k): j for j, c in enumerate(choices) if _is_key(k := _dict(c).get("key"))}
+        phrases: dict[tuple[str, str], int] = {}
+        for j, choice in enumerate(map(_dict, choices)):
+            if keys and "key" not in choice:
+                message = f"choice '{choice.get('id')}' has no key, so it cannot be chosen on"
+                hint = "the keypad (calls); give it a key like the other choices"
+                self.doc.error((*path, "choices", j), f"{message} {hint}", warn=True)
+            for where, what, language, text in _choice_words(choice):
+                where = (*path, "choices", j, *where)
+                control = replies.control_word(text, "sms")
+                digits = replies.normalize_digits(replies.fold(text))
+                first = phrases.setdefault((language, _phrase(text)), j)
+                if control is not None:
+                    instead = "opted out" if control == "opt_out" else "opted in"
+                    message = f"{what} '{text}' is an {control.replace('_', '-')} word"
+                    self.doc.error(
+                        where, f"{message}: a respondent who sends it is {instead} instead"
+                    )
+                elif first != j and _phrase(text):
+                    other = f"choice {first + 1} ('{_dict(choices[first]).get('id')}')"
+                    message = f"{what} '{text}' ({language}) also picks {other}"
+                    self.doc.error(where, f"{message}; a respondent cannot pick either with it")
+                elif what == "keyword" and keys.get(digits, j) != j:
+                    other = (
+                        f"choice {keys[digits] + 1} ('{_dict(choices[keys[digits]]).get('id')}')"
+                    )
+                    self.doc.error(
+                        where, f"keyword '{text}' is the key of {other}; the reply picks that"
+                    )
 
     def rules(self, path: JsonPath, i: int, rules: object) -> None:
         always: int | None = None
@@ -359,7 +482,8 @@ class _Checker:
         if goto == END or (target is not None and target > i):
             return
         if target is None:
-            close = difflib.get_close_matches(goto, [*self.index, END], 1)
+            valid = [x for x in self.index if _IDENTIFIER.fullmatch(x)]
+            close = difflib.get_close_matches(goto, [*valid, END], 1)
             message = "names no question" + (f"; did you mean '{close[0]}'?" if close else "")
         elif target == i:
             message = "jumps to its own question; go to a later question or end"
@@ -384,6 +508,31 @@ class _Checker:
                 why = "names no question" if target is None else "is asked later"
                 where = (line, column + source.find(name)) if exact else (line, column)
                 self.doc.add(where, f"condition: {name} {why}; use value or earlier answers")
+        answers = {
+            f"answers.{q}": _answer(self.questions[k]) for q, k in self.index.items() if k < i
+        }
+        answers["value"] = _answer(self.questions[i])
+        known = {name: answer for name, answer in answers.items() if answer is not None}
+        for found in condition_types.check(expression.node, known, self.languages):
+            where = (line, column + found.column - 1) if exact else (line, column)
+            suffix = "" if exact else f" (column {found.column} of the condition)"
+            self.doc.add(where, f"condition: {found.message}{suffix}", warn=found.warn)
+
+
+def _answer(question: object) -> condition_types.Answer | None:
+    """What the answer to this question can be, if its id and type are known."""
+    qid, kind = _dict(question).get("id"), _dict(question).get("type")
+    if not isinstance(qid, str) or not isinstance(kind, str):
+        return None
+    low, high = SCALES.get(kind, (_dict(question).get("min"), _dict(question).get("max")))
+    ids = [_dict(c).get("id") for c in _list(_dict(question).get("choices"))]
+    return condition_types.Answer(
+        qid,
+        kind,
+        low if _is_int(low) else None,
+        high if _is_int(high) else None,
+        tuple(x for x in ids if isinstance(x, str)),
+    )
 
 
 # Building the model (only for files without errors)

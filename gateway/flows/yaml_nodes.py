@@ -78,7 +78,9 @@ def read_yaml(path: Path) -> YamlDoc:
             doc.data = YamlReader(doc, text).read()
         except yaml.MarkedYAMLError as exc:
             where = _mark(exc.problem_mark or exc.context_mark)
-            raise _Unreadable(where, f"YAML syntax error: {exc.problem or exc.context}") from exc
+            problem = str(exc.problem or exc.context)
+            message = f"YAML syntax error: {problem}{_hint(problem, text, where)}"
+            raise _Unreadable(where, message) from exc
         except yaml.reader.ReaderError as exc:
             lines = text[: exc.position].split("\n")
             char = exc.character
@@ -88,6 +90,21 @@ def read_yaml(path: Path) -> YamlDoc:
     except _Unreadable as exc:
         doc.broken, doc.problems = True, [Problem(doc.file, *exc.where, exc.message)]
     return doc
+
+
+def _hint(problem: str, text: str, where: tuple[int, int]) -> str:
+    """PyYAML's message in plain words, for the mistakes people make most."""
+    lines = text.split("\n")
+    line = lines[where[0] - 1] if where[0] <= len(lines) else ""
+    if "'\\t'" in problem or line.lstrip(" ").startswith("\t"):
+        return "; indent with spaces, not tabs"
+    if problem.startswith("mapping values are not allowed"):
+        if ": " in line[: where[1] - 1]:  # `en: Note: this` - a second colon inside the text
+            return "; put text that contains ': ' in quotes"
+        return "; this line's indentation does not match the lines above"
+    if problem.startswith("expected <block end>"):
+        return "; this line's indentation does not match the lines above"
+    return ""
 
 
 def _text(path: Path) -> str:

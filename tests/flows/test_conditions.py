@@ -104,7 +104,9 @@ SYNTAX_ERRORS = [
     ("value in [1 2]", 13, "to close the list"),
     ("value == 1.5", 11, "unexpected character '.'"),
     ("__import__('os')", 1, "unknown name '__import__'"),
-    ("value == True", 10, "unknown name 'True'"),
+    ("value == True", 10, "unknown name 'True'; write true in lower case"),
+    ("context.tier == gold", 17, "unknown name 'gold'; to compare with text, quote it: 'gold'"),
+    ("value in [gold]", 11, "found 'gold'; to use text, quote it: 'gold'"),
     ("a" * 1001, 1, "longer than 1000"),
     ("(" * 40 + "value" + ")" * 40, 33, "nested parentheses"),
 ]

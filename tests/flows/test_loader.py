@@ -10,6 +10,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from gateway.flows.loader import Problem, SurveyError, load_survey, load_surveys, validate_paths
+from gateway.flows.yaml_nodes import read_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests/data/flows"
@@ -90,8 +91,7 @@ BAD: dict[str, list[str]] = {
     ],
     "unknown_key": [
         "3:1 unknown key 'langauges'; did you mean 'languages'?",
-        "7:5 questions[0]: missing required key 'prompt'",
-        "9:5 unknown key 'promt'; did you mean 'prompt'?",
+        "9:5 unknown key 'promt'; did you mean 'prompt'?",  # and not also: missing 'prompt'
         "10:5 unknown key 'max_lenght'; did you mean 'max_length'?",
     ],
     "sms_codes": [
@@ -126,6 +126,62 @@ BAD: dict[str, list[str]] = {
         "14:9 duplicate question id 'q1' (first is question 1)",
     ],
     "syntax_error": ["8:3 YAML syntax error: expected ',' or '}', but got '-'"],
+    "condition_types": [
+        "10:24 condition: value (question 'nps', nps 0-10) is a number, not '6', so this is never true; write 6",
+        "11:23 warning: condition: value (question 'nps', nps 0-10) is never > 10",
+        "11:37 warning: condition: value (question 'nps', nps 0-10) is never < 0",
+        "12:27 condition: 'FA' is not one of the survey's languages (fa, ar, en); write 'fa'",
+        "12:54 condition: 'de' is not one of the survey's languages (fa, ar, en)",
+        "18:24 condition: value (question 'resolved', yes_no) is true or false, not 'yes'",
+        "18:42 condition: value (question 'resolved', yes_no) is true or false, not 1",
+        "19:30 condition: answers.nps (question 'nps', nps 0-10) is a number, not '10', so this is never true; write 10",
+        "19:53 warning: condition: answers.nps (question 'nps', nps 0-10): 11 is out of range",
+        "28:24 condition: 'Billing' is not a choice of question 'topic', so this is never true; its ids are billing, network",
+        "28:58 condition: 'roaming' is not a choice of question 'topic'",
+        "29:35 condition: answers.resolved (question 'resolved', yes_no) is true or false, not 'no'",
+        "29:62 condition: answers.resolved (question 'resolved', yes_no) is true or false and has no order",
+    ],
+    "choice_clash": [
+        "13:40 keyword '2' is the key of choice 2 ('network')",
+        "16:33 label 'فواتير' (ar) also picks choice 1 ('billing')",  # الفواتير, as the matcher reads it
+        "17:25 keyword ' BILL!' (en) also picks choice 1 ('billing')",
+        "17:49 keyword 'إلغاء' is an opt-out word: a respondent who sends it is opted out instead",
+        "20:21 label 'لغو' is an opt-out word",
+        "20:46 label 'Stop' is an opt-out word",
+        "21:9 warning: choice 'other' has no key, so it cannot be chosen on the keypad (calls)",
+        "23:25 keyword 'start' is an opt-in word: a respondent who sends it is opted in instead",
+        "23:32 keyword 'invoice' (en) also picks choice 1 ('billing')",  # fa 'bill' is no clash
+    ],
+    "messages": [
+        "4:9 expiry: '0h': must be at least 1, e.g. 30m, 24h, 7d",
+        "5:33 invalid.en: must not be empty or only spaces",  # as "" is refused
+        "9:27 questions[0].prompt.ar: must not be empty or only spaces",
+        "11:34 goto 'reason_why' names no question",  # no 'did you mean 'Reason Why'?'
+        "12:9 questions[1].id: 'Reason Why': use lowercase letters",
+    ],
+    # the root cause once, not again at every prompt
+    "languages_not_a_list": ["4:12 languages: expected a list, got 'fa'"],
+    "languages_upper_case": [
+        "4:13 languages[0]: 'FA': a language code is 2 or 3 lowercase letters, e.g. fa, ar, en; write 'fa'"
+    ],
+    "yaml_tab": [
+        "6:1 YAML syntax error: found character '\\t' that cannot start any token; indent with spaces, not tabs"
+    ],
+    "yaml_colon": [
+        "5:11 YAML syntax error: mapping values are not allowed here; put text that contains ': ' in quotes"
+    ],
+    "yaml_indent": [
+        "7:4 YAML syntax error: expected <block end>, but found '<block mapping start>'; this line's indentation does not match the lines above"
+    ],
+}
+
+# file under tests/data/flows/warnings -> its warnings; the survey still loads
+WARNINGS: dict[str, list[str]] = {
+    "unreachable": [
+        "13:9 warning: this rule is never used: rule 2 always applies",
+        "14:9 warning: question 'orphan' can never be asked",  # only after an always-rule
+        "23:9 warning: question 'skipped' can never be asked",  # reason always jumps over it
+    ],
 }
 
 
@@ -149,6 +205,15 @@ def test_bad_file(name: str, expected: list[str]) -> None:
     assert caught.value.problems == problems
 
 
+@pytest.mark.parametrize(("name", "expected"), sorted(WARNINGS.items()), ids=sorted(WARNINGS))
+def test_file_with_warnings(name: str, expected: list[str]) -> None:
+    path = DATA / "warnings" / f"{name}.yaml"
+    problems = validate_paths([path])
+    assert [shown(p)[: len(want)] for p, want in zip(problems, expected, strict=False)] == expected
+    assert len(problems) == len(expected)
+    assert load_survey(path).id == name
+
+
 def test_every_problem_of_a_file_at_once() -> None:
     path = DATA / "bad/several.yaml"
     with pytest.raises(SurveyError) as caught:
@@ -157,7 +222,7 @@ def test_every_problem_of_a_file_at_once() -> None:
     assert len({p.line for p in problems}) == 8  # eight lines, nine mistakes
     assert str(caught.value).splitlines() == [str(p) for p in problems]
     assert str(problems[0]) == f"{path}:1:5: id: 'Several': " + (
-        "use lowercase letters, digits and _, starting with a letter"
+        "use lowercase letters, digits and _, starting with a letter; write 'several'"
     )
 
 
@@ -321,7 +386,9 @@ def test_validate_paths_never_raises(tmp_path: Path) -> None:
         ("list.yaml", 1, 1),
     ]
     assert problems[0].message == "no such file or directory"
-    assert problems[2].message == "expected a mapping, got null"
+    assert problems[2].message == (
+        "the file is empty; a survey needs id, version, languages and questions"
+    )
     assert problems[3].message == "expected a mapping, got a list"
 
 
@@ -343,6 +410,62 @@ def test_schema_is_draft_2020_12_with_descriptions() -> None:
         for d in ("question", "choice", "rule")
         for d in [schema["$defs"][d]]
     )
+
+
+QUESTION = """id: s
+version: 1
+languages: [en]
+invalid: {{en: "Sorry?"}}
+questions:
+  - id: q1
+    type: {type}
+    prompt: {{en: "Well?"}}
+{extra}"""
+
+# What the schema's descriptions promise, enforced by the schema itself (editors) and by the
+# loader (seda validate), which says it in its own words: type, extra lines, loader's message.
+SCHEMA_AND_LOADER = [
+    ("max_length on nps", "nps", "    max_length: 20\n", "max_length is for text questions"),
+    ("rating without max", "rating", "    min: 1\n", "rating question 'q1' needs min and max"),
+    ("rating without min, max", "rating", "", "rating question 'q1' needs min and max"),
+    ("min on yes_no", "yes_no", "    min: 1\n", "min is for rating and number"),
+    ("choice without choices", "choice", "", "choice question 'q1' needs choices"),
+    (
+        "choices on text",
+        "text",
+        "    choices: [{id: a, label: {en: A}}, {id: b, label: {en: B}}]\n",
+        "choices are for choice questions",
+    ),
+    (
+        "choice id 11",
+        "choice",
+        "    choices: [{id: '11', label: {en: A}}, {id: b, label: {en: B}}]\n",
+        "choice id 11 is the SMS opt-out code",
+    ),
+    (
+        "choice id 12",
+        "choice",
+        "    choices: [{id: a, label: {en: A}}, {id: '12', label: {en: B}}]\n",
+        "choice id 12 is the SMS opt-in code",
+    ),
+    ("prompt only spaces", "text", '    invalid: {en: "  "}\n', "must not be empty or only"),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra", "message"),
+    [case[1:] for case in SCHEMA_AND_LOADER],
+    ids=[case[0] for case in SCHEMA_AND_LOADER],
+)
+def test_schema_and_loader_refuse_the_same(
+    tmp_path: Path, kind: str, extra: str, message: str
+) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(QUESTION.format(type=kind, extra=extra), "utf-8")
+    problems = validate_paths([path])
+    assert [p.severity for p in problems] == ["error"] and message in problems[0].message, problems
+    schema = Draft202012Validator(json.loads(SCHEMA.read_text("utf-8")))
+    assert list(schema.iter_errors(read_yaml(path).data)), "the schema accepts it"
 
 
 def test_control_character_and_symlink_loop(tmp_path: Path) -> None:
