@@ -371,9 +371,15 @@ def _choice_phrases(question: Question, languages: Sequence[str]) -> dict[str, s
     phrases: dict[str, set[str]] = {}
     for choice in question.choices:
         for phrase in _choice_words(choice.label, choice.keywords, languages):
-            if key := "".join(map(_bare, _tokens(phrase))):
+            if key := choice_key(phrase):
                 phrases.setdefault(key, set()).add(choice.id)
     return phrases
+
+
+def choice_key(phrase: str) -> str:
+    """The form a choice's label or keyword is matched in: two phrases with the same key are
+    the same to a respondent (seda validate refuses them on two choices)."""
+    return "".join(map(_bare, _tokens(phrase)))
 
 
 def _bare(token: str) -> str:

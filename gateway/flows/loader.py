@@ -250,12 +250,6 @@ def _is_key(value: object) -> bool:
     return (_is_int(value) or isinstance(value, str)) and str(value) in tuple("0123456789")
 
 
-def _phrase(text: str) -> str:
-    """A label or keyword as gateway.replies matches it (its choice matcher's key)."""
-    # replies has no public name for this key; a clash is only real in the matcher's own form.
-    return "".join(map(replies._bare, replies._tokens(text)))
-
-
 def _choice_words(choice: dict[str, Any]) -> Iterator[tuple[JsonPath, str, str, str]]:
     """Each label and keyword of a choice: where it is, label or keyword, language, text."""
     for language, label in _dict(choice.get("label")).items():
@@ -444,14 +438,14 @@ class _Checker:
                 where = (*path, "choices", j, *where)
                 control = replies.control_word(text, "sms")
                 digits = replies.normalize_digits(replies.fold(text))
-                first = phrases.setdefault((language, _phrase(text)), j)
+                first = phrases.setdefault((language, replies.choice_key(text)), j)
                 if control is not None:
                     instead = "opted out" if control == "opt_out" else "opted in"
                     message = f"{what} '{text}' is an {control.replace('_', '-')} word"
                     self.doc.error(
                         where, f"{message}: a respondent who sends it is {instead} instead"
                     )
-                elif first != j and _phrase(text):
+                elif first != j and replies.choice_key(text):
                     other = f"choice {first + 1} ('{_dict(choices[first]).get('id')}')"
                     message = f"{what} '{text}' ({language}) also picks {other}"
                     self.doc.error(where, f"{message}; a respondent cannot pick either with it")
