@@ -1,8 +1,10 @@
-"""`seda validate` for SMS: warn when a survey message needs more parts than a line allows.
+"""`seda validate` for SMS: a survey message that needs more parts than a line sends is an
+error (the line would refuse it); more than the default budget of parts, a warning.
 
 Each message is built as the channel sends it (the same `render`, the line's footer): the
 first one (intro and first question), every other question, every invalid-reply prompt (with
-the choices again) and the closing, in every language of the survey.
+the choices again), the reminder (its text and the question again: the longest such message)
+and the closing, in every language of the survey.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class Message:
 
 
 def check_surveys(spec: Mapping[str, Any], paths: Sequence[Path]) -> list[Problem]:
-    """A warning for every survey message above a configured line's part budget."""
+    """A problem for every survey message above a configured line's part budget."""
     limits = _limits(spec)
     problems: list[Problem] = []
     for path in _files(paths):
@@ -65,13 +67,15 @@ def _check(file: str, message: Message, limit: Limit) -> Problem | None:
     size = f"{parts} SMS parts ({NAMES[encoding(text)]}"
     size += f", {len(text)} characters{' with the footer' if limit.footer else ''})"
     names = ", ".join(limit.lines)
-    if parts > limit.refuse_over:
+    severity = "warning"
+    if parts > limit.refuse_over:  # never sent: the respondent would never see it
         most = f"{limit.refuse_over} part{'s' if limit.refuse_over > 1 else ''}"
         tail = f"line {names} refuses messages longer than {most} (max_segments)"
+        severity = "error"
     else:  # above the default budget; sent, but dearer than it need be
         tail = f"more than {limit.budget} on line {names} (set max_segments to allow more)"
     text_of = f"{message.what} ({message.language}) needs {size}; {tail}"
-    return Problem(file, *message.where, f"SMS: {text_of}", "warning")
+    return Problem(file, *message.where, f"SMS: {text_of}", severity)
 
 
 def _limits(spec: Mapping[str, Any]) -> list[Limit]:
@@ -121,6 +125,7 @@ def _messages(doc: YamlDoc) -> Iterator[Message]:
         def at(path: JsonPath, lang: str = language) -> tuple[int, int]:
             return doc.pos((*path, lang))
 
+        reminders: list[Message] = []
         for i, question in enumerate(questions):
             prompt = _prompt(question, text(("questions", i, "prompt")), language)
             if prompt is None:
@@ -139,6 +144,13 @@ def _messages(doc: YamlDoc) -> Iterator[Message]:
                 message = render([{**prompt, "text": invalid}])
                 yield Message(f"the invalid-reply prompt of question '{qid}'", language, message,
                               where)  # fmt: skip
+            reminder = text(("reminder", "text"))
+            if reminder:  # as engine.remind sends it: the text, then the question again
+                message = render([{"text": reminder}, prompt])
+                what = f"the reminder (with question '{qid}')"
+                reminders.append(Message(what, language, message, at(("reminder", "text"))))
+        if reminders:
+            yield max(reminders, key=lambda m: (segments(m.text), len(m.text)))
         closing = text(("closing",))
         if closing:
             yield Message("the closing message", language, closing, at(("closing",)))
