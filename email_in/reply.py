@@ -20,6 +20,16 @@ MAX_DEPTH = 10  # multipart nesting Seda looks into
 # Marks that right-to-left mail clients put around lines (LRM, RLM, ALM, embeddings, isolates).
 _MARKS = "\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff"
 _EDGES = _MARKS + " \t\u00a0\u3000"
+# Charset names mail clients write that Python's codecs do not know. ISO-8859-6-I and -E
+# (RFC 1556: implicit and explicit bidi ordering) are ISO-8859-6 bytes; Apple Mail's
+# x-mac-arabic is the codec mac-arabic.
+_CHARSET_ALIASES = {
+    "iso-8859-6-i": "iso-8859-6",
+    "iso-8859-6-e": "iso-8859-6",
+    "iso_8859-6-i": "iso-8859-6",
+    "iso_8859-6-e": "iso-8859-6",
+    "x-mac-arabic": "mac-arabic",
+}
 
 # "On Mon, 1 Jan 2024 at 10:00, Seda <survey+...@reply.example> wrote:"
 _WROTE_EN = re.compile(r"\bwrote\s*:$", re.IGNORECASE)
@@ -50,31 +60,44 @@ _DEVICE = re.compile(
 
 def body_part(message: Message) -> Message | None:
     """The part a person wrote in: text/plain preferred, else text/html; no attachments."""
-    found = _body_part(message)
-    return None if found is None else found[0]
+    found = _body_parts(message)
+    return found[0][0] if found else None
 
 
-def _body_part(message: Message) -> tuple[Message, str] | None:
-    """body_part and its subtype (each part's Content-Type is looked up once)."""
+def _body_parts(message: Message) -> list[tuple[Message, str]]:
+    """The first text/plain and the first text/html part, in that order, with their subtypes
+    (each part's Content-Type is looked up once)."""
     found = list(islice(_text_parts(message, 0), 50))
+    chosen: list[tuple[Message, str]] = []
     for subtype in ("plain", "html"):
         for part, its_subtype in found:
             if its_subtype == subtype:
-                return part, subtype
-    return None
+                chosen.append((part, subtype))
+                break
+    return chosen
 
 
 def body_text(message: Message) -> str:
-    """The message body as text: text/plain preferred, HTML turned into text, any charset."""
-    found = _body_part(message)
-    if found is None:
-        return ""
-    part, subtype = found
+    """The message body as text: text/plain preferred, HTML turned into text, any charset.
+
+    A text/plain part with nothing but white space gives way to the HTML part: some clients
+    send an empty plain alternative beside the HTML one that holds the reply.
+    """
+    text = ""
+    for part, subtype in _body_parts(message):
+        text = _decoded(part, subtype)
+        if text.strip(_EDGES + "\r\n"):
+            return text
+    return text
+
+
+def _decoded(part: Message, subtype: str) -> str:
     payload = part.get_payload(decode=True)  # undoes base64 and quoted-printable
     if not isinstance(payload, bytes):
         return ""
     # No charset declared: read as UTF-8, which is what mail without one mostly is.
     charset = part.get_content_charset() or "utf-8"
+    charset = _CHARSET_ALIASES.get(charset, charset)
     try:
         content = payload.decode(charset, "replace")
     except LookupError:

@@ -57,6 +57,9 @@ MIME = [
     ("html only", "Content-Type: text/html; charset=utf-8", "<div dir=rtl>\u200fخیر</div><blockquote>پرسش</blockquote>".encode(), "خیر"),
     ("html entities", "Content-Type: text/html; charset=utf-8", b"<p>Yes &amp; thanks&nbsp;</p><p>Jo</p>", "Yes & thanks"),
     ("html script hidden", "Content-Type: text/html; charset=utf-8", b"<style>p{}</style><script>x=1</script><p>9</p>", "9"),
+    ("iso-8859-6-i", "Content-Type: text/plain; charset=ISO-8859-6-I", b"\xe6\xd9\xe5\r\n", "نعم"),
+    ("iso-8859-6-e qp", "Content-Type: text/plain; charset=iso-8859-6-e\nContent-Transfer-Encoding: quoted-printable", b"=E4=C7\r\n", "لا"),
+    ("x-mac-arabic", "Content-Type: text/plain; charset=x-mac-arabic", "نعم\r\n".encode("mac-arabic"), "نعم"),
 ]  # fmt: skip
 
 
@@ -73,6 +76,18 @@ def test_multipart_prefers_the_text_part() -> None:
         b"Content-Type: text/plain\r\n\r\ntext\r\n--b--\r\n",
     )
     assert answer_text(parse(raw)) == "text"
+
+
+@pytest.mark.parametrize(
+    "plain", [b"", b"\r\n \r\n", b"\xe2\x80\x8f\r\n"], ids=["empty", "blank", "rlm"]
+)
+def test_an_empty_text_part_gives_way_to_the_html_part(plain: bytes) -> None:
+    raw = _mime(
+        'From: a@b.example\nMIME-Version: 1.0\nContent-Type: multipart/alternative; boundary="b"',
+        b'--b\r\nContent-Type: text/plain; charset="UTF-8"\r\n\r\n' + plain + b"\r\n--b\r\n"
+        b'Content-Type: text/html; charset="UTF-8"\r\n\r\n<div>9</div>\r\n--b--\r\n',
+    )
+    assert answer_text(parse(raw)) == "9"
 
 
 def test_an_attachment_only_message_has_no_answer() -> None:
