@@ -35,8 +35,13 @@ _CHARSET_ALIASES = {
 _WROTE_EN = re.compile(r"\bwrote\s*:$", re.IGNORECASE)
 # Gmail fa: «در تاریخ سه‌شنبه ۲ ژانویهٔ ۲۰۲۴ ساعت ۱۰:۰۰ Seda <...> نوشت:»
 _WROTE_FA = re.compile(r"نوشت(?:ه(?:\s*است)?)?\s*:$")
-# Gmail ar: «في الثلاثاء، ٢ يناير ٢٠٢٤ في ١٠:٠٠ ص كتب Seda <...>:», others «... كتب:»
-_WROTE_AR = re.compile(r"(?:^|\s)كتب(?:\s.{0,200})?:$")
+# Gmail ar: «في الثلاثاء، ٢ يناير ٢٠٢٤ في ١٠:٠٠ ص كتب Seda <...>:», others «... كتب:»;
+# Gmail ar now: «في الاثنين، 6 يناير 2025 في 10:02 ص تمت كتابة ما يلي بواسطة Seda <...>:»;
+# «بتاريخ 6 يناير، 2025 10:02 ص، جاء من Seda <...>:».
+_WROTE_AR = re.compile(
+    r"(?:(?:^|\s)كتب(?:\s.{0,200})?|(?:^|\s)تمت كتابة ما يلي بواسطة\s.{1,200}"
+    r"|^بتاريخ\s.{1,200}\sجاء من\s.{1,200}):$"
+)
 _HEADER_START = re.compile(r"^(?:On|Le|Am|در|في|بتاريخ)\b", re.IGNORECASE)
 _SEPARATOR = re.compile(
     r"^(?:_{8,}|-{2,}\s*(?:original message|forwarded message|پیام اصلی|پیام ارسال‌?\s?شده"
@@ -183,15 +188,32 @@ def _ends_reply(lines: list[str], i: int) -> bool:
 
 
 def _quote_header(lines: list[str], i: int) -> int:
-    """How many lines the quote header at `i` spans (0: none); clients wrap long ones."""
+    """How many lines the quote header at `i` spans (0: none); clients wrap long ones.
+
+    Line `i` is joined to the next ones only when they do not form a header on their own:
+    an answer that starts like one ("On balance 8", "در کل ۸") may sit right above it.
+    """
     if _is_header(lines[i]):
         return 1
     if i + 1 < len(lines) and lines[i + 1] and _HEADER_START.match(lines[i]):
+        if _starts_header(lines, i + 1):
+            return 0
         if _is_header(f"{lines[i]} {lines[i + 1]}"):
             return 2
-        if i + 2 < len(lines) and _is_header(f"{lines[i]} {lines[i + 1]} {lines[i + 2]}"):
+        if i + 2 >= len(lines) or not lines[i + 2] or _starts_header(lines, i + 2):
+            return 0
+        if _is_header(f"{lines[i]} {lines[i + 1]} {lines[i + 2]}"):
             return 3
     return 0
+
+
+def _starts_header(lines: list[str], i: int) -> bool:
+    """Whether a whole header, one or two lines long, starts at `i` with a header's words."""
+    if not _HEADER_START.match(lines[i]):
+        return False
+    if _is_header(lines[i]):
+        return True
+    return i + 1 < len(lines) and _is_header(f"{lines[i]} {lines[i + 1]}")
 
 
 def _is_header(line: str) -> bool:

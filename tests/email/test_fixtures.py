@@ -50,6 +50,8 @@ CASES = [
         "The app still crashes when I open my invoices.\nIt started after the last update.",
         question="still_wrong", before=("No",),
     ),
+    Case("gmail_ar_new_attribution_bottom.eml", "issue_resolved", "ar", False, "لا", "resolved"),
+    Case("thunderbird_en_answer_like_header.eml", "post_call_nps", "en", 8, "On balance 8", "nps"),
     Case("auto_reply_vacation.eml", "post_call_nps", "en", IGNORED),
     Case("autoresponder_precedence.eml", "post_call_nps", "en", IGNORED),
     Case("bounce_dsn_hard.eml", "post_call_nps", "en", BOUNCED, purpose="bounce", mail_from=""),

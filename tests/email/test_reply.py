@@ -35,6 +35,18 @@ BODIES = [
     ("wrote in a sentence is not a header", "He wrote: fine\n\nq", "He wrote: fine"),
     ("forwarded", "ok\n---------- Forwarded message ---------\nFrom: x", "ok"),
     ("empty", "\n\n> only a quote\n", ""),
+    ("ar gmail tamat kitabat", "نعم\n\n\u202bفي الاثنين، 6 يناير 2025 في 10:02 ص تمت كتابة ما يلي بواسطة Seda Surveys <surveys@example.com>:\u202c\n\n> سؤال", "نعم"),
+    ("ar gmail tamat kitabat bottom-posted", "\u202bفي الاثنين، 6 يناير 2025 في 10:02 ص تمت كتابة ما يلي بواسطة Seda Surveys <surveys@example.com>:\u202c\n\n> سؤال\n\nلا", "لا"),
+    ("ar gmail tamat kitabat empty", "\u202bفي الاثنين، 6 يناير 2025 في 10:02 ص تمت كتابة ما يلي بواسطة Seda Surveys <surveys@example.com>:\u202c\n\n> سؤال\n", ""),
+    ("ar gmail tamat kitabat wrapped", "\u202bفي الاثنين، 6 يناير 2025 في 10:02 ص تمت كتابة ما يلي بواسطة Seda Surveys <\nsurveys@example.com>:\u202c\n> سؤال\n\n٨", "٨"),
+    ("ar bitarikh jaa min", "بتاريخ 6 يناير، 2025 10:02 ص، جاء من Seda Surveys <surveys@example.com>:\n> سؤال\n\n٧", "٧"),
+    ("ar bitarikh jaa min top", "٧\n\nبتاريخ 6 يناير، 2025 10:02 ص، جاء من Seda Surveys <surveys@example.com>:\n\nسؤال", "٧"),
+    ("answer like a header above one", "On balance 8\nOn Mon, Jan 6, 2025 at 10:02 AM Seda Surveys <surveys@example.com> wrote:\n> q", "On balance 8"),
+    ("answer like a header above a wrapped one", "On balance 8\nOn Mon, Jan 6, 2025 at 10:02 AM Seda Surveys <\nsurveys@example.com> wrote:\n> q", "On balance 8"),
+    ("two-line answer like a header above one", "On balance\n8\nOn Mon, Jan 6, 2025 at 10:02 AM Seda Surveys <surveys@example.com> wrote:\n> q", "On balance\n8"),
+    ("fa answer like a header above one", "در کل ۸\nدر تاریخ دوشنبه ۶ ژانویهٔ ۲۰۲۵، ساعت ۱۰:۰۲ Seda <s@r.example> نوشت:\n> پرسش", "در کل ۸"),
+    ("ar answer like a header above one", "في رأيي ٩\nفي الاثنين، ٦ يناير ٢٠٢٥ ١٠:٠٢ ص كتب Seda <s@r.example>:\n> سؤال", "في رأيي ٩"),
+    ("ar answer like a header above gmail's new one", "في رأيي ٩\n\u202bفي الاثنين، 6 يناير 2025 في 10:02 ص تمت كتابة ما يلي بواسطة Seda Surveys <surveys@example.com>:\u202c\n> سؤال", "في رأيي ٩"),
 ]  # fmt: skip
 
 
