@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from email.message import Message
 from itertools import islice
 
+from email_in import courtesy
 from email_in.html_text import html_to_text
 
 MAX_LINES = 2000  # an answer is near the top; a huge body is not read to its end
@@ -167,14 +168,81 @@ def strip_quotes(text: str) -> list[str]:
 
 
 def first_paragraph(lines: list[str]) -> str:
-    """The first run of non-empty lines, joined by newlines."""
-    paragraph: list[str] = []
+    """The answer paragraph: the first one after a greeting of its own, without a signature.
+
+    "Hi,\n\n9\n\nThanks,\nJohn" reads as 9. A greeting is passed over only when a paragraph
+    that is not a sign-off or a signature follows it: a greeting alone stays the reply, which
+    no scale, yes/no or choice question takes.
+    """
+    paragraphs = _paragraphs(lines)
+    if not paragraphs:
+        return ""
+    return "\n".join(_without_signature(paragraphs[_answer_start(paragraphs)]))
+
+
+def _paragraphs(lines: list[str]) -> list[list[str]]:
+    """The runs of non-empty lines."""
+    paragraphs: list[list[str]] = []
+    current: list[str] = []
     for line in lines:
         if line:
-            paragraph.append(line)
-        elif paragraph:
+            current.append(line)
+        elif current:
+            paragraphs.append(current)
+            current = []
+    if current:
+        paragraphs.append(current)
+    return paragraphs
+
+
+def _answer_start(paragraphs: list[list[str]]) -> int:
+    """The index of the first paragraph after the greetings that stand alone."""
+    start = 0
+    while (
+        start + 1 < len(paragraphs)
+        and all(courtesy.is_greeting(line) for line in paragraphs[start])
+        and not _closes(paragraphs[start + 1])
+    ):
+        start += 1
+    return start
+
+
+def _closes(paragraph: list[str]) -> bool:
+    """A paragraph that starts with a sign-off or is all signature: what follows an answer."""
+    return courtesy.is_sign_off(paragraph[0]) or _signature_from(paragraph) == 0
+
+
+def _without_signature(paragraph: list[str]) -> list[str]:
+    """The paragraph without a sign-off or signature block under its first line."""
+    for i in range(1, len(paragraph)):
+        if courtesy.is_sign_off(paragraph[i]):
+            return paragraph[:i]
+    end = _signature_from(paragraph)
+    return paragraph[: max(end, 1)]
+
+
+def _signature_from(paragraph: list[str]) -> int:
+    """Where a signature block ends the paragraph (its length if none): name and title lines
+    with at least one contact line ("Tel: …", «جوال: …»), up to the paragraph's end."""
+    start, contact = len(paragraph), False
+    while start > 0:
+        line = paragraph[start - 1]
+        if courtesy.is_contact(line):
+            contact = True
+        elif not _name_like(line):
             break
-    return "\n".join(paragraph)
+        start -= 1
+    return start if contact else len(paragraph)
+
+
+def _name_like(line: str) -> bool:
+    """A short line without digits or a sentence's end: a name, a title, a company."""
+    return (
+        len(line) <= 60
+        and len(line.split()) <= 6
+        and not any(char.isdigit() for char in line)
+        and not line.endswith((".", "?", "!", "؟", "…"))
+    )
 
 
 def _ends_reply(lines: list[str], i: int) -> bool:
