@@ -59,6 +59,7 @@ CASES = [
     Case("outlook_en_greeting_html.eml", "post_call_nps", "en", 9, "9", "nps"),
     Case("outlook_ar_greeting.eml", "issue_resolved", "ar", True, "نعم، تم حل المشكلة", "resolved"),
     Case("outlook_en_signature_no_dashes.eml", "post_call_nps", "en", 9, "9", "nps"),
+    Case("empty_plain_part_html.eml", "post_call_nps", "en", 9, "9", "nps"),
     Case("auto_reply_vacation.eml", "post_call_nps", "en", IGNORED),
     Case("autoresponder_precedence.eml", "post_call_nps", "en", IGNORED),
     Case("bounce_dsn_hard.eml", "post_call_nps", "en", BOUNCED, purpose="bounce", mail_from=""),
