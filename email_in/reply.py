@@ -2,7 +2,8 @@
 
 Quote headers, separators and signatures of Gmail, Outlook, Apple Mail and Thunderbird in
 English, Persian and Arabic end the reply; `>` lines are skipped, so bottom-posted answers
-below a quote are found too. What is left, its first paragraph, is the answer text.
+below a quote are found too. Of what is left, the first paragraph after a greeting is the
+answer text; a free-text answer keeps every paragraph up to the sign-off or signature.
 """
 
 from __future__ import annotations
@@ -118,6 +119,13 @@ def answer_text(message: Message) -> str:
     return first_paragraph(strip_quotes(body_text(message)))[:MAX_TEXT]
 
 
+def answer_texts(message: Message) -> tuple[str, str]:
+    """The answer paragraph (for scales, yes/no and choices) and every paragraph the
+    respondent wrote (for a text question), read from one decoding of the body."""
+    lines = strip_quotes(body_text(message))
+    return first_paragraph(lines)[:MAX_TEXT], whole_reply(lines)[:MAX_TEXT]
+
+
 def _text_parts(part: Message, depth: int) -> Iterator[tuple[Message, str]]:
     """The text parts (and their subtypes) in a message, depth first."""
     if depth > MAX_DEPTH:
@@ -178,6 +186,24 @@ def first_paragraph(lines: list[str]) -> str:
     if not paragraphs:
         return ""
     return "\n".join(_without_signature(paragraphs[_answer_start(paragraphs)]))
+
+
+def whole_reply(lines: list[str]) -> str:
+    """Every paragraph from the answer paragraph on, up to a sign-off or signature, joined
+    by blank lines: the answer to a free-text question."""
+    paragraphs = _paragraphs(lines)
+    if not paragraphs:
+        return ""
+    start = _answer_start(paragraphs)
+    kept: list[str] = []
+    for paragraph in paragraphs[start:]:
+        if kept and _closes(paragraph):
+            break
+        trimmed = _without_signature(paragraph)
+        kept.append("\n".join(trimmed))
+        if len(trimmed) < len(paragraph):
+            break  # the signature started inside this paragraph
+    return "\n\n".join(kept)
 
 
 def _paragraphs(lines: list[str]) -> list[list[str]]:

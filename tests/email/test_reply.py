@@ -6,7 +6,7 @@ import pytest
 
 from email_in.html_text import html_to_text
 from email_in.inbound import parse, read
-from email_in.reply import answer_text, first_paragraph, strip_quotes
+from email_in.reply import answer_text, first_paragraph, strip_quotes, whole_reply
 
 # (label, body as the respondent's client wrote it, the answer text Seda reads)
 BODIES = [
@@ -84,6 +84,33 @@ BODIES = [
 @pytest.mark.parametrize(("label", "body", "expected"), BODIES, ids=[b[0] for b in BODIES])
 def test_stripping(label: str, body: str, expected: str) -> None:
     assert first_paragraph(strip_quotes(body)) == expected
+
+
+# (label, body, the text answer Seda reads for a free-text question)
+WHOLE = [
+    ("one paragraph", "The agent was kind\nbut slow.", "The agent was kind\nbut slow."),
+    ("paragraphs up to the quote", "First.\n\nSecond.\n\nOn Mon, Jan 6, 2025 at 10:02 AM Seda <s@r.example> wrote:\n> q", "First.\n\nSecond."),
+    ("greeting and sign-off left out", "Hi,\n\nThe app crashes.\n\nIt started last week.\n\nThanks,\nJohn\n\n> q", "The app crashes.\n\nIt started last week."),
+    ("signature paragraph left out", "It is slow.\n\nStill slow today.\n\nJohn Smith\nTel: +44 20 7946 0000", "It is slow.\n\nStill slow today."),
+    ("signature inside the last paragraph", "It is slow.\n\nStill slow.\nJohn Smith\nTel: +44 20 7946 0000\n\nP.S.", "It is slow.\n\nStill slow."),
+    ("fa", "سلام\n\nبرنامه هنوز بسته می‌شود.\n\nاز به‌روزرسانی آخر شروع شد.\n\nبا تشکر\nعلی", "برنامه هنوز بسته می‌شود.\n\nاز به‌روزرسانی آخر شروع شد."),
+    ("ar bottom-posted", "في الاثنين، ٦ يناير ٢٠٢٥ ١٠:٠٢ ص كتب Seda <s@r.example>:\n> سؤال\n\nالتطبيق يتوقف.\n\nمنذ التحديث الأخير.\n\nمع التحية", "التطبيق يتوقف.\n\nمنذ التحديث الأخير."),
+    ("nothing", "> q", ""),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("label", "body", "expected"), WHOLE, ids=[w[0] for w in WHOLE])
+def test_a_text_answer_keeps_its_paragraphs(label: str, body: str, expected: str) -> None:
+    assert whole_reply(strip_quotes(body)) == expected
+
+
+def test_read_gives_the_answer_paragraph_and_the_whole_reply() -> None:
+    raw = _mime(
+        "From: a@b.example\nContent-Type: text/plain; charset=utf-8",
+        b"Hi,\r\n\r\n9\r\n\r\nLast year I said 10.\r\n\r\nThanks\r\n\r\n> q\r\n",
+    )
+    reading = read(raw, "a@b.example")
+    assert (reading.text, reading.full_text) == ("9", "9\n\nLast year I said 10.")
 
 
 def _mime(headers: str, body: bytes) -> bytes:
