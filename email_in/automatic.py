@@ -6,6 +6,7 @@ conventions of common auto-responders (Precedence, X-Autoreply, X-Autorespond).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from email.message import Message
 
@@ -32,8 +33,9 @@ def automatic(message: Message, mail_from: str | None) -> Automatic | None:
     # Each look-up by name reads every header: find the few that are there in one pass.
     present = {name.lower() for name in message}  # a message iterates over its field names
     if "auto-submitted" in present:
-        submitted = str(message.get("Auto-Submitted"))
-        if submitted.split(";")[0].strip().lower() != "no":
+        # The keyword before any parameter or RFC 5322 comment: "no (human reply)" is a person.
+        submitted = re.split(r"[;(]", str(message.get("Auto-Submitted")), maxsplit=1)[0]
+        if submitted.strip().lower() != "no":
             return Automatic("auto-submitted")
     precedence = str(message.get("Precedence")) if "precedence" in present else ""
     if precedence.strip().lower() in _PRECEDENCE:

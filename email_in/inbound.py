@@ -29,7 +29,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from email_in.authenticity import Checker, Verdict
 from email_in.automatic import Automatic, automatic
-from email_in.reply import answer_text
+from email_in.reply import answer_texts
 from email_in.tokens import MAX_LOCAL_PART, Recipient, Tokens
 from gateway import replies
 from gateway.logs import fields
@@ -59,10 +59,11 @@ class Reading:
 
     machine: Automatic | None
     message_id: str
-    text: str
+    text: str  # the answer paragraph: what scales, yes/no and choice questions read
     author: str | None = None  # the one From address, as written; None for none or several
     threads: tuple[str, ...] = ()  # In-Reply-To, then References newest first (no brackets)
     message: Message | None = field(default=None, compare=False, repr=False)
+    full_text: str = ""  # every paragraph before the quote or signature: a text answer
 
     @property
     def author_domain(self) -> str | None:
@@ -168,9 +169,10 @@ class InboundHandler:
             message_id = reading.message_id + (f"#{len(seen)}" if len(seen) > 1 else "")
             if recipient.purpose == "unsubscribe":
                 # Mail clients send this on the respondent's behalf, some marked automatic.
-                outcome = await self._reply(recipient, "STOP", f"unsubscribe.{message_id}")
+                stop = Reading(None, message_id, "STOP")
+                outcome = await self._reply(recipient, stop, f"unsubscribe.{message_id}")
             else:
-                outcome = await self._reply(recipient, reading.text, message_id)
+                outcome = await self._reply(recipient, reading, message_id)
         return outcome
 
     async def correlate(self, reading: Reading, verdict: Verdict | None) -> Recipient | None:
@@ -241,10 +243,12 @@ class InboundHandler:
     def _recipient(self, address: str) -> Recipient | None:
         return self.tokens.recipient(address, self.domain)
 
-    async def _reply(self, recipient: Recipient, text: str, message_id: str) -> str:
+    async def _reply(self, recipient: Recipient, reading: Reading, message_id: str) -> str:
+        text = reading.text
         cached = self.gateway.cached_open_response(recipient.response_id)
         if cached is not None and cached.channel == "email":
             address = cached.address
+            survey_id, question_id = cached.survey_id, cached.question_id
         else:
             row = await self.gateway.store.session(recipient.response_id)
             if row is None or row.channel != "email":
@@ -255,6 +259,9 @@ class InboundHandler:
                 log.info("email ignored", extra=fields(reason="response closed"))
                 return "ignored: survey closed"
             address = row.address
+            survey_id, question_id = row.survey_id, row.data.get("question_id")
+        if self._takes_text(survey_id, question_id) and replies.control_word(text, "email") is None:
+            text = reading.full_text or text  # a free-text answer keeps all its paragraphs
         inbound = Inbound(
             kind="reply",
             channel="email",
@@ -273,6 +280,17 @@ class InboundHandler:
         )
         return f"{result.outcome}{' (duplicate)' if result.duplicate else ''}"
 
+    def _takes_text(self, survey_id: str, question_id: object) -> bool:
+        """Whether the response's open question is a free-text one (as far as the cache or
+        the stored session knows; the engine reads the question again under its lock)."""
+        survey = self.gateway.surveys.get(survey_id)
+        if survey is None or not isinstance(question_id, str):
+            return False
+        try:
+            return survey.question(question_id).type == "text"
+        except KeyError:
+            return False
+
     async def _bounced(self, recipients: list[Recipient], dead: tuple[str, ...]) -> None:
         """End the open response of an address a hard bounce reports, if the token names it."""
         for response_id in dict.fromkeys(r.response_id for r in recipients):
@@ -288,7 +306,7 @@ def read(raw: bytes, mail_from: str | None) -> Reading:
     """Parse a message: is it automatic, its id, and the answer a person wrote in it."""
     message = parse(raw)
     machine = automatic(message, mail_from)
-    text = "" if machine is not None else answer_text(message)
+    text, full_text = ("", "") if machine is not None else answer_texts(message)
     return Reading(
         machine,
         _message_id(message, raw),
@@ -296,6 +314,7 @@ def read(raw: bytes, mail_from: str | None) -> Reading:
         author=_author(message),
         threads=_threads(message),
         message=message,
+        full_text=full_text,
     )
 
 

@@ -2,7 +2,8 @@
 
 Quote headers, separators and signatures of Gmail, Outlook, Apple Mail and Thunderbird in
 English, Persian and Arabic end the reply; `>` lines are skipped, so bottom-posted answers
-below a quote are found too. What is left, its first paragraph, is the answer text.
+below a quote are found too. Of what is left, the first paragraph after a greeting is the
+answer text; a free-text answer keeps every paragraph up to the sign-off or signature.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from email.message import Message
 from itertools import islice
 
+from email_in import courtesy
 from email_in.html_text import html_to_text
 
 MAX_LINES = 2000  # an answer is near the top; a huge body is not read to its end
@@ -20,13 +22,28 @@ MAX_DEPTH = 10  # multipart nesting Seda looks into
 # Marks that right-to-left mail clients put around lines (LRM, RLM, ALM, embeddings, isolates).
 _MARKS = "\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff"
 _EDGES = _MARKS + " \t\u00a0\u3000"
+# Charset names mail clients write that Python's codecs do not know. ISO-8859-6-I and -E
+# (RFC 1556: implicit and explicit bidi ordering) are ISO-8859-6 bytes; Apple Mail's
+# x-mac-arabic is the codec mac-arabic.
+_CHARSET_ALIASES = {
+    "iso-8859-6-i": "iso-8859-6",
+    "iso-8859-6-e": "iso-8859-6",
+    "iso_8859-6-i": "iso-8859-6",
+    "iso_8859-6-e": "iso-8859-6",
+    "x-mac-arabic": "mac-arabic",
+}
 
 # "On Mon, 1 Jan 2024 at 10:00, Seda <survey+...@reply.example> wrote:"
 _WROTE_EN = re.compile(r"\bwrote\s*:$", re.IGNORECASE)
 # Gmail fa: «در تاریخ سه‌شنبه ۲ ژانویهٔ ۲۰۲۴ ساعت ۱۰:۰۰ Seda <...> نوشت:»
 _WROTE_FA = re.compile(r"نوشت(?:ه(?:\s*است)?)?\s*:$")
-# Gmail ar: «في الثلاثاء، ٢ يناير ٢٠٢٤ في ١٠:٠٠ ص كتب Seda <...>:», others «... كتب:»
-_WROTE_AR = re.compile(r"(?:^|\s)كتب(?:\s.{0,200})?:$")
+# Gmail ar: «في الثلاثاء، ٢ يناير ٢٠٢٤ في ١٠:٠٠ ص كتب Seda <...>:», others «... كتب:»;
+# Gmail ar now: «في الاثنين، 6 يناير 2025 في 10:02 ص تمت كتابة ما يلي بواسطة Seda <...>:»;
+# «بتاريخ 6 يناير، 2025 10:02 ص، جاء من Seda <...>:».
+_WROTE_AR = re.compile(
+    r"(?:(?:^|\s)كتب(?:\s.{0,200})?|(?:^|\s)تمت كتابة ما يلي بواسطة\s.{1,200}"
+    r"|^بتاريخ\s.{1,200}\sجاء من\s.{1,200}):$"
+)
 _HEADER_START = re.compile(r"^(?:On|Le|Am|در|في|بتاريخ)\b", re.IGNORECASE)
 _SEPARATOR = re.compile(
     r"^(?:_{8,}|-{2,}\s*(?:original message|forwarded message|پیام اصلی|پیام ارسال‌?\s?شده"
@@ -50,31 +67,44 @@ _DEVICE = re.compile(
 
 def body_part(message: Message) -> Message | None:
     """The part a person wrote in: text/plain preferred, else text/html; no attachments."""
-    found = _body_part(message)
-    return None if found is None else found[0]
+    found = _body_parts(message)
+    return found[0][0] if found else None
 
 
-def _body_part(message: Message) -> tuple[Message, str] | None:
-    """body_part and its subtype (each part's Content-Type is looked up once)."""
+def _body_parts(message: Message) -> list[tuple[Message, str]]:
+    """The first text/plain and the first text/html part, in that order, with their subtypes
+    (each part's Content-Type is looked up once)."""
     found = list(islice(_text_parts(message, 0), 50))
+    chosen: list[tuple[Message, str]] = []
     for subtype in ("plain", "html"):
         for part, its_subtype in found:
             if its_subtype == subtype:
-                return part, subtype
-    return None
+                chosen.append((part, subtype))
+                break
+    return chosen
 
 
 def body_text(message: Message) -> str:
-    """The message body as text: text/plain preferred, HTML turned into text, any charset."""
-    found = _body_part(message)
-    if found is None:
-        return ""
-    part, subtype = found
+    """The message body as text: text/plain preferred, HTML turned into text, any charset.
+
+    A text/plain part with nothing but white space gives way to the HTML part: some clients
+    send an empty plain alternative beside the HTML one that holds the reply.
+    """
+    text = ""
+    for part, subtype in _body_parts(message):
+        text = _decoded(part, subtype)
+        if text.strip(_EDGES + "\r\n"):
+            return text
+    return text
+
+
+def _decoded(part: Message, subtype: str) -> str:
     payload = part.get_payload(decode=True)  # undoes base64 and quoted-printable
     if not isinstance(payload, bytes):
         return ""
     # No charset declared: read as UTF-8, which is what mail without one mostly is.
     charset = part.get_content_charset() or "utf-8"
+    charset = _CHARSET_ALIASES.get(charset, charset)
     try:
         content = payload.decode(charset, "replace")
     except LookupError:
@@ -87,6 +117,13 @@ def body_text(message: Message) -> str:
 def answer_text(message: Message) -> str:
     """The respondent's answer in a reply: the first paragraph left after stripping."""
     return first_paragraph(strip_quotes(body_text(message)))[:MAX_TEXT]
+
+
+def answer_texts(message: Message) -> tuple[str, str]:
+    """The answer paragraph (for scales, yes/no and choices) and every paragraph the
+    respondent wrote (for a text question), read from one decoding of the body."""
+    lines = strip_quotes(body_text(message))
+    return first_paragraph(lines)[:MAX_TEXT], whole_reply(lines)[:MAX_TEXT]
 
 
 def _text_parts(part: Message, depth: int) -> Iterator[tuple[Message, str]]:
@@ -139,14 +176,99 @@ def strip_quotes(text: str) -> list[str]:
 
 
 def first_paragraph(lines: list[str]) -> str:
-    """The first run of non-empty lines, joined by newlines."""
-    paragraph: list[str] = []
+    """The answer paragraph: the first one after a greeting of its own, without a signature.
+
+    "Hi,\n\n9\n\nThanks,\nJohn" reads as 9. A greeting is passed over only when a paragraph
+    that is not a sign-off or a signature follows it: a greeting alone stays the reply, which
+    no scale, yes/no or choice question takes.
+    """
+    paragraphs = _paragraphs(lines)
+    if not paragraphs:
+        return ""
+    return "\n".join(_without_signature(paragraphs[_answer_start(paragraphs)]))
+
+
+def whole_reply(lines: list[str]) -> str:
+    """Every paragraph from the answer paragraph on, up to a sign-off or signature, joined
+    by blank lines: the answer to a free-text question."""
+    paragraphs = _paragraphs(lines)
+    if not paragraphs:
+        return ""
+    start = _answer_start(paragraphs)
+    kept: list[str] = []
+    for paragraph in paragraphs[start:]:
+        if kept and _closes(paragraph):
+            break
+        trimmed = _without_signature(paragraph)
+        kept.append("\n".join(trimmed))
+        if len(trimmed) < len(paragraph):
+            break  # the signature started inside this paragraph
+    return "\n\n".join(kept)
+
+
+def _paragraphs(lines: list[str]) -> list[list[str]]:
+    """The runs of non-empty lines."""
+    paragraphs: list[list[str]] = []
+    current: list[str] = []
     for line in lines:
         if line:
-            paragraph.append(line)
-        elif paragraph:
+            current.append(line)
+        elif current:
+            paragraphs.append(current)
+            current = []
+    if current:
+        paragraphs.append(current)
+    return paragraphs
+
+
+def _answer_start(paragraphs: list[list[str]]) -> int:
+    """The index of the first paragraph after the greetings that stand alone."""
+    start = 0
+    while (
+        start + 1 < len(paragraphs)
+        and all(courtesy.is_greeting(line) for line in paragraphs[start])
+        and not _closes(paragraphs[start + 1])
+    ):
+        start += 1
+    return start
+
+
+def _closes(paragraph: list[str]) -> bool:
+    """A paragraph that starts with a sign-off or is all signature: what follows an answer."""
+    return courtesy.is_sign_off(paragraph[0]) or _signature_from(paragraph) == 0
+
+
+def _without_signature(paragraph: list[str]) -> list[str]:
+    """The paragraph without a sign-off or signature block under its first line."""
+    for i in range(1, len(paragraph)):
+        if courtesy.is_sign_off(paragraph[i]):
+            return paragraph[:i]
+    end = _signature_from(paragraph)
+    return paragraph[: max(end, 1)]
+
+
+def _signature_from(paragraph: list[str]) -> int:
+    """Where a signature block ends the paragraph (its length if none): name and title lines
+    with at least one contact line ("Tel: …", «جوال: …»), up to the paragraph's end."""
+    start, contact = len(paragraph), False
+    while start > 0:
+        line = paragraph[start - 1]
+        if courtesy.is_contact(line):
+            contact = True
+        elif not _name_like(line):
             break
-    return "\n".join(paragraph)
+        start -= 1
+    return start if contact else len(paragraph)
+
+
+def _name_like(line: str) -> bool:
+    """A short line without digits or a sentence's end: a name, a title, a company."""
+    return (
+        len(line) <= 60
+        and len(line.split()) <= 6
+        and not any(char.isdigit() for char in line)
+        and not line.endswith((".", "?", "!", "؟", "…"))
+    )
 
 
 def _ends_reply(lines: list[str], i: int) -> bool:
@@ -160,15 +282,32 @@ def _ends_reply(lines: list[str], i: int) -> bool:
 
 
 def _quote_header(lines: list[str], i: int) -> int:
-    """How many lines the quote header at `i` spans (0: none); clients wrap long ones."""
+    """How many lines the quote header at `i` spans (0: none); clients wrap long ones.
+
+    Line `i` is joined to the next ones only when they do not form a header on their own:
+    an answer that starts like one ("On balance 8", "در کل ۸") may sit right above it.
+    """
     if _is_header(lines[i]):
         return 1
     if i + 1 < len(lines) and lines[i + 1] and _HEADER_START.match(lines[i]):
+        if _starts_header(lines, i + 1):
+            return 0
         if _is_header(f"{lines[i]} {lines[i + 1]}"):
             return 2
-        if i + 2 < len(lines) and _is_header(f"{lines[i]} {lines[i + 1]} {lines[i + 2]}"):
+        if i + 2 >= len(lines) or not lines[i + 2] or _starts_header(lines, i + 2):
+            return 0
+        if _is_header(f"{lines[i]} {lines[i + 1]} {lines[i + 2]}"):
             return 3
     return 0
+
+
+def _starts_header(lines: list[str], i: int) -> bool:
+    """Whether a whole header, one or two lines long, starts at `i` with a header's words."""
+    if not _HEADER_START.match(lines[i]):
+        return False
+    if _is_header(lines[i]):
+        return True
+    return i + 1 < len(lines) and _is_header(f"{lines[i]} {lines[i + 1]}")
 
 
 def _is_header(line: str) -> bool:

@@ -12,6 +12,9 @@ PERSON = "From: a@b.example\r\nSubject: Re: survey\r\nContent-Type: text/plain\r
 HEADERS = [
     ("a person", "", "a@b.example", None),
     ("auto-submitted no", "Auto-Submitted: no\r\n", "a@b.example", None),
+    ("auto-submitted no with comment", "Auto-Submitted: no (human reply)\r\n", "a@b.example", None),
+    ("auto-submitted no, comment unspaced", "Auto-Submitted: No(typed by a person)\r\n", "a@b.example", None),
+    ("auto-replied with comment", "Auto-Submitted: auto-replied (vacation)\r\n", "a@b.example", "auto-submitted"),
     ("auto-replied", "Auto-Submitted: auto-replied\r\n", "a@b.example", "auto-submitted"),
     ("auto-generated with comment", "Auto-Submitted: auto-generated; owner-email=x\r\n", "a@b.example", "auto-submitted"),
     ("auto-notified", "Auto-Submitted: Auto-Notified\r\n", "a@b.example", "auto-submitted"),

@@ -11,7 +11,7 @@ import pytest
 
 from tests.answer_schema import assert_valid_answer
 from tests.conftest import read_jsonl
-from tests.email.conftest import DATA, Seda, fixture, plain_reply, reply_to, send
+from tests.email.conftest import DATA, Seda, SedaFactory, fixture, plain_reply, reply_to, send
 
 IGNORED = "ignored"
 BOUNCED = "bounced"
@@ -48,6 +48,22 @@ CASES = [
     Case(
         "yahoo_en_html_only.eml", "issue_resolved", "en",
         "The app still crashes when I open my invoices.\nIt started after the last update.",
+        question="still_wrong", before=("No",),
+    ),
+    Case("gmail_ar_new_attribution_bottom.eml", "issue_resolved", "ar", False, "لا", "resolved"),
+    Case("thunderbird_en_answer_like_header.eml", "post_call_nps", "en", 8, "On balance 8", "nps"),
+    Case("gmail_en_greeting.eml", "post_call_nps", "en", 9, "9", "nps"),
+    Case("gmail_fa_greeting.eml", "post_call_nps", "fa", 9, "۹", "nps"),
+    Case("gmail_fa_greeting_html_only.eml", "post_call_nps", "fa", 9, "۹", "nps"),
+    Case("outlook_en_greeting_sentence.eml", "post_call_nps", "en", 9, "I would give you a 9.", "nps"),
+    Case("outlook_en_greeting_html.eml", "post_call_nps", "en", 9, "9", "nps"),
+    Case("outlook_ar_greeting.eml", "issue_resolved", "ar", True, "نعم، تم حل المشكلة", "resolved"),
+    Case("outlook_en_signature_no_dashes.eml", "post_call_nps", "en", 9, "9", "nps"),
+    Case("empty_plain_part_html.eml", "post_call_nps", "en", 9, "9", "nps"),
+    Case(
+        "gmail_en_text_paragraphs.eml", "issue_resolved", "en",
+        "The app still crashes when I open my invoices.\n\n"
+        "It started after the last update, on both of my phones.",
         question="still_wrong", before=("No",),
     ),
     Case("auto_reply_vacation.eml", "post_call_nps", "en", IGNORED),
@@ -103,6 +119,45 @@ async def test_reply(seda: Seda, case: Case) -> None:
     assert answer["respondent"]["addresses"] == [address]  # the invited address, not From
     assert answer["language"] == case.language
     await seda.relay.wait(emails_before + 1)  # the next question (or the closing) by email
+
+
+async def test_a_scale_question_reads_only_the_answer_paragraph(seda: Seda) -> None:
+    rid = await seda.invite("mailto:respondent@example.net", "post_call_nps", "en")
+    await seda.relay.wait(1)
+    raw = plain_reply(rid, "Hi,\r\n\r\n9\r\n\r\nLast year I would have said 10.", "scale@x")
+    done = await send(seda, raw, [reply_to(rid)])
+    assert done.data == 250
+    [answer] = await seda.answers(rid)
+    assert (answer["question_id"], answer["value"], answer["raw"]) == ("nps", 9, "9")
+
+
+async def test_a_text_answer_keeps_its_paragraphs_when_the_session_is_read_from_the_store(
+    make_seda: SedaFactory,
+) -> None:
+    first = await make_seda()
+    rid = await first.invite("mailto:respondent@example.net", "issue_resolved", "en")
+    await first.relay.wait(1)
+    assert (await send(first, plain_reply(rid, "No", "no@x"), [reply_to(rid)])).data == 250
+    second = await make_seda()  # another process over the same database: nothing cached
+    assert second.gateway.cached_open_response(rid) is None
+    raw = plain_reply(rid, "Hi,\r\n\r\nIt crashes.\r\n\r\nSince Monday.\r\n\r\nThanks", "t@x")
+    assert (await send(second, raw, [reply_to(rid)])).data == 250
+    answers = await second.answers(rid)
+    assert [(a["question_id"], a["raw"]) for a in answers] == [
+        ("resolved", "No"),
+        ("still_wrong", "It crashes.\n\nSince Monday."),
+    ]
+
+
+async def test_stop_above_a_name_opts_out_at_a_text_question(seda: Seda) -> None:
+    rid = await seda.invite("mailto:respondent@example.net", "issue_resolved", "en")
+    await seda.relay.wait(1)
+    assert (await send(seda, plain_reply(rid, "No", "no@x"), [reply_to(rid)])).data == 250
+    assert (
+        await send(seda, plain_reply(rid, "STOP\r\n\r\nJohn", "stop@x"), [reply_to(rid)])
+    ).data == 250
+    await _wait_abandoned(seda, rid, "opted_out")
+    assert [a["question_id"] for a in await seda.answers(rid)] == ["resolved"]
 
 
 async def _wait_abandoned(seda: Seda, response_id: str, reason: str) -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from email_in.html_text import html_to_text
 from email_in.inbound import parse, read
-from email_in.reply import answer_text, first_paragraph, strip_quotes
+from email_in.reply import answer_text, first_paragraph, strip_quotes, whole_reply
 
 # (label, body as the respondent's client wrote it, the answer text Seda reads)
 BODIES = [
@@ -35,12 +35,82 @@ BODIES = [
     ("wrote in a sentence is not a header", "He wrote: fine\n\nq", "He wrote: fine"),
     ("forwarded", "ok\n---------- Forwarded message ---------\nFrom: x", "ok"),
     ("empty", "\n\n> only a quote\n", ""),
+    ("greeting en", "Hi,\n\n9\n\nThanks,\nJohn\n\nOn Mon, Jan 6, 2025 at 10:02 AM Seda Surveys <surveys@example.com> wrote:\n\n> q", "9"),
+    ("greeting en with name", "Hi John,\n\n9\n\n> q", "9"),
+    ("greeting en dear team", "Dear Seda team,\n\nYes, it was fixed.\n\nKind regards,\nMaria", "Yes, it was fixed."),
+    ("greeting en good morning", "Good morning!\n\n7", "7"),
+    ("greeting then sentence", "Hello,\n\nI would give you a 9.\n\nBest regards,\nJohn\n\nFrom: Seda\nSent: Monday\n\nq", "I would give you a 9."),
+    ("greeting fa", "سلام\n\n۹\n\nبا تشکر\n\n\u202bدر تاریخ دوشنبه ۶ ژانویهٔ ۲۰۲۵، ساعت ۱۰:۰۲ Seda <s@r.example> نوشت:\u202c\n\n> پرسش", "۹"),
+    ("greeting fa chained", "سلام و وقت بخیر\n\nبله\n\nبا احترام", "بله"),
+    ("greeting fa with name", "سلام آقای رضایی،\n\nخیر", "خیر"),
+    ("greeting ar", "مرحباً،\n\nنعم، تم حل المشكلة\n\nمع التحية\n\nمن: Seda\nتم الإرسال: الاثنين\n\nسؤال", "نعم، تم حل المشكلة"),
+    ("greeting ar salam", "السلام عليكم ورحمة الله وبركاته\n\n٨", "٨"),
+    ("two greeting paragraphs", "Dear Maria,\n\nGood morning,\n\n6", "6"),
+    ("greeting and answer in one paragraph", "Hi,\n9\n\n> q", "Hi,\n9"),
+    ("greeting only", "Hi,\n\n> q", "Hi,"),
+    ("greeting only fa", "سلام\n\n\u202bدر تاریخ دوشنبه ۶ ژانویهٔ ۲۰۲۵، ساعت ۱۰:۰۲ Seda <s@r.example> نوشت:\u202c\n\n> پرسش", "سلام"),
+    ("greeting then only a sign-off", "Hi,\n\nThanks,\nJohn\n\n> q", "Hi,"),
+    ("greeting then only a signature", "Hello,\n\nJohn Smith\nTel: +44 20 7946 0000", "Hello,"),
+    ("hi yes is an answer", "Hi, yes\n\nThe agent fixed it", "Hi, yes"),
+    ("salam bale is an answer", "سلام، بله\n\nعلی", "سلام، بله"),
+    ("salam nine is an answer", "سلام، نه\n\nعلی", "سلام، نه"),
+    ("sign-off under the answer", "9\nThanks,\nJohn", "9"),
+    ("sign-off fa under the answer", "بله\nبا تشکر\nعلی", "بله"),
+    ("sign-off ar under the answer", "لا\nمع التحية", "لا"),
+    ("thanks as the answer's first line stays", "Thanks\n\n> q", "Thanks"),
+    ("a sentence starting with thanks stays", "The agent was kind\nThank you for asking about it", "The agent was kind\nThank you for asking about it"),
+    ("signature without dashes", "9\nJohn Smith\nTel: +44 20 7946 0000\n\nFrom: Seda\nSent: Monday\n\nq", "9"),
+    ("signature with title and company", "8\nJohn Smith\nHead of Support\nAcme Ltd\nMobile: +44 7700 900123\nwww.acme.example", "8"),
+    ("signature fa", "۹\nعلی رضایی\nتلفن: ۰۲۱-۸۸۸۸۸۸۸۸\nموبایل: ۰۹۱۲۰۰۰۰۰۰۰", "۹"),
+    ("signature ar", "نعم\nأحمد المنصوري\nجوال: ٠٥٠١٢٣٤٥٦٧", "نعم"),
+    ("signature phone alone", "10\n+98 912 000 0000", "10"),
+    ("a two-line answer is not a signature", "The agent was kind\nbut slow.\nJohn", "The agent was kind\nbut slow.\nJohn"),
+    ("only a signature keeps its first line", "John Smith\nTel: +44 20 7946 0000", "John Smith"),
+    ("ar gmail tamat kitabat", "نعم\n\n\u202bفي الاثنين، 6 يناير 2025 في 10:02 ص تمت كتابة ما يلي بواسطة Seda Surveys <surveys@example.com>:\u202c\n\n> سؤال", "نعم"),
+    ("ar gmail tamat kitabat bottom-posted", "\u202bفي الاثنين، 6 يناير 2025 في 10:02 ص تمت كتابة ما يلي بواسطة Seda Surveys <surveys@example.com>:\u202c\n\n> سؤال\n\nلا", "لا"),
+    ("ar gmail tamat kitabat empty", "\u202bفي الاثنين، 6 يناير 2025 في 10:02 ص تمت كتابة ما يلي بواسطة Seda Surveys <surveys@example.com>:\u202c\n\n> سؤال\n", ""),
+    ("ar gmail tamat kitabat wrapped", "\u202bفي الاثنين، 6 يناير 2025 في 10:02 ص تمت كتابة ما يلي بواسطة Seda Surveys <\nsurveys@example.com>:\u202c\n> سؤال\n\n٨", "٨"),
+    ("ar bitarikh jaa min", "بتاريخ 6 يناير، 2025 10:02 ص، جاء من Seda Surveys <surveys@example.com>:\n> سؤال\n\n٧", "٧"),
+    ("ar bitarikh jaa min top", "٧\n\nبتاريخ 6 يناير، 2025 10:02 ص، جاء من Seda Surveys <surveys@example.com>:\n\nسؤال", "٧"),
+    ("answer like a header above one", "On balance 8\nOn Mon, Jan 6, 2025 at 10:02 AM Seda Surveys <surveys@example.com> wrote:\n> q", "On balance 8"),
+    ("answer like a header above a wrapped one", "On balance 8\nOn Mon, Jan 6, 2025 at 10:02 AM Seda Surveys <\nsurveys@example.com> wrote:\n> q", "On balance 8"),
+    ("two-line answer like a header above one", "On balance\n8\nOn Mon, Jan 6, 2025 at 10:02 AM Seda Surveys <surveys@example.com> wrote:\n> q", "On balance\n8"),
+    ("fa answer like a header above one", "در کل ۸\nدر تاریخ دوشنبه ۶ ژانویهٔ ۲۰۲۵، ساعت ۱۰:۰۲ Seda <s@r.example> نوشت:\n> پرسش", "در کل ۸"),
+    ("ar answer like a header above one", "في رأيي ٩\nفي الاثنين، ٦ يناير ٢٠٢٥ ١٠:٠٢ ص كتب Seda <s@r.example>:\n> سؤال", "في رأيي ٩"),
+    ("ar answer like a header above gmail's new one", "في رأيي ٩\n\u202bفي الاثنين، 6 يناير 2025 في 10:02 ص تمت كتابة ما يلي بواسطة Seda Surveys <surveys@example.com>:\u202c\n> سؤال", "في رأيي ٩"),
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize(("label", "body", "expected"), BODIES, ids=[b[0] for b in BODIES])
 def test_stripping(label: str, body: str, expected: str) -> None:
     assert first_paragraph(strip_quotes(body)) == expected
+
+
+# (label, body, the text answer Seda reads for a free-text question)
+WHOLE = [
+    ("one paragraph", "The agent was kind\nbut slow.", "The agent was kind\nbut slow."),
+    ("paragraphs up to the quote", "First.\n\nSecond.\n\nOn Mon, Jan 6, 2025 at 10:02 AM Seda <s@r.example> wrote:\n> q", "First.\n\nSecond."),
+    ("greeting and sign-off left out", "Hi,\n\nThe app crashes.\n\nIt started last week.\n\nThanks,\nJohn\n\n> q", "The app crashes.\n\nIt started last week."),
+    ("signature paragraph left out", "It is slow.\n\nStill slow today.\n\nJohn Smith\nTel: +44 20 7946 0000", "It is slow.\n\nStill slow today."),
+    ("signature inside the last paragraph", "It is slow.\n\nStill slow.\nJohn Smith\nTel: +44 20 7946 0000\n\nP.S.", "It is slow.\n\nStill slow."),
+    ("fa", "سلام\n\nبرنامه هنوز بسته می‌شود.\n\nاز به‌روزرسانی آخر شروع شد.\n\nبا تشکر\nعلی", "برنامه هنوز بسته می‌شود.\n\nاز به‌روزرسانی آخر شروع شد."),
+    ("ar bottom-posted", "في الاثنين، ٦ يناير ٢٠٢٥ ١٠:٠٢ ص كتب Seda <s@r.example>:\n> سؤال\n\nالتطبيق يتوقف.\n\nمنذ التحديث الأخير.\n\nمع التحية", "التطبيق يتوقف.\n\nمنذ التحديث الأخير."),
+    ("nothing", "> q", ""),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("label", "body", "expected"), WHOLE, ids=[w[0] for w in WHOLE])
+def test_a_text_answer_keeps_its_paragraphs(label: str, body: str, expected: str) -> None:
+    assert whole_reply(strip_quotes(body)) == expected
+
+
+def test_read_gives_the_answer_paragraph_and_the_whole_reply() -> None:
+    raw = _mime(
+        "From: a@b.example\nContent-Type: text/plain; charset=utf-8",
+        b"Hi,\r\n\r\n9\r\n\r\nLast year I said 10.\r\n\r\nThanks\r\n\r\n> q\r\n",
+    )
+    reading = read(raw, "a@b.example")
+    assert (reading.text, reading.full_text) == ("9", "9\n\nLast year I said 10.")
 
 
 def _mime(headers: str, body: bytes) -> bytes:
@@ -57,6 +127,9 @@ MIME = [
     ("html only", "Content-Type: text/html; charset=utf-8", "<div dir=rtl>\u200fخیر</div><blockquote>پرسش</blockquote>".encode(), "خیر"),
     ("html entities", "Content-Type: text/html; charset=utf-8", b"<p>Yes &amp; thanks&nbsp;</p><p>Jo</p>", "Yes & thanks"),
     ("html script hidden", "Content-Type: text/html; charset=utf-8", b"<style>p{}</style><script>x=1</script><p>9</p>", "9"),
+    ("iso-8859-6-i", "Content-Type: text/plain; charset=ISO-8859-6-I", b"\xe6\xd9\xe5\r\n", "نعم"),
+    ("iso-8859-6-e qp", "Content-Type: text/plain; charset=iso-8859-6-e\nContent-Transfer-Encoding: quoted-printable", b"=E4=C7\r\n", "لا"),
+    ("x-mac-arabic", "Content-Type: text/plain; charset=x-mac-arabic", "نعم\r\n".encode("mac-arabic"), "نعم"),
 ]  # fmt: skip
 
 
@@ -73,6 +146,18 @@ def test_multipart_prefers_the_text_part() -> None:
         b"Content-Type: text/plain\r\n\r\ntext\r\n--b--\r\n",
     )
     assert answer_text(parse(raw)) == "text"
+
+
+@pytest.mark.parametrize(
+    "plain", [b"", b"\r\n \r\n", b"\xe2\x80\x8f\r\n"], ids=["empty", "blank", "rlm"]
+)
+def test_an_empty_text_part_gives_way_to_the_html_part(plain: bytes) -> None:
+    raw = _mime(
+        'From: a@b.example\nMIME-Version: 1.0\nContent-Type: multipart/alternative; boundary="b"',
+        b'--b\r\nContent-Type: text/plain; charset="UTF-8"\r\n\r\n' + plain + b"\r\n--b\r\n"
+        b'Content-Type: text/html; charset="UTF-8"\r\n\r\n<div>9</div>\r\n--b--\r\n',
+    )
+    assert answer_text(parse(raw)) == "9"
 
 
 def test_an_attachment_only_message_has_no_answer() -> None:
