@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway import engine
 from gateway.config import ConfigError
 from gateway.flows.model import Question, Survey
 from gateway.router import Gateway
@@ -102,6 +103,16 @@ def open_question(gateway: Gateway, row: SessionRow | None) -> tuple[Question, S
     session = Session.from_json(row.data)
     question = _question(gateway.surveys.get(session.survey_id), session.question_id or "")
     return None if question is None else (question, session)
+
+
+def button_codes(gateway: Gateway, row: SessionRow | None) -> frozenset[str]:
+    """The codes the buttons of the respondent's current question send (none without one)."""
+    current = open_question(gateway, row)
+    if current is None:
+        return frozenset()
+    question, session = current
+    prompt = engine.prompt_for(question, session.language).to_json()
+    return render.answer_codes(render.with_scale(prompt, question))
 
 
 def _question(survey: Survey | None, question_id: str) -> Question | None:
