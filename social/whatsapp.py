@@ -29,6 +29,7 @@ from gateway.secret import same_secret
 from social.common import (
     Progress,
     answer,
+    button_codes,
     entries,
     number,
     open_question,
@@ -195,7 +196,7 @@ class WhatsAppChannel:
             if got.audio is not None:
                 outcomes.append(await self._voice(owner, address, got))
                 continue
-            if got.reply is None:
+            if got.reply is None or (got.tapped and not await self._answers_now(owner, got)):
                 outcomes.append(0)
                 continue
             inbound = Inbound(
@@ -212,6 +213,16 @@ class WhatsAppChannel:
             result = await self.gateway.receive(inbound)
             outcomes.append(0 if result.outcome == "ignored" else 1)
         return outcomes
+
+    async def _answers_now(self, line: WhatsAppLine, got: Incoming) -> bool:
+        """Whether a tapped button or list row answers the current question (a redelivery
+        goes on to its stored outcome). A row of an earlier list, tapped again after it was
+        answered, would otherwise be read as the next question's answer: as its text, or as
+        an invalid reply that uses up an attempt."""
+        address = f"whatsapp:+{got.sender}"
+        key = dedupe_key(address, got.wamid)
+        seen, row = await self.gateway.store.conversation(CHANNEL, address, line.name, key)
+        return seen is not None or got.reply in button_codes(self.gateway, row)
 
     async def _voice(self, line: WhatsAppLine, address: str, got: Incoming) -> int:
         """A voice note: recognised against the current question's words, then a reply."""

@@ -238,3 +238,26 @@ async def test_malformed_bodies_and_unknown_lines(client: Client) -> None:
         "/whatsapp/other", data=raw, headers={"X-Hub-Signature-256": signature(raw)}
     )
     assert resp.status == 404
+
+
+# After an NPS of 3 (a detractor, so the free-text "reason" question is asked next): a message
+# that comes next, and the answers it leaves. A tapped row or button must be one the current
+# question offers.
+AFTER_NPS = {
+    "the NPS list tapped again": ("list_reply_nps_3_again", "ignored", []),
+    "an earlier yes button": ("button_reply_yes", "ignored", []),
+    "the reason, typed": ("text_reason_fa", "accepted", ["پشتیبان تلفنی دیر جواب داد"]),
+}
+
+
+@pytest.mark.parametrize(("name", "status", "reasons"), AFTER_NPS.values(), ids=AFTER_NPS.keys())
+async def test_a_button_the_current_question_does_not_offer_answers_nothing(
+    client: Client, graph_api: FakeGraphApi, name: str, status: str, reasons: list[str]
+) -> None:
+    """Before, the list tapped again recorded "3" as the reason, and the yes button "yes"."""
+    response_id = await invite(client)
+    assert (await ok(client, "list_reply_nps_3"))["status"] == "accepted"
+    assert (await ok(client, name))["status"] == status
+    nps, *rest = await answers_of(client, response_id)
+    assert (nps["question_id"], nps["value"]) == ("nps", 3)
+    assert [(a["question_id"], a["value"]) for a in rest] == [("reason", r) for r in reasons]
