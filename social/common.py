@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from aiohttp import web
 
@@ -148,3 +148,24 @@ class Progress:
     def finish(self, event_id: str) -> None:
         """The event is delivered whole."""
         self._sent.pop(event_id, None)
+
+
+_V = TypeVar("_V")
+
+
+class Memory(Generic[_V]):
+    """A bounded map in memory: past `limit` entries, the oldest are forgotten."""
+
+    def __init__(self, limit: int) -> None:
+        self._items: dict[str, _V] = {}
+        self._limit = limit
+
+    def remember(self, key: str, value: _V) -> None:
+        """Keep `value` under `key`."""
+        self._items[key] = value
+        while len(self._items) > self._limit:
+            del self._items[next(iter(self._items))]
+
+    def get(self, key: str) -> _V | None:
+        """The value kept under `key`, if it is still remembered."""
+        return self._items.get(key)

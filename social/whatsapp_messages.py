@@ -42,6 +42,7 @@ class Incoming:
     input_mode: InputMode = "text"
     audio: str | None = None  # the media id of a voice note or audio file, to recognise
     tapped: bool = False  # a reply button or list row of an interactive message Seda sent
+    context: str | None = None  # the wamid of the message it replies to (a tap: the list's)
 
 
 def incoming(message: Mapping[str, Any]) -> Incoming | None:
@@ -70,7 +71,10 @@ def incoming(message: Mapping[str, Any]) -> Incoming | None:
             return Incoming(wamid, sender, None, "speech", audio=media)
     if not isinstance(reply, str) or not reply.strip():
         reply = None
-    return Incoming(wamid, sender, reply, mode, tapped=tapped and reply is not None)
+    context = _get(message, "context", "id")
+    context = context if isinstance(context, str) else None
+    tapped = tapped and reply is not None
+    return Incoming(wamid, sender, reply, mode, tapped=tapped, context=context)
 
 
 def outgoing(prompt: Mapping[str, Any], to: str) -> list[dict[str, Any]]:
