@@ -105,9 +105,8 @@ def open_question(gateway: Gateway, row: SessionRow | None) -> tuple[Question, S
     return None if question is None else (question, session)
 
 
-def button_codes(gateway: Gateway, row: SessionRow | None) -> frozenset[str]:
-    """The codes the buttons of the respondent's current question send (none without one)."""
-    current = open_question(gateway, row)
+def button_codes(current: tuple[Question, Session] | None) -> frozenset[str]:
+    """The codes the buttons of the current question (open_question) send; none without one."""
     if current is None:
         return frozenset()
     question, session = current

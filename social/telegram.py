@@ -268,10 +268,10 @@ class TelegramChannel:
             inbound = self._inbound(bot, address, code, "button", message_id, inline)
             if seen is not None:  # a redelivery: the same answer as the first time
                 return _handled(bot, inbound, Result.from_json(seen))
-            codes = button_codes(self.gateway, row)
+            current = open_question(self.gateway, row)
+            codes = button_codes(current)
             if code not in codes:
                 return Handled("ignored", "the button does not answer the current question")
-            current = open_question(self.gateway, row)
             if current is not None and not _asks(query.message, current, codes):
                 # An earlier question's button whose data the current one also takes (a
                 # double tap on 1-5 stars when 1-7 is asked next): not an answer to this one.

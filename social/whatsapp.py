@@ -232,12 +232,12 @@ class WhatsAppChannel:
         seen, row = await self.gateway.store.conversation(CHANNEL, address, line.name, key)
         if seen is not None:
             return True
-        if got.reply not in button_codes(self.gateway, row):
+        current = open_question(self.gateway, row)
+        if got.reply not in button_codes(current):
             return False
         # The message tapped, when this process sent it: it must ask the current question (a
         # double tap on 4 stars when 1-7 is asked next offers 4 too). Unknown: taken as current.
         asked = self._asked.get(got.context) if got.context else None
-        current = open_question(self.gateway, row)
         if asked is None or current is None:
             return True
         return asked == (current[1].response_id, current[1].question_id)
