@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from aiohttp import web
 
+from gateway import engine
 from gateway.config import ConfigError
 from gateway.flows.model import Question, Survey
 from gateway.router import Gateway
@@ -104,6 +105,15 @@ def open_question(gateway: Gateway, row: SessionRow | None) -> tuple[Question, S
     return None if question is None else (question, session)
 
 
+def button_codes(current: tuple[Question, Session] | None) -> frozenset[str]:
+    """The codes the buttons of the current question (open_question) send; none without one."""
+    if current is None:
+        return frozenset()
+    question, session = current
+    prompt = engine.prompt_for(question, session.language).to_json()
+    return render.answer_codes(render.with_scale(prompt, question))
+
+
 def _question(survey: Survey | None, question_id: str) -> Question | None:
     if survey is None:
         return None
@@ -137,3 +147,24 @@ class Progress:
     def finish(self, event_id: str) -> None:
         """The event is delivered whole."""
         self._sent.pop(event_id, None)
+
+
+_V = TypeVar("_V")
+
+
+class Memory(Generic[_V]):
+    """A bounded map in memory: past `limit` entries, the oldest are forgotten."""
+
+    def __init__(self, limit: int) -> None:
+        self._items: dict[str, _V] = {}
+        self._limit = limit
+
+    def remember(self, key: str, value: _V) -> None:
+        """Keep `value` under `key`."""
+        self._items[key] = value
+        while len(self._items) > self._limit:
+            del self._items[next(iter(self._items))]
+
+    def get(self, key: str) -> _V | None:
+        """The value kept under `key`, if it is still remembered."""
+        return self._items.get(key)

@@ -20,21 +20,23 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from aiohttp import web
-from telegram import Message, Update
+from telegram import MaybeInaccessibleMessage, Message, Update
 from telegram.error import BadRequest, InvalidToken, TelegramError
 
 from gateway import engine
 from gateway.backends import DeliveryError
 from gateway.config import ConfigError
+from gateway.flows.model import Question
 from gateway.logs import fields
 from gateway.model import Inbound, InputMode
 from gateway.router import Gateway, Rejected, Result, dedupe_key
 from gateway.secret import same_secret
-from gateway.store import SessionRow
-from social import render, telegram_inline
+from gateway.session import Session
+from social import telegram_inline
 from social.common import (
     Progress,
     answer,
+    button_codes,
     entries,
     open_question,
     refuse,
@@ -266,21 +268,18 @@ class TelegramChannel:
             inbound = self._inbound(bot, address, code, "button", message_id, inline)
             if seen is not None:  # a redelivery: the same answer as the first time
                 return _handled(bot, inbound, Result.from_json(seen))
-            if code not in self._current_codes(row):
+            current = open_question(self.gateway, row)
+            codes = button_codes(current)
+            if code not in codes:
                 return Handled("ignored", "the button does not answer the current question")
+            if current is not None and not _asks(query.message, current, codes):
+                # An earlier question's button whose data the current one also takes (a
+                # double tap on 1-5 stars when 1-7 is asked next): not an answer to this one.
+                return Handled("ignored", "the button is on an earlier question's message")
             return _handled(bot, inbound, await self.gateway.receive(inbound))
         finally:
             if query.id not in self._answered:  # a redelivered press was answered already
                 await self._answer_query(bot, query.id)
-
-    def _current_codes(self, row: SessionRow | None) -> frozenset[str]:
-        """The codes the buttons of the respondent's current question send (the valid data)."""
-        current = open_question(self.gateway, row)
-        if current is None:
-            return frozenset()
-        question, session = current
-        prompt = engine.prompt_for(question, session.language).to_json()
-        return render.answer_codes(render.with_scale(prompt, question))
 
     async def _voice(
         self, bot: TelegramBot, update: Update, message: Message, inline: bool
@@ -562,6 +561,31 @@ def _shape_problem(update: Update) -> str | None:
         if held is not None and (held.chat is None or not _telegram_id(held.chat.id)):
             return "callback_query.message.chat.id"
     return None
+
+
+def _asks(
+    held: MaybeInaccessibleMessage | None, current: tuple[Question, Session], codes: frozenset[str]
+) -> bool:
+    """Whether the message a button is on asks the current question: its keyboard sends the
+    current question's codes and its text ends with that question's prompt or invalid-reply
+    prompt (a reply answered inline joins a step's messages, the keyboard on the last). What
+    the update does not show (a message over 48 hours old has neither) counts as current."""
+    if not isinstance(held, Message):
+        return True
+    question, session = current
+    markup = held.reply_markup
+    if markup is not None:
+        sent = {b.callback_data for row in markup.inline_keyboard for b in row}
+        if sent != codes:
+            return False
+    text = held.text.strip() if isinstance(held.text, str) else ""
+    if not text:
+        return True
+    asked = (
+        engine.prompt_for(question, session.language),
+        engine.invalid_prompt(question, session.language),
+    )
+    return any(p.text.strip() and text.endswith(p.text.strip()) for p in asked)
 
 
 def _chat_id(address: str) -> int:

@@ -27,8 +27,10 @@ from gateway.model import Inbound
 from gateway.router import Gateway, Result, dedupe_key
 from gateway.secret import same_secret
 from social.common import (
+    Memory,
     Progress,
     answer,
+    button_codes,
     entries,
     number,
     open_question,
@@ -81,6 +83,9 @@ class WhatsAppChannel:
         # When each address last wrote to us: in memory only (see README: after a restart,
         # invitations use the template until the respondent writes again).
         self._last_inbound: dict[str, datetime] = {}
+        # The question each interactive message sent asked (wamid -> response id, question id),
+        # in memory: a tap on an earlier question's list is told from a tap on the current one.
+        self._asked: Memory[tuple[object, object]] = Memory(100_000)
 
     def invitation_address(self, address: str, line: str | None) -> str:
         """whatsapp:+<number>, as the line's webhooks write the sender; ValueError for anything
@@ -159,18 +164,22 @@ class WhatsAppChannel:
         to = match.group(1)
         prompts = await with_scales(self.gateway, data)
         asks = any(p.get("kind") == "prompt" for p in prompts)
+        messages: list[tuple[Mapping[str, Any], dict[str, Any]]]
         if line.template is not None and asks and not self._window_open(address):
             name, language = line.template
-            messages = [template(to, name, language or str(data.get("language", "en")))]
+            language = language or str(data.get("language", "en"))
+            messages = [({}, template(to, name, language))]
         else:
-            messages = [message for prompt in prompts for message in outgoing(prompt, to)]
+            messages = [(p, message) for p in prompts for message in outgoing(p, to)]
         event_id = str(event.get("id", ""))
-        for index, message in enumerate(messages):
+        for index, (prompt, message) in enumerate(messages):
             if index < self._progress.sent(event_id):
                 continue  # sent by an earlier attempt of this event
-            await self._graph.send(
+            wamid = await self._graph.send(
                 line.graph_base, line.phone_number_id, line.access_token, message
             )
+            if wamid is not None and message["type"] == "interactive":
+                self._asked.remember(wamid, (data.get("response_id"), prompt.get("question_id")))
             self._progress.advance(event_id)
         self._progress.finish(event_id)
 
@@ -195,7 +204,7 @@ class WhatsAppChannel:
             if got.audio is not None:
                 outcomes.append(await self._voice(owner, address, got))
                 continue
-            if got.reply is None:
+            if got.reply is None or (got.tapped and not await self._answers_now(owner, got)):
                 outcomes.append(0)
                 continue
             inbound = Inbound(
@@ -212,6 +221,26 @@ class WhatsAppChannel:
             result = await self.gateway.receive(inbound)
             outcomes.append(0 if result.outcome == "ignored" else 1)
         return outcomes
+
+    async def _answers_now(self, line: WhatsAppLine, got: Incoming) -> bool:
+        """Whether a tapped button or list row answers the current question (a redelivery
+        goes on to its stored outcome). A row of an earlier list, tapped again after it was
+        answered, would otherwise be read as the next question's answer: as its text, or as
+        an invalid reply that uses up an attempt."""
+        address = f"whatsapp:+{got.sender}"
+        key = dedupe_key(address, got.wamid)
+        seen, row = await self.gateway.store.conversation(CHANNEL, address, line.name, key)
+        if seen is not None:
+            return True
+        current = open_question(self.gateway, row)
+        if got.reply not in button_codes(current):
+            return False
+        # The message tapped, when this process sent it: it must ask the current question (a
+        # double tap on 4 stars when 1-7 is asked next offers 4 too). Unknown: taken as current.
+        asked = self._asked.get(got.context) if got.context else None
+        if asked is None or current is None:
+            return True
+        return asked == (current[1].response_id, current[1].question_id)
 
     async def _voice(self, line: WhatsAppLine, address: str, got: Incoming) -> int:
         """A voice note: recognised against the current question's words, then a reply."""

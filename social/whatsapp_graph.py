@@ -31,8 +31,9 @@ class GraphClient:
 
     async def send(
         self, base: str, phone_number_id: str, token: str, message: dict[str, Any]
-    ) -> None:
-        """POST /{phone_number_id}/messages; DeliveryError unless the Cloud API took it."""
+    ) -> str | None:
+        """POST /{phone_number_id}/messages: the wamid of the message sent (None if the answer
+        has none); DeliveryError unless the Cloud API took it."""
         url = f"{base}/{phone_number_id}/messages"
         headers = {"Authorization": f"Bearer {token}"}
         try:
@@ -45,7 +46,7 @@ class GraphClient:
         except aiohttp.ClientError as exc:
             raise DeliveryError(f"graph: {type(exc).__name__}", retryable=True) from None
         if 200 <= status < 300:
-            return
+            return _wamid(body)
         raise graph_error(status, _code(body), retry_after)
 
     async def media(self, base: str, media_id: str, token: str, limit: int) -> bytes | None:
@@ -123,6 +124,15 @@ def _code(body: bytes) -> int | None:
         return None
     code = error.get("code") if isinstance(error, dict) else None
     return int(code) if isinstance(code, int | str) and str(code).isdigit() else None
+
+
+def _wamid(body: bytes) -> str | None:
+    """The id of the sent message in a send's answer: {"messages": [{"id": "wamid..."}]}."""
+    try:
+        found = json.loads(body)["messages"][0]["id"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+    return found if isinstance(found, str) else None
 
 
 def _seconds(value: str | None) -> float | None:

@@ -41,6 +41,8 @@ class Incoming:
     reply: str | None  # None: not an answer (an image, a reaction, a location, ...)
     input_mode: InputMode = "text"
     audio: str | None = None  # the media id of a voice note or audio file, to recognise
+    tapped: bool = False  # a reply button or list row of an interactive message Seda sent
+    context: str | None = None  # the wamid of the message it replies to (a tap: the list's)
 
 
 def incoming(message: Mapping[str, Any]) -> Incoming | None:
@@ -52,12 +54,14 @@ def incoming(message: Mapping[str, Any]) -> Incoming | None:
         return None
     reply: Any = None
     mode: InputMode = "text"
+    tapped = False
     if kind == "text":
         reply = _get(message, "text", "body")
     elif kind == "interactive":  # a tapped reply button or list row: its id is the answer code
-        tapped = _get(message, "interactive", "type")
-        if tapped in ("button_reply", "list_reply"):
-            reply, mode = _get(message, "interactive", str(tapped), "id"), "button"
+        chosen = _get(message, "interactive", "type")
+        if chosen in ("button_reply", "list_reply"):
+            reply, mode = _get(message, "interactive", str(chosen), "id"), "button"
+            tapped = True
     elif kind == "button":  # a template's quick-reply button: its payload is the answer code
         reply = _get(message, "button", "payload") or _get(message, "button", "text")
         mode = "button"
@@ -67,7 +71,10 @@ def incoming(message: Mapping[str, Any]) -> Incoming | None:
             return Incoming(wamid, sender, None, "speech", audio=media)
     if not isinstance(reply, str) or not reply.strip():
         reply = None
-    return Incoming(wamid, sender, reply, mode)
+    context = _get(message, "context", "id")
+    context = context if isinstance(context, str) else None
+    tapped = tapped and reply is not None
+    return Incoming(wamid, sender, reply, mode, tapped=tapped, context=context)
 
 
 def outgoing(prompt: Mapping[str, Any], to: str) -> list[dict[str, Any]]:

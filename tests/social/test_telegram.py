@@ -15,7 +15,7 @@ import pytest
 from gateway.server import GATEWAY
 from tests.answer_schema import assert_valid_answer
 from tests.conftest import read_jsonl
-from tests.social.conftest import Client, MakeClient, telegram_spec
+from tests.social.conftest import TEST_FLOWS, Client, MakeClient, telegram_spec
 from tests.social.fake_telegram import SECRET, TOKEN, FakeBotApi, update
 
 HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -231,3 +231,30 @@ async def test_logs_hold_no_token_chat_id_or_text(
     logged = "\n".join(f"{r.getMessage()} {getattr(r, 'fields', '')}" for r in ours)
     for secret in (TOKEN, TOKEN.split(":")[1], SECRET, "5550001", "صف انتظار"):
         assert secret not in logged
+
+
+# After /start rated_visit and a press of 4 stars (rated_visit: 1-5 stars, then effort 1-7):
+# a press that comes next, and what it does. Each update's message is the one its button is on.
+EARLIER_BUTTONS = {
+    "4 stars pressed again": ("callback_stars_4_again", {
+        "status": "ignored", "reason": "the button is on an earlier question's message"}, 1),
+    "4 on the effort question's own keyboard": ("callback_effort_4", {"status": "accepted"}, 2),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "expected", "count"), EARLIER_BUTTONS.values(), ids=EARLIER_BUTTONS.keys()
+)
+async def test_a_button_of_an_earlier_question_answers_nothing(
+    seda: MakeClient, bot_api: FakeBotApi, name: str, expected: dict[str, Any], count: int
+) -> None:
+    """Before, a double tap on the stars recorded 4 stars as the effort answer too: both take 4."""
+    client: Client = await seda(flows=TEST_FLOWS, telegram=telegram_spec(bot_api, reply="api"))
+    await ok(client, "start_rated_visit_en")
+    assert (await ok(client, "callback_stars_4"))["status"] == "accepted"
+    assert await ok(client, name) == expected
+    assert len(bot_api.sent("answerCallbackQuery")) == 2  # no spinner left turning
+    row = await client.app[GATEWAY].store.open_session("telegram", ADDRESS)
+    assert row is not None
+    stored = await client.app[GATEWAY].store.answers_for(row.response_id)
+    assert [(a["question_id"], a["value"]) for a in stored] == [("stars", 4), ("effort", 4)][:count]

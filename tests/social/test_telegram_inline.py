@@ -149,7 +149,7 @@ async def test_an_api_invitation_goes_through_the_bot_api_and_the_reply_inline(
     assert resp.status == 201, await resp.text()
     (sent,) = await bot_api.wait_for("sendMessage", 1)
     assert sent["text"] == "هل حُلّت المشكلة التي أبلغت عنها؟ نعم أم لا"
-    assert await webhook(client, "callback_resolved_yes") == send_message("شكراً على ردّك.")
+    assert await webhook(client, "callback_resolved_yes_ar") == send_message("شكراً على ردّك.")
     await quiet(bot_api, 1)
     assert len(bot_api.sent("answerCallbackQuery")) == 1
 

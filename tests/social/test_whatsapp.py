@@ -13,7 +13,7 @@ from gateway.server import GATEWAY
 from social.whatsapp import signed
 from tests.answer_schema import assert_valid_answer
 from tests.conftest import read_jsonl
-from tests.social.conftest import Client, MakeClient
+from tests.social.conftest import TEST_FLOWS, Client, MakeClient
 from tests.social.fake_whatsapp import (
     ACCESS_TOKEN,
     APP_SECRET,
@@ -238,3 +238,55 @@ async def test_malformed_bodies_and_unknown_lines(client: Client) -> None:
         "/whatsapp/other", data=raw, headers={"X-Hub-Signature-256": signature(raw)}
     )
     assert resp.status == 404
+
+
+# After an NPS of 3 (a detractor, so the free-text "reason" question is asked next): a message
+# that comes next, and the answers it leaves. A tapped row or button must be one the current
+# question offers.
+AFTER_NPS = {
+    "the NPS list tapped again": ("list_reply_nps_3_again", "ignored", []),
+    "an earlier yes button": ("button_reply_yes", "ignored", []),
+    "the reason, typed": ("text_reason_fa", "accepted", ["پشتیبان تلفنی دیر جواب داد"]),
+}
+
+
+@pytest.mark.parametrize(("name", "status", "reasons"), AFTER_NPS.values(), ids=AFTER_NPS.keys())
+async def test_a_button_the_current_question_does_not_offer_answers_nothing(
+    client: Client, graph_api: FakeGraphApi, name: str, status: str, reasons: list[str]
+) -> None:
+    """Before, the list tapped again recorded "3" as the reason, and the yes button "yes"."""
+    response_id = await invite(client)
+    assert (await ok(client, "list_reply_nps_3"))["status"] == "accepted"
+    assert (await ok(client, name))["status"] == status
+    nps, *rest = await answers_of(client, response_id)
+    assert (nps["question_id"], nps["value"]) == ("nps", 3)
+    assert [(a["question_id"], a["value"]) for a in rest] == [("reason", r) for r in reasons]
+
+
+# After 4 stars tapped on rated_visit's first list (stars 1-5; effort 1-7 is asked next): a tap
+# that comes next, and the answers it leaves. Each names the message it was on (context.id).
+EARLIER_LISTS = {
+    "the stars list tapped again": ("list_reply_stars_4_again", "ignored", [("stars", 4)]),
+    "4 on the effort list": ("list_reply_effort_4", "accepted", [("stars", 4), ("effort", 4)]),
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "expected"), EARLIER_LISTS.values(), ids=EARLIER_LISTS.keys()
+)
+async def test_a_tap_on_an_earlier_questions_list_answers_nothing(
+    seda: MakeClient,
+    graph_api: FakeGraphApi,
+    name: str,
+    status: str,
+    expected: list[tuple[str, int]],
+) -> None:
+    """Before, the stars list tapped again recorded 4 as the effort answer: both offer 4."""
+    client = await seda(flows=TEST_FLOWS, whatsapp=whatsapp_spec(graph_api))
+    response_id = await invite(client, "rated_visit")
+    await graph_api.wait_for(1)  # the stars list: the fake's wamid ...000001
+    assert (await ok(client, "list_reply_stars_4"))["status"] == "accepted"
+    await graph_api.wait_for(2)  # the effort list: ...000002
+    assert (await ok(client, name))["status"] == status
+    stored = await answers_of(client, response_id)
+    assert [(a["question_id"], a["value"]) for a in stored] == expected
