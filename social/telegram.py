@@ -224,6 +224,14 @@ class TelegramChannel:
         """`/start <survey>` or `/start <survey>__<language>` (a deep link) starts that survey.
         Its first prompts are an invitation's: they go through the outbox (quiet hours apply)."""
         if not argument:
+            # Telegram's START button (or RESTART, after the user stopped the bot) sends a bare
+            # /start: from someone who opted out, it is the START the opt-out notice asks for.
+            respondent = self.gateway.respondent(address)
+            if await self.gateway.store.is_suppressed(respondent.id):
+                inbound = self._inbound(
+                    bot, address, "START", "text", message_id, False, _language(message)
+                )
+                return _handled(bot, inbound, await self.gateway.receive(inbound))
             return Handled("ignored", "no survey named after /start")
         if not _START.match(argument):
             return Handled("ignored", "malformed start parameter")

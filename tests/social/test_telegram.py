@@ -217,6 +217,30 @@ async def test_stop_opts_out(client: Client, bot_api: FakeBotApi, tmp_path: Path
     assert "respondent.opted_out" in types and "response.abandoned" in types
 
 
+async def test_the_start_button_opts_back_in_only_who_opted_out(
+    client: Client, bot_api: FakeBotApi, tmp_path: Path
+) -> None:
+    # Someone new pressing START: nothing to opt back into, no notice.
+    first = await ok(client, "start_bare")
+    assert first["status"] == "ignored" and "no survey named" in first["reason"]
+    await ok(client, "start_post_call_nps_fa")
+    await ok(client, "stop_command")
+    await bot_api.wait_for("sendMessage", 2)
+    # The opt-out notice says "send START"; on Telegram the START button sends a bare /start.
+    # (The update ids differ from the first press: Telegram never sends one twice.)
+    assert (await ok(client, "start_bare_after_stop"))["status"] == "accepted"
+    notice = (await bot_api.wait_for("sendMessage", 3))[2]
+    assert notice["text"] == "دریافت نظرسنجی‌ها دوباره فعال شد."
+    started = await ok(client, "start_post_call_nps")
+    assert started["status"] == "accepted"
+    for _ in range(100):
+        types = [e["type"] for e in read_jsonl(tmp_path / "answers.jsonl")]
+        if "respondent.opted_in" in types:
+            break
+        await asyncio.sleep(0.02)
+    assert "respondent.opted_in" in types
+
+
 async def test_logs_hold_no_token_chat_id_or_text(
     client: Client, bot_api: FakeBotApi, caplog: pytest.LogCaptureFixture
 ) -> None:
