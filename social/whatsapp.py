@@ -12,14 +12,16 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from prometheus_client.core import Metric
 
+from gateway import metrics
 from gateway.backends import DeliveryError
 from gateway.config import ConfigError
 from gateway.logs import fields
@@ -47,6 +49,7 @@ log = logging.getLogger("seda.whatsapp")
 CHANNEL = "whatsapp"
 GRAPH_BASE = "https://graph.facebook.com/v21.0"
 SIGNATURE_HEADER = "X-Hub-Signature-256"
+STATUSES = ("sent", "delivered", "read", "failed")  # what Meta's status callbacks say
 WINDOW = timedelta(hours=24)  # the customer-service window opened by the user's last message
 MAX_CHALLENGE = 256
 _ADDRESS = re.compile(r"^whatsapp:\+?([0-9]{5,20})\Z")
@@ -86,6 +89,8 @@ class WhatsAppChannel:
         # The question each interactive message sent asked (wamid -> response id, question id),
         # in memory: a tap on an earlier question's list is told from a tap on the current one.
         self._asked: Memory[tuple[object, object]] = Memory(100_000)
+        # Status callbacks by line and status (sent, delivered, read, failed), for /metrics.
+        self.statuses: dict[tuple[str, str], int] = {}
 
     def invitation_address(self, address: str, line: str | None) -> str:
         """whatsapp:+<number>, as the line's webhooks write the sender; ValueError for anything
@@ -183,6 +188,34 @@ class WhatsAppChannel:
             self._progress.advance(event_id)
         self._progress.finish(event_id)
 
+    def _statuses(self, line: WhatsAppLine, statuses: object) -> None:
+        """Count status callbacks; a failed one is logged with Meta's error code (131047: the
+        24-hour window closed; 131026: not a WhatsApp number...), never the recipient."""
+        for status in statuses if isinstance(statuses, list) else []:
+            if not isinstance(status, Mapping) or not isinstance(status.get("status"), str):
+                continue
+            kind = status["status"] if status["status"] in STATUSES else "other"
+            key = (line.name, kind)
+            self.statuses[key] = self.statuses.get(key, 0) + 1
+            if kind == "failed":
+                errors = status.get("errors")
+                first = errors[0] if isinstance(errors, list) and errors else None
+                code = first.get("code") if isinstance(first, Mapping) else None
+                code = code if isinstance(code, int) and not isinstance(code, bool) else None
+                log.warning(
+                    "whatsapp message not delivered", extra=fields(line=line.name, code=code)
+                )
+
+    def metric_families(self) -> Iterable[Metric]:
+        """The channel's own counters for /metrics (server.py collects them)."""
+        yield metrics.counter_family(
+            "seda_whatsapp_statuses",
+            "WhatsApp status callbacks by line and status (failed ones are logged with their"
+            " error code)",
+            ["line", "status"],
+            {k: float(v) for k, v in self.statuses.items()},
+        )
+
     async def _receive(self, line: WhatsAppLine, value: Mapping[str, Any]) -> list[int]:
         """Each message of one change to the gateway, in order: 1 accepted, 0 ignored."""
         messages = value.get("messages")
@@ -193,6 +226,7 @@ class WhatsAppChannel:
         if owner is None:
             log.warning("event for a phone number no line has", extra=fields(line=line.name))
             return [0 for _ in messages]
+        self._statuses(owner, value.get("statuses"))
         outcomes = []
         for message in messages:
             got = incoming(message) if isinstance(message, Mapping) else None

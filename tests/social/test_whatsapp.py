@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +222,22 @@ async def test_status_callbacks_and_other_messages_change_nothing(client: Client
     assert (await ok(client, "image"))["status"] == "ignored"
     assert (await ok(client, "other_number"))["status"] == "ignored"  # a number no line has
     assert await answers_of(client, response_id) == []
+
+
+async def test_status_callbacks_are_counted_and_failures_logged_by_code(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    await ok(client, "status_delivered")
+    assert (await ok(client, "status_failed"))["status"] == "ignored"
+    (failed,) = [r for r in caplog.records if r.getMessage() == "whatsapp message not delivered"]
+    assert failed.levelno == logging.WARNING
+    assert failed.fields == {"line": "support", "code": 131047}  # type: ignore[attr-defined]
+    logged = "\n".join(f"{r.getMessage()} {getattr(r, 'fields', '')}" for r in caplog.records)
+    assert "989121234567" not in logged and "24 hours" not in logged
+    metrics = await (await client.get("/metrics")).text()
+    assert 'seda_whatsapp_statuses_total{line="support",status="delivered"} 1.0' in metrics
+    assert 'seda_whatsapp_statuses_total{line="support",status="failed"} 1.0' in metrics
 
 
 async def test_malformed_bodies_and_unknown_lines(client: Client) -> None:
