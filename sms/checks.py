@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from gateway.flows.loader import Problem, validate_paths
 from gateway.flows.yaml_nodes import JsonPath, YamlDoc, read_yaml
@@ -67,7 +67,7 @@ def _check(file: str, message: Message, limit: Limit) -> Problem | None:
     size = f"{parts} SMS parts ({NAMES[encoding(text)]}"
     size += f", {len(text)} characters{' with the footer' if limit.footer else ''})"
     names = ", ".join(limit.lines)
-    severity = "warning"
+    severity: Literal["error", "warning"] = "warning"
     if parts > limit.refuse_over:  # never sent: the respondent would never see it
         most = f"{limit.refuse_over} part{'s' if limit.refuse_over > 1 else ''}"
         tail = f"line {names} refuses messages longer than {most} (max_segments)"
