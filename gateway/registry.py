@@ -64,7 +64,8 @@ class Sender(Protocol):
 
     The router stores an `outbound.<channel>` event with the prompts in the same transaction as
     the step; the forwarder hands it to `deliver` with retries, in order per response, exactly
-    as it delivers to a CEM backend. Raise gateway.backends.DeliveryError on failure.
+    as it delivers to a CEM backend, unless the response has moved on from the question it asks
+    (server.StillAsked). Raise gateway.backends.DeliveryError on failure.
     """
 
     name: str

@@ -425,6 +425,24 @@ class Gateway:
         if session is not None:
             self._open_ids[session.response_id] = key
 
+    async def still_asks(self, data: Mapping[str, Any]) -> bool:
+        """Whether an `outbound.<channel>` event that asks a question still may: its response
+        is open at that question. Such a message can wait in the outbox (quiet hours, a channel
+        outage) while the respondent opts out or answers, or a new invitation replaces the
+        response; sent then, it would put a dead question to them, or one whose answer would go
+        to another question. Messages that ask nothing (closing, notices) always may."""
+        asked = {p.get("question_id") for p in data.get("prompts", []) if p.get("kind") == "prompt"}
+        response_id = data.get("response_id")
+        if not asked or response_id is None:
+            return True
+        session = self.cached_open_response(str(response_id))
+        if session is not None and session.question_id in asked:
+            return True
+        # The store decides otherwise: the cache is updated just after the commit that queued
+        # the message, so the forwarder may see the message while the cache still lags.
+        row = await self.store.session(str(response_id))
+        return row is not None and row.status == "open" and row.data.get("question_id") in asked
+
     def cached_open_response(self, response_id: str) -> Session | None:
         """The open session with this response id if the cache knows it (no read: a channel
         whose replies name the response, as email tokens do, saves a store read); None when the

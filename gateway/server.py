@@ -72,7 +72,7 @@ async def create_app(config: Config, clock: Clock = system_clock) -> web.Applica
         await store.close()  # a bad channel or backend section: leave nothing open
         raise
     for name in senders:
-        backends[f"channel.{name}"] = cast(registry.Sender, channels[name])
+        backends[f"channel.{name}"] = StillAsked(gateway, cast(registry.Sender, channels[name]))
     for name, channel in channels.items():
         check = getattr(channel, "invitation_address", None)
         if callable(check):
@@ -173,6 +173,27 @@ def _check_quiet_channels(config: Config, quiet: QuietHours, senders: frozenset[
             " back in the request's answer",
             extra=fields(channels=idle, holding=sorted(quiet.channels & senders)),
         )
+
+
+class StillAsked:
+    """A sending channel as the forwarder's backend: a message whose question is no longer
+    the open one (Gateway.still_asks) is dropped, not sent; anything else goes to the channel."""
+
+    def __init__(self, gateway: Gateway, channel: registry.Sender) -> None:
+        self.gateway, self.channel, self.name = gateway, channel, channel.name
+
+    async def deliver(self, event: dict[str, Any]) -> None:
+        data = event.get("data") or {}
+        if await self.gateway.still_asks(data):
+            await self.channel.deliver(event)
+            return
+        log.info(
+            "prompt not sent: its response has moved on since (answered, ended or replaced)",
+            extra=fields(channel=self.name, response_id=data.get("response_id")),
+        )
+
+    async def close(self) -> None:
+        await self.channel.close()
 
 
 async def _open_core(

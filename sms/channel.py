@@ -363,12 +363,6 @@ class SmsChannel:
         """Send one step's prompts (those answered in a webhook response never come here)."""
         data = event["data"]
         line = self._line_for(data)
-        if not await self._still_asked(data):
-            log.info(
-                "sms not sent: its response has moved on since (answered, ended or replaced)",
-                extra=fields(line=line.name, response_id=data.get("response_id")),
-            )
-            return
         text = self._with_footer(line, render(data.get("prompts", [])))
         parts = segments(text)
         if parts > line.max_segments:
@@ -388,24 +382,6 @@ class SmsChannel:
                          provider_ids=sent),
         )  # fmt: skip
         await self._record_sent(line, event, sent)
-
-    async def _still_asked(self, data: Mapping[str, Any]) -> bool:
-        """Whether a message that asks a question still may: its response is open at that
-        question. A message can wait in the outbox (quiet hours, a provider outage) while the
-        respondent opts out, answers, or a new invitation replaces the response; asking then
-        would put a dead question to them, or one whose answer would go to another question.
-        Messages that ask nothing (closing, opt-out and opt-in notices) always go."""
-        asked = {p.get("question_id") for p in data.get("prompts", []) if p.get("kind") == "prompt"}
-        response_id = data.get("response_id")
-        if not asked or response_id is None:
-            return True
-        session = self.gateway.cached_open_response(str(response_id))
-        if session is not None and session.question_id in asked:
-            return True
-        # The store decides otherwise: the cache is updated just after the commit that queued
-        # this message, so the forwarder may see the message while the cache still lags.
-        row = await self.gateway.store.session(str(response_id))
-        return row is not None and row.status == "open" and row.data.get("question_id") in asked
 
     async def _record_sent(self, line: Line, event: Mapping[str, Any], ids: list[str]) -> None:
         """One deliveries row per provider id, status sent (its receipts update it)."""
