@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gateway.server import GATEWAY
+from gateway.config import load
+from gateway.server import GATEWAY, create_app
 from tests.answer_schema import assert_valid_answer
-from tests.conftest import read_jsonl
+from tests.conftest import read_jsonl, write_config
 from tests.social.conftest import TEST_FLOWS, Client, MakeClient, telegram_spec
 from tests.social.fake_telegram import SECRET, TOKEN, FakeBotApi, update
 
@@ -282,3 +284,39 @@ async def test_a_button_of_an_earlier_question_answers_nothing(
     assert row is not None
     stored = await client.app[GATEWAY].store.answers_for(row.response_id)
     assert [(a["question_id"], a["value"]) for a in stored] == [("stars", 4), ("effort", 4)][:count]
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def test_an_invitation_held_by_quiet_hours_is_not_sent_after_stop(
+    bot_api: FakeBotApi, tmp_path: Path, aiohttp_client: Any
+) -> None:
+    # The core's send-time check (server.StillAsked) for a chat channel: an invitation waits for
+    # the morning, the respondent sends /stop in the night; then only the opt-out notice goes
+    # out, never the question.
+    clock = Clock(datetime(2026, 3, 2, 23, 0, tzinfo=UTC))
+    quiet = {"start": "21:00", "end": "08:00", "timezone": "UTC", "channels": ["telegram"]}
+    channels = {"api": {"enabled": True}, "telegram": telegram_spec(bot_api, reply="api")}
+    path = write_config(tmp_path, channels=channels, quiet_hours=quiet)
+    client = await aiohttp_client(await create_app(load(path), clock=clock))
+    body = {"survey": "post_call_nps", "respondent": ADDRESS, "language": "fa",
+            "channel": "telegram"}  # fmt: skip
+    resp = await client.post("/api/v1/invitations", json=body)
+    assert resp.status == 201 and "send_at" in await resp.json(), await resp.text()
+    assert (await ok(client, "stop_command"))["status"] == "accepted"
+    clock.now = datetime(2026, 3, 3, 8, 1, tzinfo=UTC)
+    for _ in range(40):  # the held invitation comes due as time moves
+        clock.now += timedelta(seconds=30)
+        await asyncio.sleep(0.05)
+    # The notice is ordered behind the held invitation (one order per response), so it too
+    # goes in the morning; the invitation itself never does.
+    (notice,) = await bot_api.wait_for("sendMessage", 1)
+    assert notice["text"].startswith("دیگر نظرسنجی")
+    await asyncio.sleep(0.3)
+    assert len(bot_api.sent("sendMessage")) == 1
