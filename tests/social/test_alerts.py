@@ -57,9 +57,11 @@ async def test_a_detractor_alerts_the_manager_chat_once(
     seda: MakeClient, bot_api: FakeBotApi, tmp_path: Any
 ) -> None:
     client = await seda_with_alerts(seda, bot_api, tmp_path)
-    await send(client, "start_post_call_nps_fa")
-    await send(client, "callback_nps_3")  # a detractor
-    await send(client, "text_reason_fa")
+    # Each reply after its question has reached the chat, as a person answers (a prompt still
+    # waiting when its question is answered is dropped: server.StillAsked).
+    for n, name in enumerate(["start_post_call_nps_fa", "callback_nps_3", "text_reason_fa"], 1):
+        await send(client, name)  # callback_nps_3: a detractor
+        await bot_api.wait_for("sendMessage", n, CHAT)
     await send(client, "callback_resolved_yes")
     await handled(client, 3)  # nps, reason, resolved
     (alert,) = bot_api.sent("sendMessage", MANAGER)
@@ -78,8 +80,9 @@ async def test_a_promoter_alerts_nobody(
     seda: MakeClient, bot_api: FakeBotApi, tmp_path: Any
 ) -> None:
     client = await seda_with_alerts(seda, bot_api, tmp_path)
-    await send(client, "start_post_call_nps")
-    await send(client, "text_nps_nine_fa")  # ۹: a promoter
+    for n, name in enumerate(["start_post_call_nps", "text_nps_nine_fa"], 1):
+        await send(client, name)  # ۹: a promoter
+        await bot_api.wait_for("sendMessage", n, CHAT)
     await send(client, "text_resolved_no_fa")
     await handled(client, 2)  # the two answers (the only events it asked for)
     assert bot_api.sent("sendMessage", MANAGER) == []

@@ -247,10 +247,9 @@ async def test_logs_hold_no_token_chat_id_or_text(
     client: Client, bot_api: FakeBotApi, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    await ok(client, "start_post_call_nps_fa")
-    await ok(client, "callback_nps_3")
-    await ok(client, "text_reason_fa")
-    await bot_api.wait_for("sendMessage", 3)
+    for n, name in enumerate(["start_post_call_nps_fa", "callback_nps_3", "text_reason_fa"], 1):
+        await ok(client, name)
+        await bot_api.wait_for("sendMessage", n)  # each question reaches the chat first
     # Seda's loggers and PTB's (the SQL driver's debug log is the store's concern, not a channel's).
     ours = [r for r in caplog.records if r.name.split(".")[0] in ("seda", "telegram", "social")]
     assert any(r.name == "seda.router" for r in ours)  # "invitation"
