@@ -348,7 +348,9 @@ class Gateway:
         now = self.clock()
         respondent = self.respondent(inbound.address)
         control = replies.control_word(inbound.text, inbound.channel)
-        if control == "opt_in":
+        # Someone with an open survey has not opted out (opting out closes it, and invitations
+        # to who opted out are refused): their "12" or START is a reply to the question.
+        if control == "opt_in" and session is None:
             step = engine.opt_in(inbound, respondent, now, self.new_id)
             return step, Result("accepted", "opted in", outbound=step.outbound)
         if control == "opt_out":

@@ -24,6 +24,8 @@ NPS = "از صفر تا ده"  # post_call_nps, first question
 CSAT = "سلام، درخواست پشتیبانی"  # ticket_csat, intro and first question
 REMINDER = "یادآوری"
 OPTED_OUT = "دیگر نظرسنجی"
+OPTED_IN = "دریافت نظرسنجی‌ها دوباره فعال شد"
+NPS_AGAIN = "لطفاً عددی بین صفر تا ده"  # post_call_nps, the nps question's invalid-reply prompt
 
 
 class Clock:
@@ -99,6 +101,12 @@ CASES = [
     ("a reminder held by a provider outage, then the respondent answers", "twilio",
      [("at", tehran(10)), ("invite", "post_call_nps"), ("sent", 1), ("fail", 2),
       ("at", tehran(14, 1)), ("remind", 1), ("reply", "۹"), ("at", tehran(14, 10))], [NPS]),
+    ("12 while a survey is open is a reply (out of range here), not an opt-in", "kavenegar",
+     [("at", tehran(10)), ("invite", "post_call_nps"), ("sent", 1), ("reply", "۱۲")],
+     [NPS, NPS_AGAIN]),
+    ("12 after opting out opts back in", "kavenegar",
+     [("at", tehran(10)), ("invite", "post_call_nps"), ("sent", 1), ("reply", "لغو۱۱"),
+      ("sent", 2), ("reply", "12")], [NPS, OPTED_OUT, OPTED_IN]),
     ("a reminder delayed by an outage still goes when nothing was answered", "twilio",
      [("at", tehran(10)), ("invite", "post_call_nps"), ("sent", 1), ("fail", 2),
       ("at", tehran(14, 1)), ("remind", 1), ("at", tehran(14, 10))], [NPS, REMINDER]),
