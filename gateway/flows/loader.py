@@ -396,9 +396,10 @@ class _Checker:
             self.doc.error((*path, "max"), f"max ({high}) must be greater than min ({low})")
         elif kind == "rating" and high - low > 100:
             self.doc.error((*path, "max"), f"a rating spans at most 100 points, not {high - low}")
-        elif (low is None or low <= 12) and (high is None or high >= 11):
-            message = "on SMS, replies 11 and 12 are the opt-out and opt-in codes"
-            self.doc.error((*path, "type"), f"{message}; this range includes them", warn=True)
+        elif (low is None or low <= 11) and (high is None or high >= 11):
+            # 12, the opt-in code, is a reply while a survey is open; 11 always opts out.
+            message = "on SMS, the reply 11 is the opt-out code"
+            self.doc.error((*path, "type"), f"{message}; this range includes it", warn=True)
 
     def choices(self, path: JsonPath, kind: object, question: dict[str, Any]) -> None:
         if kind != "choice" and "choices" in question:

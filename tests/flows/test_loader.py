@@ -99,7 +99,7 @@ BAD: dict[str, list[str]] = {
         "11:14 choice id 12 is the SMS opt-in code in Iran",
         "12:14 choice id 'billing' is already used by choice 1",
         "12:28 choice key '2' is already used by choice 2",
-        "14:11 warning: on SMS, replies 11 and 12 are the opt-out and opt-in codes",
+        "14:11 warning: on SMS, the reply 11 is the opt-out code; this range includes it",
         "21:5 nps has a fixed scale 0-10; remove min",
     ],
     "reminder": [
