@@ -15,7 +15,7 @@ import pytest
 from gateway.config import load
 from gateway.server import GATEWAY, create_app
 from sms.twilio import signature
-from tests.conftest import write_config
+from tests.conftest import Clock, write_config
 from tests.sms.helpers import DATA, PUBLIC, TWILIO_TOKEN, FakeProviders, payload, twilio_line
 
 RESPONDENT = "tel:+989121234567"  # Iran: Asia/Tehran, UTC+03:30 all year
@@ -26,14 +26,6 @@ REMINDER = "یادآوری"
 OPTED_OUT = "دیگر نظرسنجی"
 OPTED_IN = "دریافت نظرسنجی‌ها دوباره فعال شد"
 NPS_AGAIN = "لطفاً عددی بین صفر تا ده"  # post_call_nps, the nps question's invalid-reply prompt
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def tehran(hour: int, minute: int = 0, day: int = 2) -> datetime:

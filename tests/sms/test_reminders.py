@@ -17,20 +17,12 @@ from gateway.config import ConfigError, load
 from gateway.server import GATEWAY, create_app
 from sms.twilio import signature
 from tests.answer_schema import assert_valid_answer
-from tests.conftest import write_config
+from tests.conftest import Clock, write_config
 from tests.sms.helpers import PUBLIC, TWILIO_TOKEN, FakeProviders, answers, payload, twilio_line
 
 RESPONDENT = "tel:+989121234567"  # Iran: Asia/Tehran, UTC+03:30 all year
 QUIET = {"start": "21:00", "end": "08:00", "timezone": "UTC", "channels": ["sms"]}
 REMINDER = "یادآوری: نظر شما برای ما مهم است."
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def tehran(hour: int, minute: int = 0, day: int = 2) -> datetime:

@@ -16,7 +16,7 @@ import pytest
 from gateway.config import load
 from gateway.server import GATEWAY, create_app
 from tests.answer_schema import assert_valid_answer
-from tests.conftest import read_jsonl, write_config
+from tests.conftest import Clock, read_jsonl, write_config
 from tests.social.conftest import TEST_FLOWS, Client, MakeClient, telegram_spec
 from tests.social.fake_telegram import SECRET, TOKEN, FakeBotApi, update
 
@@ -283,14 +283,6 @@ async def test_a_button_of_an_earlier_question_answers_nothing(
     assert row is not None
     stored = await client.app[GATEWAY].store.answers_for(row.response_id)
     assert [(a["question_id"], a["value"]) for a in stored] == [("stars", 4), ("effort", 4)][:count]
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 async def test_an_invitation_held_by_quiet_hours_is_not_sent_after_stop(
