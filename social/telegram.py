@@ -17,7 +17,7 @@ import logging
 import re
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from aiohttp import web
 from telegram import MaybeInaccessibleMessage, Message, Update
@@ -45,6 +45,7 @@ from social.common import (
 from social.telegram_bots import TelegramBot, build_bot
 from social.telegram_inline import Pending
 from social.telegram_send import MAX_CALLBACK_DATA, delivery_error, keyboard
+from social.telegram_updates import PlainText, parse_update, plain_text
 from social.voice import Refused, VoiceNotes
 
 log = logging.getLogger("seda.telegram")
@@ -134,8 +135,8 @@ class TelegramChannel:
         inline = bot.reply == "inline"
         try:
             data = json.loads(raw)
-            plain = _plain_text(data)
-            update = None if plain is not None else _update(data, bot)
+            plain = plain_text(data)
+            update = None if plain is not None else parse_update(data, bot)
         except (ValueError, RecursionError, OverflowError):  # PTB: a date past year 9999
             return refuse(400, "the body is not a Telegram update in JSON")
         if update is not None:
@@ -478,97 +479,6 @@ class TelegramChannel:
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-class PlainText(NamedTuple):
-    """The parts of a plain text message's update that Seda uses (see _plain_text)."""
-
-    update_id: int
-    chat_id: int
-    chat_type: str
-    text: str
-
-
-# The fields a plain text message may have for _plain_text to read it without PTB: each is one
-# that PTB's User, Chat or Message takes as it is (no nested object, no conversion but `date`).
-_PLAIN_MESSAGE = frozenset({"message_id", "from", "date", "chat", "text"})
-_PLAIN_CHAT = frozenset({"id", "type", "title", "username", "first_name", "last_name", "is_forum"})
-_PLAIN_USER = frozenset(
-    {"id", "is_bot", "first_name", "last_name", "username", "language_code", "is_premium"}
-)
-_MAX_DATE = 2**32  # a Unix time PTB turns into a datetime without fail
-
-
-def _plain_text(data: Any) -> PlainText | None:
-    """A new text message that is no command, read straight from the JSON (PTB's Update.de_json
-    builds dozens of objects per update); None for anything else, which goes to PTB. It takes
-    only updates PTB would take, with every field it requires: nothing it would refuse (400)."""
-    if type(data) is not dict or data.keys() != {"update_id", "message"}:
-        return None
-    message = data["message"]
-    if type(data["update_id"]) is not int or type(message) is not dict:
-        return None
-    chat, text, user = message.get("chat"), message.get("text"), message.get("from", {})
-    if (
-        not message.keys() <= _PLAIN_MESSAGE
-        or type(message.get("message_id")) is not int
-        or type(message.get("date")) is not int
-        or not 0 <= message["date"] < _MAX_DATE
-        or type(text) is not str
-        or text.startswith("/")
-        or type(chat) is not dict
-        or not chat.keys() <= _PLAIN_CHAT
-        or not _telegram_id(chat.get("id"))
-        or type(chat.get("type")) is not str
-        or type(user) is not dict
-        or not user.keys() <= _PLAIN_USER
-        or type(user.get("id", 0)) is not int
-        or ("from" in message and not {"id", "is_bot", "first_name"} <= user.keys())
-    ):
-        return None
-    return PlainText(data["update_id"], chat["id"], chat["type"], text)
-
-
-def _update(data: Any, bot: TelegramBot) -> Update:
-    """A PTB Update from the JSON body; ValueError when it is not one."""
-    if not isinstance(data, dict) or type(data.get("update_id")) is not int:
-        raise ValueError("no update_id")
-    try:
-        update = Update.de_json(data, bot.app.bot)
-    except (KeyError, TypeError, AttributeError, OverflowError) as exc:
-        raise ValueError("malformed update") from exc
-    problem = _shape_problem(update)
-    if problem is not None:
-        raise ValueError(f"malformed update: {problem}")
-    return update
-
-
-def _telegram_id(value: object) -> bool:
-    """A chat or user id as Telegram sends them: an integer of at most 52 bits (not a bool)."""
-    return type(value) is int and -(2**52) <= value < 2**52
-
-
-def _shape_problem(update: Update) -> str | None:
-    """PTB builds objects without checking types: what Seda reads must have its type (a chat
-    id as text would answer for chat "777" as if it were 777)."""
-    message, query = update.message, update.callback_query
-    if message is not None:
-        if message.chat is None or not _telegram_id(message.chat.id):
-            return "message.chat.id"
-        if message.text is not None and type(message.text) is not str:
-            return "message.text"
-        voice = message.voice
-        if voice is not None and not isinstance(voice.duration, int | float | dtm.timedelta):
-            return "message.voice.duration"
-    if query is not None:
-        if query.from_user is None or not _telegram_id(query.from_user.id):
-            return "callback_query.from"
-        if query.data is not None and type(query.data) is not str:
-            return "callback_query.data"
-        held = query.message
-        if held is not None and (held.chat is None or not _telegram_id(held.chat.id)):
-            return "callback_query.message.chat.id"
-    return None
 
 
 def _asks(

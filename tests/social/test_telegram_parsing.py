@@ -1,4 +1,4 @@
-"""Plain text updates are read without PTB's objects (social.telegram._plain_text): the fast
+"""Plain text updates are read without PTB's objects (social.telegram_updates.plain_text): the fast
 path must take only what PTB's Update.de_json takes, and read it as PTB does; everything else
 (commands, buttons, voice notes, edits, unusual fields) still goes through PTB."""
 
@@ -12,7 +12,7 @@ import pytest
 from telegram import Update
 
 from gateway.server import GATEWAY
-from social.telegram import _plain_text
+from social.telegram_updates import plain_text
 from tests.social.conftest import Client, MakeClient, telegram_spec
 from tests.social.fake_telegram import DATA, SECRET, FakeBotApi, update
 
@@ -29,7 +29,7 @@ def plain_update() -> dict[str, Any]:
 @pytest.mark.parametrize("name", PAYLOADS)
 def test_the_fast_path_reads_what_ptb_reads(name: str) -> None:
     data = json.loads(update(name))
-    plain = _plain_text(copy.deepcopy(data))
+    plain = plain_text(copy.deepcopy(data))
     assert (plain is not None) == (name in FAST)
     if plain is None:
         return
@@ -77,9 +77,9 @@ LEFT_TO_PTB = {
 @pytest.mark.parametrize("change", LEFT_TO_PTB.values(), ids=LEFT_TO_PTB.keys())
 def test_anything_unusual_is_left_to_ptb(change: Any) -> None:
     data = plain_update()
-    assert _plain_text(copy.deepcopy(data)) is not None
+    assert plain_text(copy.deepcopy(data)) is not None
     change(data["message"])
-    assert _plain_text(data) is None
+    assert plain_text(data) is None
 
 
 @pytest.mark.parametrize(
@@ -89,9 +89,9 @@ def test_anything_unusual_is_left_to_ptb(change: Any) -> None:
 )
 def test_other_update_kinds_are_left_to_ptb(extra: dict[str, Any]) -> None:
     data = {**plain_update(), **extra}
-    assert _plain_text(data) is None
-    assert _plain_text({"update_id": "7", "message": plain_update()["message"]}) is None
-    assert _plain_text([plain_update()]) is None
+    assert plain_text(data) is None
+    assert plain_text({"update_id": "7", "message": plain_update()["message"]}) is None
+    assert plain_text([plain_update()]) is None
 
 
 def payload(name: str, change: Any) -> dict[str, Any]:
@@ -173,7 +173,7 @@ async def test_both_paths_answer_alike(seda: MakeClient, bot_api: FakeBotApi) ->
         reply["message"]["chat"]["id"] = reply["message"]["from"]["id"] = chat
         if entities is not None:
             reply["message"]["entities"] = entities
-        assert (_plain_text(copy.deepcopy(reply)) is None) == (entities is not None)
+        assert (plain_text(copy.deepcopy(reply)) is None) == (entities is not None)
         resp = await client.post("/telegram/support", json=reply, headers={HEADER: SECRET})
         assert resp.status == 200
         body = await resp.json()
