@@ -178,7 +178,7 @@ def opt_out(
         ended = abandon(survey, session, respondent, now, new_id, "opted_out")
         closed = ended.session
         events.extend(ended.events)
-    language = session.language if session else (inbound.language or _guess(inbound.text))
+    language = session.language if session else (inbound.language or guess_language(inbound.text))
     data = {
         "respondent": _respondent_json(respondent),
         "channel": inbound.channel,
@@ -198,7 +198,7 @@ def opt_out(
 
 def opt_in(inbound: Inbound, respondent: Respondent, now: datetime, new_id: NewId) -> Step:
     """The respondent asked to receive surveys again."""
-    language = inbound.language or _guess(inbound.text)
+    language = inbound.language or guess_language(inbound.text)
     data = {
         "respondent": _respondent_json(respondent),
         "channel": inbound.channel,
@@ -349,8 +349,9 @@ def _choices(question: Question, language: str) -> tuple[tuple[str, str, str | N
     return tuple((c.id, c.label.get(language, c.id), c.key) for c in question.choices)
 
 
-def _guess(text: str) -> str:
-    """The language of a control word sent outside any survey (for the confirmation)."""
+def guess_language(text: str) -> str:
+    """The language a message outside any survey is written in: fa, ar or en (for a
+    control word's confirmation, or the survey an unsolicited SMS starts)."""
     digits = replies.normalize_digits(text).strip()
     if digits in ("11", "12"):
         return "fa"  # the Iranian opt-out and opt-in codes

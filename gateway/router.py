@@ -27,6 +27,7 @@ log = logging.getLogger("seda.router")
 
 Outcome = Literal["accepted", "ignored", "rejected"]
 RESPONDENT_CACHE = 100_000
+NO_OPEN_SURVEY = "no open survey for this respondent"  # a reply's reason when none is open
 SESSION_CACHE = 200_000
 
 
@@ -358,7 +359,7 @@ class Gateway:
             step = engine.opt_out(survey, session, inbound, respondent, now, self.new_id)
             return step, Result("accepted", "opted out", outbound=step.outbound)
         if session is None:
-            return None, Result("ignored", "no open survey for this respondent")
+            return None, Result("ignored", NO_OPEN_SURVEY)
         if session.expires_at is not None and session.expires_at <= now:
             step = self._end(session, respondent, "expired")
             return step, Result("ignored", "the survey has expired", session.response_id)

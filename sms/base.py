@@ -43,6 +43,8 @@ class Line:
     public_url: str | None = None
     max_segments: int = 10
     country: str | None = None  # calling code used for national numbers (0912... -> +98912...)
+    # The survey a message that matches no open survey starts (None: such a message is ignored).
+    default_survey: str | None = None
     # Credentials and provider options: never in a repr (a log line or a traceback's locals).
     spec: Mapping[str, Any] = field(default_factory=dict, repr=False)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import logging
@@ -15,12 +16,12 @@ import aiohttp
 from aiohttp import web
 from prometheus_client.core import Metric
 
-from gateway import metrics
+from gateway import engine, metrics
 from gateway.backends import DeliveryError
 from gateway.flows.loader import Problem
 from gateway.logs import fields
 from gateway.model import Inbound
-from gateway.router import Gateway
+from gateway.router import NO_OPEN_SURVEY, Gateway, Rejected, Result
 from gateway.store_schema import StoreError, delivery_moves
 from sms.base import (
     Ignored,
@@ -90,6 +91,9 @@ def make_line(name: str, spec: Mapping[str, Any], max_segments: int = MAX_SEGMEN
     if not isinstance(segments, int) or isinstance(segments, bool) or segments < 1:
         raise ConfigError(f"{where}.max_segments must be a whole number of SMS parts (1 or more)")
     default_country = "98" if provider in IRANIAN else None
+    default_survey = spec.get("default_survey")
+    if default_survey is not None and (not isinstance(default_survey, str) or not default_survey):
+        raise ConfigError(f"{where}.default_survey must be a survey id")
     return Line(
         name=name,
         provider=provider,
@@ -101,6 +105,7 @@ def make_line(name: str, spec: Mapping[str, Any], max_segments: int = MAX_SEGMEN
         public_url=spec.get("public_url"),
         max_segments=segments,
         country=str(spec.get("country", default_country) or "") or None,
+        default_survey=default_survey,
         spec=spec,
     )
 
@@ -143,6 +148,12 @@ class SmsChannel:
         if not isinstance(segments, int) or isinstance(segments, bool) or segments < 1:
             raise ConfigError("channels.sms.max_segments must be a whole number of SMS parts")
         self.lines = {str(n): make_line(str(n), s or {}, segments) for n, s in lines.items()}
+        for line in self.lines.values():
+            if line.default_survey is not None and line.default_survey not in gateway.surveys:
+                raise ConfigError(
+                    f"channels.sms.lines.{line.name}.default_survey: no survey"
+                    f" {line.default_survey!r} (surveys: {', '.join(sorted(gateway.surveys))})"
+                )
         self.default_line = str(spec.get("default_line", next(iter(self.lines))))
         if self.default_line not in self.lines:
             raise ConfigError("channels.sms.default_line must name a configured line")
@@ -352,12 +363,40 @@ class SmsChannel:
             answered_inline=line.reply == "webhook",
         )
         result = await self.gateway.receive(inbound)
+        if result.reason == NO_OPEN_SURVEY and line.default_survey is not None:
+            result = await self._start_default(line, message)
         if log.isEnabledFor(logging.INFO):  # the fields are built only for a record that is kept
             log.info(
                 "sms received",
                 extra=fields(line=line.name, outcome=result.outcome, duplicate=result.duplicate),
             )
         return result
+
+    async def _start_default(self, line: Line, message: Received) -> Result:
+        """A message that matched no open survey, on a line with a default survey: start it for
+        the sender, in the language the message is written in when the survey has it. The
+        message itself answers nothing (it is what the respondent wrote to reach us). Its
+        first prompts go as an invitation's do (the outbox; quiet hours apply), and the
+        provider's message id keeps a retried webhook from starting it twice."""
+        survey = self.gateway.surveys[str(line.default_survey)]
+        language = engine.guess_language(message.text)
+        inbound = Inbound(
+            "start",
+            "sms",
+            line.provider,
+            message.sender,
+            self.gateway.clock(),
+            survey_id=survey.id,
+            language=language if language in survey.languages else None,
+            context={"source": "sms_unsolicited"},
+            line=line.name,
+        )
+        try:
+            started = await self.gateway.invite(inbound, invitation_id=message.message_id)
+        except Rejected as exc:  # opted out, most likely: nothing to start
+            return Result("ignored", str(exc))
+        # Its prompts are in the outbox already: none for the webhook's own answer.
+        return dataclasses.replace(started, outbound=())
 
     async def deliver(self, event: dict[str, Any]) -> None:
         """Send one step's prompts (those answered in a webhook response never come here)."""

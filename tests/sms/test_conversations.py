@@ -15,7 +15,7 @@ import pytest
 from gateway.config import load
 from gateway.server import GATEWAY, create_app
 from sms.twilio import signature
-from tests.conftest import Clock, write_config
+from tests.conftest import Clock, read_jsonl, write_config
 from tests.sms.helpers import DATA, PUBLIC, TWILIO_TOKEN, FakeProviders, payload, twilio_line
 
 RESPONDENT = "tel:+989121234567"  # Iran: Asia/Tehran, UTC+03:30 all year
@@ -40,13 +40,18 @@ def kavenegar_item(message_id: int, text: str) -> dict[str, Any]:
 
 
 async def start(
-    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any, provider: str, clock: Clock
+    tmp_path: Path,
+    aiohttp_client: Any,
+    aiohttp_server: Any,
+    provider: str,
+    clock: Clock,
+    **line_extra: Any,
 ) -> tuple[Any, FakeProviders]:
     fake = FakeProviders()
     server = await aiohttp_server(fake.app())
     base = str(server.make_url("")).rstrip("/")
     if provider == "twilio":
-        line = twilio_line(base_url=base)
+        line = twilio_line(base_url=base, **line_extra)
     else:
         line = {"provider": "kavenegar", "number": "10004346", "api_key": "kav-test-key",
                 "poll_interval": 0.05, "spool": str(tmp_path / "kav.spool"), "base_url": base}  # fmt: skip
@@ -56,7 +61,7 @@ async def start(
     return client, fake
 
 
-async def reply(client: Any, fake: FakeProviders, provider: str, text: str, n: int) -> None:
+async def reply(client: Any, fake: FakeProviders, provider: str, text: str, n: int) -> str:
     """The respondent's SMS: a signed Twilio webhook, or a message in Kavenegar's inbox."""
     if provider == "kavenegar":
         fake.inbox.append(kavenegar_item(26901000 + n, text))
@@ -65,12 +70,13 @@ async def reply(client: Any, fake: FakeProviders, provider: str, text: str, n: i
                 break
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.2)  # fetched; now stored
-        return
+        return ""
     request = payload("twilio/inbound_fa.http").with_form(Body=text, MessageSid=f"SM{n:032d}")
     headers = dict(request.headers)
     headers["X-Twilio-Signature"] = signature(PUBLIC + request.path, request.form(), TWILIO_TOKEN)
     resp = await client.post(request.path, data=request.body, headers=headers)
     assert resp.status == 200, await resp.text()
+    return await resp.text()  # the TwiML answer
 
 
 def texts(fake: FakeProviders, provider: str) -> list[str]:
@@ -137,3 +143,41 @@ async def test_a_waiting_message_is_not_sent_once_the_conversation_moved_on(
     assert len(sent) == len(expected), sent
     for text, start_ in zip(sent, expected, strict=True):
         assert text.startswith(start_), (text, start_)
+
+
+async def test_a_message_to_no_survey_starts_the_lines_default_survey(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    clock = Clock(tehran(12))
+    client, fake = await start(
+        tmp_path, aiohttp_client, aiohttp_server, "twilio", clock, default_survey="post_call_nps"
+    )
+    # "سلام" reaches no open survey: it answers nothing and starts the survey, in Persian; a
+    # retry of the same webhook (the same MessageSid) does not start it again.
+    for _ in range(2):
+        twiml = await reply(client, fake, "twilio", "سلام", 1)
+        assert "<Message>" not in twiml  # the prompt goes through the send API, once
+    await fake.wait(1)
+    await asyncio.sleep(0.3)
+    assert [text[: len(NPS)] for text in texts(fake, "twilio")] == [NPS]
+    # The next message answers the survey's first question, and the next question comes inline.
+    twiml = await reply(client, fake, "twilio", "۹", 2)
+    assert "<Message>" in twiml and NPS not in twiml
+    for _ in range(100):  # the forwarder writes the events to the jsonl backend
+        events = read_jsonl(tmp_path / "answers.jsonl")
+        if any(e["type"] == "answer.recorded" for e in events):
+            break
+        await asyncio.sleep(0.05)
+    (answer,) = [e["data"] for e in events if e["type"] == "answer.recorded"]
+    assert (answer["question_id"], answer["value"], answer["raw"]) == ("nps", 9, "۹")
+    assert answer["context"] == {"source": "sms_unsolicited"} and answer["language"] == "fa"
+
+
+async def test_a_default_survey_that_does_not_exist_stops_the_start(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    with pytest.raises(ValueError, match=r"lines\.main\.default_survey: no survey 'nope'"):
+        await start(
+            tmp_path, aiohttp_client, aiohttp_server, "twilio", Clock(tehran(12)),
+            default_survey="nope",
+        )  # fmt: skip
