@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 from gateway import replies_words as words
-from gateway.flows.model import SCALES, Question
+from gateway.flows.model import NUMERIC, SCALES, Question
 from gateway.model import QUESTION_TYPES, InputMode
 
 WINDOW = 8  # numbers and yes/no words count only among the reply's first words
-NUMERIC: frozenset[str] = frozenset({"nps", "csat", "ces", "rating", "number"})
 
 ControlWord = Literal["opt_out", "opt_in"]
 V = TypeVar("V")

@@ -12,8 +12,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from gateway.flows.conditions import Compare, Const, Logic, Member, Name, Node, Not
+from gateway.flows.model import NUMERIC
 
-NUMERIC = ("nps", "csat", "ces", "rating", "number")
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 
 

@@ -11,6 +11,8 @@ END = "end"  # the goto target that ends the survey
 
 # Fixed scales; rating and number carry their own bounds.
 SCALES: Mapping[str, tuple[int, int]] = {"nps": (0, 10), "csat": (1, 5), "ces": (1, 7)}
+# Question types whose answer is a whole number (replies read digits and number words).
+NUMERIC: frozenset[str] = frozenset({"nps", "csat", "ces", "rating", "number"})
 
 
 class Condition(Protocol):
