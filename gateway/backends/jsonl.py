@@ -4,23 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from gateway import jsoncodec
 from gateway.backends import DeliveryError
 from gateway.ids import Clock
 
+log = logging.getLogger(__name__)
+
+_TAIL_CHUNK = 64 * 1024
+
 
 class JsonlBackend:
-    """Appends each event as one compact JSON line; a replay appends it again (same id)."""
+    """Appends each event as one compact JSON line; a replay appends it again (same id).
+
+    Every line in the file is whole: a write cut short (a full disk, a crash) is taken back, and
+    the events are written again. A file rotated away (logrotate) is left behind: the next write
+    goes to a new file at the configured path.
+    """
 
     def __init__(self, name: str, path: Path) -> None:
         self.name = name
         self.path = path
-        self._file: IO[bytes] | None = None
+        self._fd: int | None = None
         self._lock = asyncio.Lock()
 
     async def deliver(self, event: dict[str, Any]) -> None:
@@ -44,10 +54,8 @@ class JsonlBackend:
             except OSError as exc:
                 # Drop the handle: the next attempt reopens (the disk may come back).
                 await asyncio.to_thread(self._close_file)
-                raise DeliveryError(
-                    f"cannot write {self.path.name}: {exc.strerror or type(exc).__name__}",
-                    retryable=True,
-                ) from exc
+                reason = _reason(exc, self.path)
+                raise DeliveryError(f"cannot write {self.path}: {reason}", retryable=True) from exc
 
     async def close(self) -> None:
         """Close the file."""
@@ -55,20 +63,97 @@ class JsonlBackend:
             await asyncio.to_thread(self._close_file)
 
     def _append(self, data: bytes) -> None:
-        if self._file is None:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            # Events hold personal data: a new file is for its owner only.
-            descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            self._file = os.fdopen(descriptor, "ab")  # kept open across deliveries
-        self._file.write(data)
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        fd = self._open()
+        start = os.fstat(fd).st_size
+        try:
+            # os.write, not a buffered file: a buffer would keep what a full disk refused and
+            # write it out later, in the middle of another line.
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        except OSError:
+            # Take back the part that reached the file: a torn line would swallow the next one.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)
+            raise
+
+    def _open(self) -> int:
+        """The file at `path`, opened again when that is no longer the file held open."""
+        if self._fd is not None:
+            if _same_file(self._fd, self.path):
+                return self._fd
+            # Rotated away or deleted (logrotate): writing on would feed a file nobody reads.
+            self._close_file()
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        created = not self.path.exists()
+        # Events hold personal data: a new file is for its owner only.
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            if created:
+                _fsync_folder(self.path.parent)  # or a crash may lose the new file, lines and all
+            torn = _trim_torn_tail(fd)
+        except OSError:
+            os.close(fd)
+            raise
+        if torn:
+            log.warning(
+                "jsonl file ended in a torn line (a write cut short); removed it, the events"
+                " are written again",
+                extra={"fields": {"backend": self.name, "path": str(self.path), "bytes": torn}},
+            )
+        self._fd = fd
+        return fd
 
     def _close_file(self) -> None:
-        if self._file is not None:
-            file, self._file = self._file, None
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
             with contextlib.suppress(OSError):
-                file.close()
+                os.close(fd)
+
+
+def _reason(exc: OSError, path: Path) -> str:
+    """The error, naming the path it is about when that is not the file (a folder)."""
+    reason = exc.strerror or type(exc).__name__
+    if exc.filename is not None and Path(os.fsdecode(exc.filename)) != path:
+        return f"{reason}: {os.fsdecode(exc.filename)}"
+    return reason
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _trim_torn_tail(fd: int) -> int:
+    """Cut the file after its last newline (a line Seda's crash left half written, never
+    acknowledged); return how many bytes went."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return 0
+    keep, end = 0, size
+    while end > 0:
+        begin = max(0, end - _TAIL_CHUNK)
+        newline = os.pread(fd, end - begin, begin).rfind(b"\n")
+        if newline >= 0:
+            keep = begin + newline + 1
+            break
+        end = begin
+    os.ftruncate(fd, keep)
+    os.fsync(fd)
+    return size - keep
 
 
 def build(name: str, spec: Mapping[str, Any], *, clock: Clock) -> JsonlBackend:
