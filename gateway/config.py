@@ -179,10 +179,12 @@ def _schema_problem(error: jsonschema.ValidationError) -> str:
     section (mapping or list) is never quoted: it may hold a secret under any key."""
     instance = error.instance
     last = str(error.absolute_path[-1]) if error.absolute_path else ""
+    # A list under a secret's key (a webhook secret being rotated) holds secrets too.
+    secret = any(_SECRET_KEY.search(str(part)) for part in error.absolute_path)
     choices = error.validator_value if error.validator == "anyOf" else ()
     if isinstance(choices, list) and {"const": "forever"} in choices:
         return f"{instance!r} is not a duration: {DURATION_FORMS}, or forever"
-    if isinstance(instance, dict | list) or _SECRET_KEY.search(last):
+    if isinstance(instance, dict | list) or secret:
         # jsonschema quotes a value as its repr, or not at all ("Additional properties...").
         return error.message.replace(repr(instance), "the value" if last else "the file")
     return error.message

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import logging
-from collections.abc import Mapping
+import os
+import socket
+import ssl
+from collections.abc import Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
@@ -30,8 +34,9 @@ _OURS = frozenset({"webhook-id", "webhook-timestamp", "webhook-signature", "cont
 
 
 def secret_key(secret: str) -> bytes:
-    """The HMAC key of a `whsec_<base64>` secret (the prefix is optional)."""
+    """The HMAC key of a `whsec_<base64>` secret (the prefix and the padding are optional)."""
     encoded = secret.removeprefix(SECRET_PREFIX)
+    encoded += "=" * (-len(encoded) % 4)  # as the reference verifier, which pads it
     try:
         key = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
@@ -52,6 +57,12 @@ def sign(secret: str | bytes, msg_id: str, timestamp: int, body: bytes | str) ->
     return "v1," + base64.b64encode(digest).decode("ascii")
 
 
+def signatures(keys: Sequence[bytes], msg_id: str, timestamp: int, body: bytes) -> str:
+    """One signature per key, space-separated: during a secret rotation the receiver verifies
+    with whichever key it holds."""
+    return " ".join(sign(key, msg_id, timestamp, body) for key in keys)
+
+
 def redact_url(url: str) -> str:
     """The URL without credentials, query or fragment (safe to log)."""
     parts = urlsplit(url)
@@ -69,14 +80,15 @@ class WebhookBackend:
         url: str,
         *,
         clock: Clock,
-        secret: str | None = None,
+        secret: str | Sequence[str] | None = None,
         timeout: float = 10.0,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
         self._url = url
         self._clock = clock
-        self._key = secret_key(secret) if secret else None
+        secrets = [secret] if isinstance(secret, str) else list(secret or ())
+        self._keys = [secret_key(s) for s in secrets if s]  # the current one first
         self._timeout = timeout
         extra = dict(headers or {})
         self._headers = {k: v for k, v in extra.items() if k.lower() not in _OURS}
@@ -96,22 +108,26 @@ class WebhookBackend:
             "webhook-id": msg_id,
             "webhook-timestamp": str(timestamp),
         }
-        if self._key is not None:
-            headers["webhook-signature"] = sign(self._key, msg_id, timestamp, body)
+        if self._keys:
+            headers["webhook-signature"] = signatures(self._keys, msg_id, timestamp, body)
         session = self._pool.get()
         try:
+            # A redirect is not followed: the signed POST would go to a place nobody configured
+            # (and 301-303 turn it into a GET); the error names it, so the url can be updated.
             async with session.post(
                 self._url, data=body, headers=headers, allow_redirects=False
             ) as response:
                 status = response.status
                 retry_after = _retry_after(response.headers.get("Retry-After"), timestamp)
-                await response.content.read(64 * 1024)  # a little, so keep-alive can work
+                location = response.headers.get("Location")
+                # A little of the body, so keep-alive can work. The status is the answer: a body
+                # cut short after a 2xx does not make the delivery fail.
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    await response.content.read(64 * 1024)
         except TimeoutError:
             raise DeliveryError(f"no answer within {self._timeout:g} s", retryable=True) from None
         except aiohttp.ClientError as exc:
-            raise DeliveryError(
-                f"connection failed: {type(exc).__name__}", retryable=True
-            ) from None
+            raise DeliveryError(connection_problem(exc), retryable=True) from None
         if 200 <= status < 300:
             return
         # The forwarder logs the outcome; this adds where it went (no query string).
@@ -123,6 +139,12 @@ class WebhookBackend:
         )
         if status == 410:
             raise DeliveryError("HTTP 410 Gone: receiver removed", retryable=False, disable=True)
+        if 300 <= status < 400:
+            where = redact_url(urljoin(self._url, location)) if location else "nowhere"
+            raise DeliveryError(
+                f"HTTP {status} redirect to {where}, not followed: update the backend's url",
+                retryable=False,
+            )
         retryable = status >= 500 or status in RETRYABLE_STATUS
         raise DeliveryError(f"HTTP {status}", retryable=retryable, retry_after=retry_after)
 
@@ -131,12 +153,34 @@ class WebhookBackend:
         await self._pool.close()
 
 
+def connection_problem(exc: aiohttp.ClientError) -> str:
+    """What went wrong with the connection, in words an operator can act on (no URL path)."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        cert = exc.certificate_error
+        why = getattr(cert, "verify_message", None) or str(cert)
+        return f"TLS certificate of {exc.host} not accepted: {why}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        error = exc.os_error
+        if isinstance(error, ssl.SSLError):
+            why = f"TLS handshake failed ({error.reason or type(error).__name__})"
+        elif isinstance(error, socket.gaierror):
+            why = f"name not resolved ({error.strerror})"
+        elif error.errno is not None and error.errno > 0:
+            why = os.strerror(error.errno)
+        else:
+            why = error.strerror or type(error).__name__
+        return f"cannot connect to {exc.host}:{exc.port}: {why}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the receiver closed the connection before answering"
+    return f"connection failed: {type(exc).__name__}"
+
+
 def _retry_after(value: str | None, now: int) -> float | None:
     """Retry-After as seconds from now: delta seconds or an HTTP-date (RFC 9110 10.2.3)."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         moment = parsedate_to_datetime(value)
@@ -148,21 +192,29 @@ def _retry_after(value: str | None, now: int) -> float | None:
 
 
 def build(name: str, spec: Mapping[str, Any], *, clock: Clock) -> WebhookBackend:
-    """A webhook backend from its config entry (`url`, `secret`, `timeout`, `headers`)."""
+    """A webhook backend from its config entry (`url`, `secret` (one, or a list while it is
+    rotated), `timeout`, `headers`)."""
     url = spec.get("url")
     if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
         raise ValueError(f"backend {name!r}: type webhook needs an http(s) `url`")
     timeout = float(spec.get("timeout", 10.0))
     if timeout <= 0:
         raise ValueError(f"backend {name!r}: `timeout` must be positive")
+    secret = spec.get("secret") or None
+    if not (secret is None or isinstance(secret, str) or _strings(secret)):
+        raise ValueError(f"backend {name!r}: `secret` must be a string or a list of strings")
     try:
         return WebhookBackend(
             name,
             url,
             clock=clock,
-            secret=spec.get("secret") or None,
+            secret=secret,
             timeout=timeout,
             headers={str(k): str(v) for k, v in (spec.get("headers") or {}).items()},
         )
     except ValueError as exc:
         raise ValueError(f"backend {name!r}: {exc}") from None
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)

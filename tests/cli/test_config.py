@@ -46,6 +46,7 @@ CASES = [
     ("bad response retention", "retention: {responses: half a year}\n", "retention.responses: 'half a year' is not a duration"),
     ("missing variable, named with its file", "api: {token: '${NOPE}'}\n", "gateway.yaml: api.token: environment variable NOPE"),
     ("a secret is never quoted", "backends: {crm: {type: webhook, url: 'http://x', secret: 'leaked-${S}'}}\n", "backends.crm.secret: the value does not match"),
+    ("a rotated secret is never quoted", "backends: {crm: {type: webhook, url: 'http://x', secret: [whsec_QUJD, 'leaked-${S}']}}\n", "backends.crm.secret.1: the value does not match"),
     ("a url is never quoted", "backends: {crm: {type: webhook, url: 'x.example/?key=${S}'}}\n", "backends.crm.url: the value does not match"),
     ("yaml without the line's text", "api:\n  token: a: b\n", "not valid YAML: line 2, column 11: mapping values are not allowed here"),
     ("unknown retention key", "retention: {answers: 1d}\n", "Additional properties are not allowed ('answers'"),

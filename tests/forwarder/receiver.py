@@ -9,7 +9,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     signature_ok: bool
+    problem: str | None = None  # why the signature did not verify
     answered: int | None = None  # the status the receiver answered (None: no answer sent)
     at: float = field(default_factory=time.monotonic)  # when it arrived
 
@@ -44,23 +45,46 @@ async def accept(_: Received) -> Answer:
     return 200, {}
 
 
-def verify(key: bytes, webhook_id: str, timestamp: str, body: bytes, header: str) -> bool:
-    """Standard Webhooks verification written from the spec, independent of gateway code."""
+def key_of(secret: str) -> bytes:
+    """A `whsec_` secret's HMAC key, as the spec serialises it: base64 after the prefix (the
+    reference verifier also takes it unpadded). Written from the spec, not from gateway code."""
+    encoded = secret.removeprefix("whsec_")
+    return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+
+
+def verify(
+    key: bytes, headers: Mapping[str, str], body: bytes, now: float, tolerance: float = 300
+) -> str | None:
+    """Standard Webhooks verification written from the spec, independent of gateway code:
+    None if the request verifies, else why not."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    webhook_id = lower.get("webhook-id", "")
+    timestamp = lower.get("webhook-timestamp", "")
+    header = lower.get("webhook-signature", "")
+    if not (webhook_id and timestamp and header):
+        return "missing header"
+    if "." in webhook_id:
+        return "a '.' in webhook-id makes the signed content ambiguous"
+    if not (timestamp.isascii() and timestamp.isdigit()):
+        return "webhook-timestamp is not integer unix seconds"
+    if abs(now - int(timestamp)) > tolerance:
+        return "webhook-timestamp outside the tolerance"
     signed = webhook_id.encode() + b"." + timestamp.encode() + b"." + body
     expected = hmac.new(key, signed, hashlib.sha256).digest()
-    for candidate in header.split(" "):
+    for candidate in header.split(" "):  # several during a secret rotation
         version, _, value = candidate.partition(",")
         if version == "v1" and hmac.compare_digest(base64.b64decode(value), expected):
-            return True
-    return False
+            return None
+    return "no matching signature"
 
 
 @dataclass
 class Receiver:
     """Runs an aiohttp app on 127.0.0.1 with a random port; `behaviour` decides each answer."""
 
-    key: bytes | None = None
+    secret: str | None = None  # whsec_...: requests are verified with it
     behaviour: Behaviour = accept
+    now: Callable[[], float] = time.time  # the receiver's clock, for the timestamp tolerance
     requests: list[Received] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
     server: TestServer | None = None
@@ -92,7 +116,8 @@ class Receiver:
         webhook_id = request.headers.get("webhook-id", "")
         timestamp = request.headers.get("webhook-timestamp", "")
         signature = request.headers.get("webhook-signature", "")
-        ok = self.key is not None and verify(self.key, webhook_id, timestamp, body, signature)
+        key = None if self.secret is None else key_of(self.secret)
+        problem = "no secret" if key is None else verify(key, request.headers, body, self.now())
         received = Received(
             index=len(self.requests),
             webhook_id=webhook_id,
@@ -100,7 +125,8 @@ class Receiver:
             signature=signature,
             headers=dict(request.headers),
             body=body,
-            signature_ok=ok,
+            signature_ok=problem is None,
+            problem=problem,
         )
         self.requests.append(received)
         status, headers = await self.behaviour(received)

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from gateway.backends import build_backend
-from gateway.backends.webhook import secret_key
 from gateway.forwarder import Forwarder, RetryPolicy
 from gateway.ids import system_clock
 from gateway.store import StepWrite, Store
@@ -47,7 +46,7 @@ class Rig:
 
 
 async def make_rig(tmp_path: Path, policy: RetryPolicy = FAST, **kw: Any) -> tuple[Rig, Any]:
-    receiver = Receiver(key=secret_key(SECRET))
+    receiver = Receiver(secret=SECRET)
     url = await receiver.start()
     store = await Store.open(tmp_path / "seda.db", backends={"crm": None}, clock=system_clock)
     spec = {"type": "webhook", "url": url, "secret": SECRET, "timeout": kw.pop("timeout", 2)}

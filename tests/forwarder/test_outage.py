@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from gateway.backends import build_backend
-from gateway.backends.webhook import secret_key
 from gateway.forwarder import Forwarder, RetryPolicy
 from gateway.ids import IdFactory, system_clock
 from gateway.store import StepWrite, Store
@@ -31,7 +30,7 @@ async def fail(_: Received) -> Answer:
 
 @pytest.mark.slow
 async def test_every_event_arrives_in_order_after_errors_and_a_hang(tmp_path: Path) -> None:
-    receiver = Receiver(key=secret_key(SECRET), behaviour=fail)
+    receiver = Receiver(secret=SECRET, behaviour=fail)
     url = await receiver.start()
     store = await Store.open(tmp_path / "seda.db", backends={"crm": None}, clock=system_clock)
     spec = {"type": "webhook", "url": url, "secret": SECRET, "timeout": 0.3}
