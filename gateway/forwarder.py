@@ -74,6 +74,7 @@ class Forwarder:
             name: b for name, b in self._backends.items() if isinstance(b, BatchBackend)
         }
         self._disabled_seen: dict[str, tuple[float, bool]] = {}  # name -> (checked at, disabled)
+        self._held_until: dict[str, float] = {}  # name -> loop time its Retry-After ends
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self.delivered = dict.fromkeys(self._backends, 0)
@@ -130,6 +131,9 @@ class Forwarder:
         """Start deliveries for due heads; return how long to wait before looking again."""
         if await self._disabled(name):
             return self._poll
+        held = self._held_until.get(name, 0.0) - asyncio.get_running_loop().time()
+        if held > 0:
+            return min(self._poll, held)
         batch_backend = self._batched.get(name)
         batched = batch_backend is not None
         free = (BATCH if not inflight else 0) if batched else self._concurrency - len(inflight)
@@ -205,8 +209,9 @@ class Forwarder:
         self.failures[name] += 1
         now = self._clock()
         reason = str(error)
+        about = {"event_id": row.event_id, "seq": row.seq, "error": reason}
         if error.disable:
-            log.error("backend disabled by its receiver", extra=_fields(name, error=reason))
+            log.error("backend disabled by its receiver", extra=_fields(name, **about))
             await self._store.disable_backend(name, reason)
             self._disabled_seen.pop(name, None)
             await self._store.mark_retry(row.seq, now, reason)
@@ -219,14 +224,20 @@ class Forwarder:
             return
         delay = self._policy.delay(row.attempts + 1, error.retry_after, self._random)
         await self._store.mark_retry(row.seq, now + timedelta(seconds=delay), reason)
-        log.info("delivery failed, will retry", extra=_fields(name, error=reason, delay=delay))
+        if error.retry_after is not None:
+            # Retry-After speaks for the receiver, not for this event: send it nothing new until
+            # then (at most the longest backoff, whatever absurd time it asks for).
+            hold = min(error.retry_after, self._policy.cap)
+            until = asyncio.get_running_loop().time() + hold
+            self._held_until[name] = max(self._held_until.get(name, 0.0), until)
+            about["hold"] = round(hold, 3)
+        log.info("delivery failed, will retry", extra=_fields(name, **about, delay=delay))
 
     async def _dead(self, name: str, row: OutboxRow, reason: str) -> None:
         await self._store.mark_dead(row.seq, reason)
         self.dead[name] += 1
-        log.warning(
-            "event moved to the dead letter", extra=_fields(name, seq=row.seq, error=reason)
-        )
+        about = {"event_id": row.event_id, "seq": row.seq, "error": reason}
+        log.warning("event moved to the dead letter", extra=_fields(name, **about))
 
 
 async def _wait_any(tasks: Iterable[asyncio.Future[Any]], wakeup: asyncio.Event, t: float) -> None:

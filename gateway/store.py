@@ -459,8 +459,21 @@ class Store:
         )
 
     async def enable_backend(self, name: str) -> bool:
-        """Resume delivery to a backend; False if it was not disabled."""
-        return await self._change("DELETE FROM backend_state WHERE name = ?", [(name,)]) > 0
+        """Resume delivery to a backend now; False if it was not disabled. Its pending events
+        begin a new delivery cycle: the time it was disabled does not count to the horizon."""
+        now = to_ts(self._clock())
+
+        def work(conn: sqlite3.Connection) -> bool:
+            if conn.execute("DELETE FROM backend_state WHERE name = ?", (name,)).rowcount == 0:
+                return False
+            conn.execute(
+                "UPDATE outbox SET attempts = 0, queued_at = ?, next_attempt_at = ?"
+                " WHERE backend = ? AND status = 'pending'",
+                (now, now, name),
+            )
+            return True
+
+        return await self._change_with(work)
 
     async def disabled_backends(self) -> dict[str, str]:
         """Disabled backends and why."""

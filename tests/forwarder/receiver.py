@@ -37,7 +37,7 @@ class Received:
         return dict(json.loads(self.body))
 
 
-Answer = tuple[int, dict[str, str]]
+Answer = tuple[int, dict[str, str]] | tuple[int, dict[str, str], bytes]  # status, headers, body
 Behaviour = Callable[[Received], Awaitable[Answer]]
 
 
@@ -129,9 +129,9 @@ class Receiver:
             problem=problem,
         )
         self.requests.append(received)
-        status, headers = await self.behaviour(received)
+        status, headers, *body = await self.behaviour(received)
         received.answered = status
-        return web.Response(status=status, headers=headers)
+        return web.Response(status=status, headers=headers, body=body[0] if body else None)
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:

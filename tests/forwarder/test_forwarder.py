@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,6 +17,7 @@ import pytest
 from gateway.backends import build_backend
 from gateway.forwarder import Forwarder, RetryPolicy
 from gateway.ids import system_clock
+from gateway.logs import JsonFormatter
 from gateway.store import StepWrite, Store
 from tests.forwarder.receiver import Answer, Received, Receiver, accept, until
 
@@ -128,6 +131,58 @@ async def test_retry_after_is_honoured(rig: Rig) -> None:
     assert (row.status, row.attempts) == ("delivered", 2)
 
 
+async def test_retry_after_holds_the_whole_backend(tmp_path: Path) -> None:
+    """A 429 with Retry-After speaks for the receiver: the events of other responses wait too,
+    instead of meeting the same limit one by one (only those already on their way arrive)."""
+    policy = RetryPolicy(base=0.02, cap=5.0, horizon=timedelta(hours=1))
+    made, backend = await make_rig(tmp_path, policy=policy, concurrency=2)
+
+    async def limited(received: Received) -> Answer:
+        return (429, {"Retry-After": "1"}) if received.index == 0 else (200, {})
+
+    made.receiver.behaviour = limited
+    try:
+        for response in range(10):
+            await made.send(f"r{response}", 0)
+        made.forwarder.start()
+        await until(lambda: made.forwarder.delivered["crm"] == 10, timeout=5)
+    finally:
+        await made.forwarder.stop()
+        await backend.close()
+        await made.store.close()
+        await made.receiver.close()
+    limited_at = made.receiver.requests[0].at
+    during = [r for r in made.receiver.requests[1:] if r.at - limited_at < 0.95]
+    assert len(during) <= 2, [r.webhook_id for r in during]  # in flight already, at most
+
+
+async def test_an_enabled_backend_starts_a_new_delivery_cycle(tmp_path: Path) -> None:
+    """Disabled (410) for longer than the horizon: once enabled, a passing error is retried, not
+    taken for days of failures."""
+    policy = RetryPolicy(base=0.02, cap=0.1, horizon=timedelta(seconds=0.5))
+    made, backend = await make_rig(tmp_path, policy=policy)
+    answers = iter([410, 503, 200])
+
+    async def script(_: Received) -> Answer:
+        return next(answers), {}
+
+    made.receiver.behaviour = script
+    made.forwarder.start()
+    try:
+        await made.send("r1", 0)
+        await until(lambda: len(made.receiver.requests) == 1)
+        await asyncio.sleep(0.8)  # disabled for longer than the horizon
+        assert await made.store.enable_backend("crm")
+        await until(lambda: made.forwarder.delivered["crm"] == 1)
+    finally:
+        await made.forwarder.stop()
+        await backend.close()
+        await made.store.close()
+        await made.receiver.close()
+    assert [r.answered for r in made.receiver.requests] == [410, 503, 200]
+    assert made.forwarder.dead["crm"] == 0
+
+
 async def test_a_refused_event_goes_to_the_dead_letter_and_unblocks_its_response(rig: Rig) -> None:
     async def refuse_first(received: Received) -> Answer:
         return (422, {}) if received.webhook_id == "r1-e0" else (200, {})
@@ -176,3 +231,33 @@ def test_backoff_is_full_jitter_capped_and_at_least_retry_after() -> None:
     assert policy.delay(4, None, lambda: 0.25) == 2.0
     assert policy.delay(1, 30.0, lambda: 0.5) == 30.0
     assert policy.delay(1, 1e12, lambda: 0.5) == policy.horizon.total_seconds()
+
+
+async def test_log_lines_name_the_event_and_hold_nothing_personal(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every line the forwarder and its backends log, as the JSON formatter writes it: the event
+    id and the error, never the answer, the address, the secret or the receiver's echo of them."""
+    personal = ["+989121234567", "ali@example.ir", "خیلی بد بود"]
+
+    async def echo(received: Received) -> Answer:
+        # A CEM that answers with what it refused: the body never reaches a log.
+        return (500 if received.index == 0 else 400), {}, b"refused: " + received.body
+
+    rig.receiver.behaviour = echo
+    caplog.set_level(logging.DEBUG)
+    item = {
+        **event("r1", 0),
+        "data": {"respondent": {"addresses": personal[:2]}, "raw": personal[2]},
+    }
+    await rig.store.commit(StepWrite(events=(("r1", item),)))
+    await until(lambda: rig.forwarder.dead["crm"] == 1)
+    formatter = JsonFormatter()
+    ours = [r for r in caplog.records if r.name.startswith("gateway.")]
+    lines = [formatter.format(r) for r in ours]
+    retried, dead = (json.loads(line) for line in lines if "r1-e0" in line)
+    assert (retried["event"], retried["error"]) == ("delivery failed, will retry", "HTTP 500")
+    assert retried["event_id"] == dead["event_id"] == "r1-e0"
+    assert (dead["event"], dead["error"]) == ("event moved to the dead letter", "HTTP 400")
+    for text in [*personal, SECRET.removeprefix("whsec_"), item["data"]["raw"]]:
+        assert all(text not in line for line in lines), text
