@@ -15,13 +15,21 @@ from aiohttp.http_exceptions import HttpProcessingError
 _EMAIL = re.compile(r"(?:mailto:)?[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 # Phone numbers in any digit script, with or without tel: and separators.
 _PHONE = re.compile(r"(?:tel:|whatsapp:)?\+?[\d٠-٩۰-۹][\d٠-٩۰-۹ ()\-]{5,}[\d٠-٩۰-۹]")
+# Seda's ids (UUIDs: events, responses, answers) have digit runs that look like phone numbers;
+# they stay whole, so that a log line can be matched to a webhook-id or `seda outbox list`.
+_UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_PHONE_OR_ID = re.compile(f"({_UUID})|{_PHONE.pattern}")
 _SENSITIVE_KEYS = frozenset({"text", "raw", "body", "transcript", "address", "secret", "token"})
+
+
+def _phone(match: re.Match[str]) -> str:
+    return match.group(1) or "<phone>"
 
 
 def redact(text: str) -> str:
     """Hide email addresses and phone numbers in free text."""
     text = _EMAIL.sub("<email>", text)
-    return _PHONE.sub("<phone>", text)
+    return _PHONE_OR_ID.sub(_phone, text)
 
 
 # A field whose name holds one of these is a credential however it is spelled (auth_token,

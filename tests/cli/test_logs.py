@@ -27,6 +27,12 @@ def test_redact(text: str, hidden: str) -> None:
     assert hidden not in redact(text)
 
 
+def test_ids_stay_whole_beside_a_phone_number() -> None:
+    """An event id names the webhook-id a CEM received: its digit runs are not a phone number."""
+    event_id = "01a25149-cc68-7000-b931-e75a5545745b"
+    assert redact(f"event {event_id} for tel:+989121234567") == f"event {event_id} for <phone>"
+
+
 def test_formatter_redacts_fields_and_drops_message_text() -> None:
     record = logging.LogRecord(
         "seda", logging.INFO, __file__, 1, "reply from %s", ("a@b.ir",), None
