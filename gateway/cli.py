@@ -328,6 +328,14 @@ def _outbox(args: argparse.Namespace) -> int:
     from gateway.store import Store
 
     config: Config = load_lenient(args.config)  # the outbox needs no secret
+    if not config.database.exists():
+        # Opening would make an empty database there and report an empty, healthy outbox.
+        print(
+            f"seda: no database at {config.database} (the `database` of {args.config}, relative"
+            " to the working directory): run from Seda's folder or give --config",
+            file=sys.stderr,
+        )
+        return 1
 
     async def go() -> int:
         routes = {name: event_types(spec) for name, spec in config.backends.items()}

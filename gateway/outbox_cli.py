@@ -6,6 +6,7 @@ Output never includes event bodies: they hold personal data.
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import datetime
 
 from gateway.model import iso
@@ -34,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     replay.add_argument("--backend", metavar="NAME", required=True)
     replay.add_argument("--since", metavar="ISO8601", help="events created at or after this time")
     replay.add_argument("--response", metavar="ID", help="only this response's events")
+    replay.add_argument("--all", action="store_true", help="every delivered event still kept")
 
     enable = commands.add_parser("enable", help="resume a backend its receiver disabled (410)")
     enable.add_argument("name", metavar="NAME")
@@ -45,8 +47,7 @@ async def run(args: argparse.Namespace, store: Store) -> int:
     backend = getattr(args, "backend", None) or getattr(args, "name", None)
     if command != "list" and backend is not None and backend not in store.backend_names:
         known = ", ".join(store.backend_names) or "none"
-        print(f"error: no backend named {backend!r} in the configuration (configured: {known})")
-        return 1
+        return _error(f"no backend named {backend!r} in the configuration (configured: {known})")
     if command == "list":
         return await _list(store, args.status, args.backend, args.limit)
     if command == "stats":
@@ -54,23 +55,32 @@ async def run(args: argparse.Namespace, store: Store) -> int:
     if command == "retry":
         return await _retry(store, args.backend, args.seqs)
     if command == "replay":
+        if args.since is None and args.response is None and not args.all:
+            # Replaying every kept event by mistake would send weeks of answers again.
+            return _error("say what to replay: --since TIME, --response ID, or --all")
         return await _replay(store, args.backend, args.since, args.response)
     if command == "enable":
         return await _enable(store, args.name)
-    print(f"error: unknown outbox command {command!r}")
+    return _error(f"unknown outbox command {command!r}")
+
+
+def _error(message: str) -> int:
+    """Say what is wrong on stderr (stdout stays the command's output); exit code 1."""
+    print(f"seda: {message}", file=sys.stderr)
     return 1
 
 
 async def _list(store: Store, status: str | None, backend: str | None, limit: int) -> int:
     if limit <= 0:
-        print("error: --limit must be a positive number")
-        return 1
-    rows = await store.list_outbox(status=status, backend=backend, limit=limit)
+        return _error("--limit must be a positive number")
+    rows = await store.list_outbox(status=status, backend=backend, limit=limit + 1)
     if not rows:
         print("no outbox rows match")
         return 0
-    for row in rows:
+    for row in rows[:limit]:
         print(_line(row))
+    if len(rows) > limit:
+        print(f"(the oldest {limit} shown; more match: --limit, --status, --backend)")
     return 0
 
 
@@ -115,8 +125,8 @@ async def _retry(store: Store, backend: str | None, seqs: list[int]) -> int:
     moved = await store.retry_dead(backend=backend, seqs=seqs or None)
     print(f"{moved} dead letter(s) back in the queue")
     if seqs and moved < len(set(seqs)):
-        print(f"error: {len(set(seqs)) - moved} of the given rows are not dead letters (or absent)")
-        return 1
+        missing = len(set(seqs)) - moved
+        return _error(f"{missing} of the given rows are not dead letters (or absent)")
     return 0
 
 
@@ -126,16 +136,13 @@ async def _replay(store: Store, backend: str, since: str | None, response: str |
         try:
             moment = datetime.fromisoformat(since)
         except ValueError:
-            print(f"error: --since {since!r} is not an ISO 8601 time")
-            return 1
+            return _error(f"--since {since!r} is not an ISO 8601 time")
         if moment.tzinfo is None:
-            print("error: --since needs an offset, e.g. 2024-05-01T00:00:00+03:30 or ...Z")
-            return 1
+            return _error("--since needs an offset, e.g. 2024-05-01T00:00:00+03:30 or ...Z")
     if response is not None and await store.session(response) is None:
         # Its session lists a response's events: once the response is deleted (retention) its
         # events, if still kept, are replayed by time.
-        print(f"error: no response {response!r} is stored; replay by --since instead")
-        return 1
+        return _error(f"no response {response!r} is stored; replay by --since instead")
     count = await store.replay(backend, since=moment, response_id=response)
     print(f"{count} delivered event(s) queued again for {backend}")
     return 0

@@ -15,7 +15,9 @@ from aiohttp import ClientSession, web
 from gateway.cli import main, simulate
 from gateway.config import load
 from gateway.flows.loader import load_surveys
+from gateway.ids import system_clock
 from gateway.server import create_app
+from gateway.store import Store
 from tests.conftest import ROOT, write_config
 from tests.e2e.harness import free_port
 
@@ -97,12 +99,29 @@ def test_outbox_and_backup_need_no_secret_from_the_environment(tmp_path: Path) -
                           "secret": "${SEDA_TEST_UNSET_SECRET}"}},
     )  # fmt: skip
     assert main(["--config", str(config), "run"]) == 2  # `run` does need it
+    asyncio.run(make_database(tmp_path / "seda.db"))
     stats = seda("--config", str(config), "outbox", "stats")
     assert stats.returncode == 0, stats.stderr
-    assert (tmp_path / "seda.db").exists()  # the default path, not an empty one
+    assert stats.stdout.startswith("crm: enabled")  # found at the default path
     done = seda("backup", str(tmp_path / "copy.db"), "--config", str(config))
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "copy.db").exists()
+
+
+async def make_database(path: Path) -> None:
+    store = await Store.open(path, backends={}, clock=system_clock)
+    await store.close()
+
+
+def test_outbox_refuses_a_database_that_is_not_there(tmp_path: Path) -> None:
+    """Run from the wrong folder, `var/seda.db` is not there: opening it would make an empty
+    one and report a healthy, empty outbox."""
+    config = write_config(tmp_path, database="var/seda.db")
+    for command in (["stats"], ["list"], ["retry"]):
+        done = seda("--config", str(config), "outbox", *command, cwd=tmp_path)
+        assert done.returncode == 1, command
+        assert done.stdout == "" and "seda: no database at var/seda.db" in done.stderr
+    assert not (tmp_path / "var").exists()
 
 
 def test_unknown_survey_in_simulate() -> None:

@@ -21,8 +21,10 @@ def parse(*argv: str) -> argparse.Namespace:
 
 
 async def run(store: Store, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    """The exit code and what was printed: stdout, then stderr (where errors go)."""
     code = await outbox_cli.run(parse(*argv), store)
-    return code, capsys.readouterr().out
+    printed = capsys.readouterr()
+    return code, printed.out + printed.err
 
 
 @pytest.fixture
@@ -55,6 +57,11 @@ async def test_list_shows_rows_without_bodies(
     assert (code, len(out.splitlines())) == (0, 1)
     code, out = await run(store, capsys, "list", "--backend", "gone")
     assert (code, out) == (0, "no outbox rows match\n")
+    code, out = await run(store, capsys, "list", "--limit", "2")
+    assert code == 0 and len(out.splitlines()) == 3
+    assert out.endswith("(the oldest 2 shown; more match: --limit, --status, --backend)\n")
+    code, out = await run(store, capsys, "list", "--limit", "3")
+    assert len(out.splitlines()) == 3  # all of them: no note
 
 
 async def test_stats(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
@@ -84,7 +91,7 @@ async def test_replay_requeues_delivered_events(
     code, out = await run(store, capsys, "replay", "--backend", "crm", "--response", "r1")
     assert (code, out) == (0, "0 delivered event(s) queued again for crm\n")
     code, out = await run(store, capsys, "replay", "--backend", "crm", "--response", "gone")
-    assert (code, out) == (1, "error: no response 'gone' is stored; replay by --since instead\n")
+    assert (code, out) == (1, "seda: no response 'gone' is stored; replay by --since instead\n")
     since = (T0 + timedelta(minutes=15)).isoformat()
     code, out = await run(store, capsys, "replay", "--backend", "crm", "--since", since)
     assert (code, out) == (0, "1 delivered event(s) queued again for crm\n")
@@ -100,13 +107,27 @@ async def test_replay_requeues_delivered_events(
         (["replay", "--backend", "nope"], "no backend named 'nope'"),
         (["enable", "nope"], "no backend named 'nope'"),
         (["list", "--limit", "0"], "--limit must be a positive number"),
+        (
+            ["replay", "--backend", "crm"],
+            "say what to replay: --since TIME, --response ID, or --all",
+        ),
+        (["retry", "2"], "1 of the given rows are not dead letters"),
     ],
 )
 async def test_bad_arguments_exit_1_with_a_reason(
     store: Store, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
 ) -> None:
-    code, out = await run(store, capsys, *argv)
-    assert code == 1 and message in out
+    code = await outbox_cli.run(parse(*argv), store)
+    printed = capsys.readouterr()
+    assert code == 1 and printed.err.startswith("seda: ") and message in printed.err
+    assert "seda:" not in printed.out  # stdout holds only the command's output
+
+
+async def test_replay_all_sends_every_kept_event_again(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = await run(store, capsys, "replay", "--backend", "crm", "--all")
+    assert (code, out) == (0, "1 delivered event(s) queued again for crm\n")
 
 
 async def test_enable_after_a_410(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
