@@ -75,6 +75,7 @@ class Forwarder:
         }
         self._disabled_seen: dict[str, tuple[float, bool]] = {}  # name -> (checked at, disabled)
         self._held_until: dict[str, float] = {}  # name -> loop time its Retry-After ends
+        self._failing: set[str] = set()  # backends whose last delivery failed
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self.delivered = dict.fromkeys(self._backends, 0)
@@ -196,6 +197,9 @@ class Forwarder:
             if delivered:
                 await self._store.mark_delivered(delivered)
                 self.delivered[name] += len(delivered)
+                if name in self._failing:
+                    self._failing.discard(name)
+                    log.info("backend delivers again", extra=_fields(name))
             for outcome in outcomes:
                 if outcome.error is not None:
                     await self._failed(name, outcome.row, outcome.error)
@@ -231,7 +235,11 @@ class Forwarder:
             until = asyncio.get_running_loop().time() + hold
             self._held_until[name] = max(self._held_until.get(name, 0.0), until)
             about["hold"] = round(hold, 3)
-        log.info("delivery failed, will retry", extra=_fields(name, **about, delay=delay))
+        # The first failure after a success is a warning (what an operator alerts on); the
+        # retries that follow are the same story.
+        level = logging.INFO if name in self._failing else logging.WARNING
+        self._failing.add(name)
+        log.log(level, "delivery failed, will retry", extra=_fields(name, **about, delay=delay))
 
     async def _dead(self, name: str, row: OutboxRow, reason: str) -> None:
         await self._store.mark_dead(row.seq, reason)

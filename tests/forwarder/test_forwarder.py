@@ -257,7 +257,28 @@ async def test_log_lines_name_the_event_and_hold_nothing_personal(
     lines = [formatter.format(r) for r in ours]
     retried, dead = (json.loads(line) for line in lines if "r1-e0" in line)
     assert (retried["event"], retried["error"]) == ("delivery failed, will retry", "HTTP 500")
+    assert retried["level"] == "warning"  # the first failure of a streak; its retries are info
     assert retried["event_id"] == dead["event_id"] == "r1-e0"
     assert (dead["event"], dead["error"]) == ("event moved to the dead letter", "HTTP 400")
     for text in [*personal, SECRET.removeprefix("whsec_"), item["data"]["raw"]]:
         assert all(text not in line for line in lines), text
+
+
+async def test_a_failing_streak_warns_once_and_says_when_it_ends(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    answers = iter([503, 503, 200])
+
+    async def flaky(_: Received) -> Answer:
+        return next(answers), {}
+
+    rig.receiver.behaviour = flaky
+    caplog.set_level(logging.INFO, logger="gateway.forwarder")
+    await rig.send("r1", 0)
+    await until(lambda: rig.forwarder.delivered["crm"] == 1)
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "gateway.forwarder"]
+    assert said == [
+        ("WARNING", "delivery failed, will retry"),
+        ("INFO", "delivery failed, will retry"),
+        ("INFO", "backend delivers again"),
+    ]
