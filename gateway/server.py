@@ -228,11 +228,6 @@ async def _open_core(
 def _forwarder(
     config: Config, store: Store, backends: dict[str, Backend], clock: Clock
 ) -> Forwarder:
-    for name, spec in config.backends.items():
-        if spec["type"] == "webhook" and not spec.get("secret"):
-            log.warning(
-                "webhook backend has no secret: deliveries are unsigned", extra=fields(backend=name)
-            )
     retry = config.retry
     policy = RetryPolicy(
         base=float(retry.get("base", 1.0)),

@@ -89,6 +89,11 @@ class WebhookBackend:
         self._clock = clock
         secrets = [secret] if isinstance(secret, str) else list(secret or ())
         self._keys = [secret_key(s) for s in secrets if s]  # the current one first
+        if not self._keys:  # also when every entry is an unset ${VAR:-}
+            log.warning(
+                "webhook backend has no secret: deliveries are unsigned",
+                extra={"fields": {"backend": name}},
+            )
         self._timeout = timeout
         extra = dict(headers or {})
         self._headers = {k: v for k, v in extra.items() if k.lower() not in _OURS}

@@ -117,8 +117,14 @@ async def test_delivery_is_signed_and_verifies_at_the_receiver(receiver: Receive
     assert "۹".encode() in first.body  # UTF-8 as is, not \\u escapes
 
 
-async def test_without_a_secret_no_signature_is_sent(receiver: Receiver) -> None:
-    backend = webhook(await receiver.start())
+@pytest.mark.parametrize("secret", [None, "", ["", ""]], ids=["none", "empty", "unset list"])
+async def test_without_a_secret_no_signature_is_sent_and_a_warning_says_so(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture, secret: Any
+) -> None:
+    backend = webhook(await receiver.start(), **({} if secret is None else {"secret": secret}))
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "webhook backend has no secret: deliveries are unsigned"
+    ]
     try:
         await backend.deliver(EVENT)
     finally:
