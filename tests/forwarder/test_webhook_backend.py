@@ -51,6 +51,15 @@ def test_sign_reproduces_the_standard_webhooks_vector() -> None:
     vector = json.loads((DATA / "standard_webhooks_vector.json").read_text("utf-8"))
     got = sign(vector["secret"], vector["msg_id"], vector["timestamp"], vector["payload"])
     assert got == vector["signature"]
+    # The test receiver's verifier, written from the spec, holds to the same vector.
+    headers = {"webhook-id": vector["msg_id"], "webhook-timestamp": str(vector["timestamp"]),
+               "webhook-signature": "v1a,ignored " + vector["signature"]}  # fmt: skip
+    body = vector["payload"].encode()
+    assert verify(key_of(vector["secret"]), headers, body, now=vector["timestamp"]) is None
+    late = vector["timestamp"] + 301
+    assert verify(key_of(vector["secret"]), headers, body, now=late) == (
+        "webhook-timestamp outside the tolerance"
+    )
 
 
 @pytest.mark.parametrize(
