@@ -237,6 +237,27 @@ class IvrChannel:
                     if text:
                         with contextlib.suppress(PromptError):
                             await self.prompts.spoken(text, language)
+        await self._check_recorded()
+
+    async def _check_recorded(self) -> None:
+        """Convert every recorded prompt now, so an unusable file is an error at start-up,
+        not a synthetic voice found at the first call."""
+        for survey in self.gateway.surveys.values():
+            for question in survey.questions:
+                for language, audio in question.audio.items():
+                    try:
+                        await self.prompts.recorded(Path(survey.source).parent / audio)
+                    except (PromptError, OSError) as exc:
+                        reason = getattr(exc, "strerror", None) or str(exc)
+                        log.error(
+                            "recorded prompt unusable: the text is spoken instead",
+                            extra=fields(
+                                survey=survey.id,
+                                question=question.id,
+                                language=language,
+                                reason=reason,
+                            ),
+                        )
 
     async def _watch_pool(self) -> None:
         """The pool should live as long as the channel: if it dies, say so and end its calls."""

@@ -27,8 +27,9 @@ async def channel(tmp_path: Path) -> AsyncIterator[IvrChannel]:
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed")
     clock = _now
+    surveys = load_surveys(FLOWS)
     store = await Store.open(tmp_path / "seda.db", backends={}, clock=clock)
-    gateway = Gateway(store, load_surveys(FLOWS), secret=b"s", clock=clock, new_id=IdFactory(clock))
+    gateway = Gateway(store, surveys, secret=b"s", clock=clock, new_id=IdFactory(clock))
     spec = {"default_survey": "ko_strict", "prompts": str(tmp_path / "prompts")}
     ivr = IvrChannel(gateway, spec)
     ivr._token = "t"
@@ -66,3 +67,17 @@ async def test_the_last_failed_try_ends_the_call_with_the_closing_prompt(
     assert turn["expect"] is None
     assert [p["kind"] for p in turn["prompts"]] == ["closing"]
     assert channel.calls == {}
+
+
+async def test_an_unusable_recorded_prompt_is_an_error_at_start_up(
+    channel: IvrChannel, caplog: pytest.LogCaptureFixture
+) -> None:
+    # ko_recorded.yaml names a missing file and a file that is not audio.
+    await channel._warm_prompts()
+    found = {
+        (r.fields["question"], r.fields["reason"])  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.getMessage().startswith("recorded prompt unusable")
+    }
+    assert ("missing", "No such file or directory") in found
+    assert {q for q, _ in found} == {"missing", "not_audio"}
