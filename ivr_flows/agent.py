@@ -125,6 +125,8 @@ class SurveyCall(pj.Call):  # type: ignore[misc]
         self.listener: Listener | None = None
         self.player: Any = None
         self.frames: queue.SimpleQueue[Frame] = queue.SimpleQueue()
+        self.dtmf_method: int | None = None  # RFC 4733 or SIP INFO: the first the call used
+        self._dtmf_lock = threading.Lock()  # the two arrive on different threads
 
     def onCallState(self, prm: Any) -> None:
         """SIP thread: report the end; media objects go before pjsua2 frees the call."""
@@ -157,8 +159,17 @@ class SurveyCall(pj.Call):  # type: ignore[misc]
                 self.agent.events.media_ready(self.handle)
 
     def onDtmfDigit(self, prm: Any) -> None:
-        """Media or SIP thread: RFC 4733 and SIP INFO digits."""
-        if self.admitted:
+        """Media or SIP thread: RFC 4733 and SIP INFO digits, from one of them only.
+
+        Some phones and gateways send every key both ways at once: taking both would count
+        each key twice (an NPS "9" then "9" again as the next question's answer)."""
+        if not self.admitted:
+            return
+        method = int(prm.method)
+        with self._dtmf_lock:
+            if self.dtmf_method is None:
+                self.dtmf_method = method
+        if method == self.dtmf_method:
             self.agent.events.dtmf(self.handle, str(prm.digit))
 
     def onCallTransferRequest(self, prm: Any) -> None:

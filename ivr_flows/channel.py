@@ -48,6 +48,7 @@ MAX_BODY = 64 * 1024
 SWEEP_SECONDS = 30.0
 RECORDINGS_SWEEP_SECONDS = 3600.0
 _SIP_STATUS = {404: 404, 409: 603, 422: 404}  # gateway refusals as SIP answers
+BODY = web.RequestKey("body", dict[str, Any])  # a request's JSON body, read by the guard
 
 
 @dataclass
@@ -236,6 +237,27 @@ class IvrChannel:
                     if text:
                         with contextlib.suppress(PromptError):
                             await self.prompts.spoken(text, language)
+        await self._check_recorded()
+
+    async def _check_recorded(self) -> None:
+        """Convert every recorded prompt now, so an unusable file is an error at start-up,
+        not a synthetic voice found at the first call."""
+        for survey in self.gateway.surveys.values():
+            for question in survey.questions:
+                for language, audio in question.audio.items():
+                    try:
+                        await self.prompts.recorded(Path(survey.source).parent / audio)
+                    except (PromptError, OSError) as exc:
+                        reason = getattr(exc, "strerror", None) or str(exc)
+                        log.error(
+                            "recorded prompt unusable: the text is spoken instead",
+                            extra=fields(
+                                survey=survey.id,
+                                question=question.id,
+                                language=language,
+                                reason=reason,
+                            ),
+                        )
 
     async def _watch_pool(self) -> None:
         """The pool should live as long as the channel: if it dies, say so and end its calls."""
@@ -300,7 +322,7 @@ class IvrChannel:
             return _refuse(400, "the body must be JSON")
         if not isinstance(body, dict):
             return _refuse(400, "the body must be a JSON object")
-        request["body"] = body
+        request[BODY] = body
         response: web.StreamResponse = await handler(request)
         return response
 
@@ -309,7 +331,7 @@ class IvrChannel:
         worker = int(request.match_info["worker"]) if request.match_info["worker"].isdigit() else -1
         if not 0 <= worker < self.settings.workers:
             return _refuse(404, "no such worker")
-        body = request["body"]
+        body = request[BODY]
         if worker in self.ready:  # restarted: its calls are gone
             for live in [c for c in self.calls.values() if c.worker == worker]:
                 await self._end(live, "worker_restarted")
@@ -321,7 +343,7 @@ class IvrChannel:
 
     async def call_started(self, request: web.Request) -> web.Response:
         """A call arrived at a worker: start its survey; the first prompts."""
-        body = request["body"]
+        body = request[BODY]
         call = _text(body.get("call"), MAX_CALL_ID)
         if not call:
             return _refuse(400, "a call id is required", 500)
@@ -383,7 +405,7 @@ class IvrChannel:
         live = self.calls.get(request.match_info["call"])
         if live is None:
             return _refuse(404, "no such call", 481)
-        body = request["body"]
+        body = request[BODY]
         mode = body.get("mode")
         seq = body.get("seq")
         if mode not in ("dtmf", "speech", "none") or not isinstance(seq, int):
@@ -429,7 +451,7 @@ class IvrChannel:
         live = self.calls.get(request.match_info["call"])
         if live is None:
             return web.json_response({"status": "ignored", "reason": "no such call"})
-        reason = _text(request["body"].get("reason"), 40) or "hangup"
+        reason = _text(request[BODY].get("reason"), 40) or "hangup"
         await self._end(live, reason)
         return web.json_response({"status": "accepted"})
 
@@ -472,6 +494,10 @@ class IvrChannel:
     async def _turn(self, live: LiveCall, result: Result) -> dict[str, Any]:
         """The prompts of a step as WAV files, and what the open question expects."""
         outbound = list(result.outbound)
+        closing = live.survey.closing.get(live.language)
+        if not outbound and closing and result.outcome != "ignored":
+            # The response ended with nothing to say (on_fail: end): not a BYE without a word.
+            outbound.append(Outbound("closing", closing, live.language))
         question: Question | None = None
         for out in outbound:
             if out.question_id is not None:

@@ -317,8 +317,8 @@ class Conversation:
             kind, value = event
             if kind == "ended":
                 raise Hangup()
-            if kind != "dtmf":
-                continue
+            if kind != "dtmf" or not self._usable(value, digits, expect):
+                continue  # a key that answers nothing neither stops the prompt nor the timer
             if not barged:
                 barged = True
                 queued.clear()
@@ -328,15 +328,19 @@ class Conversation:
             if value == self.settings.repeat_key and not digits:
                 return REPEAT
             if value == self.settings.end_key:
-                if digits:
-                    return Outcome("dtmf", digits)
-                continue
-            if not value.isdigit() or expect.max_digits == 0:
-                continue
+                return Outcome("dtmf", digits)
             digits += value
             if expect.complete(digits):
                 return Outcome("dtmf", digits)
             at.digits_end = loop.time() + self.settings.digit_timeout
+
+    def _usable(self, key: str, digits: str, expect: Expect) -> bool:
+        """Whether a key does something here: repeat, end the digits, or be one."""
+        if not digits and key == self.settings.repeat_key:
+            return True
+        if key == self.settings.end_key:
+            return bool(digits)
+        return key.isdigit() and expect.max_digits > 0
 
     async def _heard(self, heard: Any, gate: SpeechGate, expect: Expect) -> Outcome:
         await self.line.stop_playing()

@@ -53,7 +53,7 @@ class Kannel:
             line.setting("token")
 
     async def parse(self, request: web.Request, url: str) -> Received | Receipt:
-        """Check the token; read a DLR (Seda's id and %d), or %I (id), %p (from) and %a or the
+        """Check the token; read a DLR (Seda's id and %d), or %I (id), %p (from) and %b or the
         POST body (text)."""
         check_token(request, self.line)
         # Kannel URL-encodes the text in the message's own charset (%C): decode it ourselves.

@@ -3,6 +3,7 @@ delivery statuses by polling status.json."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -17,9 +18,9 @@ from sms.base import (
     PollError,
     Receipt,
     Received,
+    call,
     fetch_json,
     national,
-    post_checked,
     tel,
 )
 
@@ -29,6 +30,14 @@ API = "https://api.kavenegar.com"
 # 10 delivered, 11 not delivered, 13 canceled, 14 blocked by the recipient, 100 unknown id.
 STATUSES = {1: "queued", 2: "queued", 4: "sent", 5: "sent", 6: "failed", 10: "delivered",
             11: "undelivered", 13: "failed", 14: "failed"}  # fmt: skip
+# A refused send answers an HTTP error with the code again in return.status (kavenegar-go
+# client.go). Codes the operator or time can cure are retried, so that nothing waiting is lost
+# meanwhile: 401 account disabled, 403 API key not valid, 409 server busy, 412 sender (the
+# line's number) not valid for the account, 416 the calling IP not allowed, 418 credit used up,
+# 429 and 451 too many requests, 501 a demo account (sends to its owner only). Anything else in
+# 4xx is about the message itself (411 recipient, 413 empty or too long, 422 characters, ...):
+# the dead letter. Kavenegar's REST reference, "general result codes" (kavenegar.com/rest.html).
+CURABLE = frozenset({401, 403, 409, 412, 416, 418, 429, 451, 501})
 
 
 class Kavenegar(PolledOnly):
@@ -77,17 +86,28 @@ class Kavenegar(PolledOnly):
             "message": text,
             "localid": key,
         }
-        _, body = await post_checked(http, self.name, url, data=data)
-        try:
+        http_status, body = await call(http, self.name, "POST", url, data=data)
+        answer: Any = None
+        with contextlib.suppress(ValueError):
             answer = json.loads(body)
-            status = answer["return"]["status"]
-        except (ValueError, KeyError, TypeError):
-            raise DeliveryError("kavenegar answered an unreadable body", retryable=True) from None
-        if status != 200:
-            raise DeliveryError(f"kavenegar status {status}", retryable=False)
+        ret = answer.get("return") if isinstance(answer, dict) else None
+        status = ret.get("status") if isinstance(ret, dict) else None
+        if http_status != 200 or status != 200:
+            raise _failure(http_status, status)
         entries = answer.get("entries")
         listed = entries if isinstance(entries, list) else []
         return [str(e["messageid"]) for e in listed if isinstance(e, dict) and "messageid" in e]
+
+
+def _failure(http_status: int, status: object) -> DeliveryError:
+    """A typed error for a refused send (the key, the number and the text never appear)."""
+    # No status: an unreadable body, judged by its HTTP status alone.
+    code = status if isinstance(status, int) and not isinstance(status, bool) else http_status
+    what = f"kavenegar answered HTTP {http_status}, status {status}"
+    if code in CURABLE or code == 200 or code >= 500 or http_status >= 500:
+        hint = "; check the line's api_key, number and credit" if code in CURABLE else ""
+        return DeliveryError(f"{what}{hint}; the send is retried", retryable=True)
+    return DeliveryError(f"{what}: the message was refused", retryable=False)
 
 
 def _entries(data: Any, *keys: str) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from telegram import MaybeInaccessibleMessage, Message, Update
+from telegram import ChatMember, ChatMemberUpdated, MaybeInaccessibleMessage, Message, Update
 from telegram.error import BadRequest, InvalidToken, TelegramError
 
 from gateway import engine
@@ -54,7 +54,9 @@ CHANNEL = "telegram"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 # A deep-link start parameter: up to 64 characters A-Z, a-z, 0-9, _ and - (Bot API, deep links).
 _START = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
-ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
+# my_chat_member: in a private chat, Telegram sends it only when the user blocks the bot (or
+# deletes the chat, which blocks it) and when they unblock it (Bot API, Update).
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
 RETRY_CAP = 60.0
 ANSWERED_MEMORY = 10_000  # button presses remembered as answered (a redelivery is not again)
 
@@ -160,7 +162,27 @@ class TelegramChannel:
             return await self._button(bot, update, inline)
         if update.message is not None:
             return await self._message(bot, update, update.message, inline)
+        if update.my_chat_member is not None:
+            return await self._membership(bot, update.my_chat_member)
         return Handled("ignored", "this kind of update carries no answer")
+
+    async def _membership(self, bot: TelegramBot, change: ChatMemberUpdated) -> Handled:
+        """The respondent blocked the bot: its open response ends now (response.abandoned,
+        reason "blocked", the answers so far kept) instead of waiting for its expiry, and
+        nothing more is sent to a chat that refuses it. An unblock starts nothing."""
+        if change.chat.type != "private":
+            return Handled("ignored", "surveys run in private chats only")
+        if change.new_chat_member.status != ChatMember.BANNED:
+            return Handled("ignored", "the bot may write to this chat")
+        address = f"telegram:{change.chat.id}"
+        row = await self.gateway.store.open_session(CHANNEL, address)
+        if row is None:
+            return Handled("ignored", "blocked, with no open survey")
+        if row.data.get("line") not in (None, bot.name):
+            return Handled("ignored", "blocked, but the open survey runs on another bot")
+        result = await self.gateway.end(CHANNEL, address, "blocked")
+        log.info("telegram bot blocked by a respondent", extra=fields(bot=bot.name))
+        return Handled(result.outcome, result.reason)
 
     async def deliver(self, event: dict[str, Any]) -> None:
         """Send each prompt with sendMessage, with its inline keyboard when it has answers."""

@@ -83,7 +83,7 @@ def _telegram_id(value: object) -> bool:
 def _shape_problem(update: Update) -> str | None:
     """PTB builds objects without checking types: what Seda reads must have its type (a chat
     id as text would answer for chat "777" as if it were 777)."""
-    message, query = update.message, update.callback_query
+    message, query, member = update.message, update.callback_query, update.my_chat_member
     if message is not None:
         if message.chat is None or not _telegram_id(message.chat.id):
             return "message.chat.id"
@@ -100,4 +100,9 @@ def _shape_problem(update: Update) -> str | None:
         held = query.message
         if held is not None and (held.chat is None or not _telegram_id(held.chat.id)):
             return "callback_query.message.chat.id"
+    if member is not None:
+        if member.chat is None or not _telegram_id(member.chat.id):
+            return "my_chat_member.chat.id"
+        if member.new_chat_member is None or not isinstance(member.new_chat_member.status, str):
+            return "my_chat_member.new_chat_member.status"
     return None

@@ -83,6 +83,23 @@ def test_answers_by_sip_info(gateway: Gateway, sipps: list[Sipp]) -> None:
     assert {a["input_mode"] for a in answers.values()} == {"dtmf"}
 
 
+def test_a_key_sent_both_as_rfc_4733_and_sip_info_counts_once(
+    gateway: Gateway, sipps: list[Sipp]
+) -> None:
+    caller = "+98912120"
+    _run(sipps, Sipp("keypad_both.xml", gateway.sip_port, caller))
+    events = gateway.wait_events(caller, 3)
+    answers = _answers(events)
+    assert answers["resolved"]["value"] is True
+    assert answers["nps"]["raw"] == "9"
+    assert answers["nps"]["attempt"] == 1, answers["nps"]  # not after "1" + "9" (19) was refused
+    assert [e["type"] for e in events] == [
+        "answer.recorded",
+        "answer.recorded",
+        "response.completed",
+    ]
+
+
 def test_answers_by_voice(gateway: Gateway, sipps: list[Sipp]) -> None:
     yes = Sipp("voice.xml", gateway.sip_port, "+98912200", voice="ne.ulaw.wav")
     no = Sipp("voice.xml", gateway.worker_base + 1, "+98912201", voice="aniyo.ulaw.wav")

@@ -26,6 +26,7 @@ class Line:
     answered: list[int] = field(default_factory=list)
     played: list[str] = field(default_factory=list)
     hung_up: bool = False
+    stopped: int = 0
     conversation: Conversation | None = None
 
     async def answer(self, code: int, reason: str = "") -> None:
@@ -43,7 +44,7 @@ class Line:
         return True
 
     async def stop_playing(self) -> None:
-        return None
+        self.stopped += 1
 
     def frames(self) -> queue.SimpleQueue[tuple[float, bytes]] | None:
         return None
@@ -51,19 +52,23 @@ class Line:
 
 @dataclass
 class Gateway:
-    """The main process, scripted: one NPS question, then goodbye."""
+    """The main process, scripted: `questions` times the same question, then goodbye."""
 
     outcomes: list[Outcome] = field(default_factory=list)
     ended: list[str] = field(default_factory=list)
     refuse: int = 0
+    expect: Expect = NPS
+    questions: int = 1
 
     async def start(self, call: str, invite: Invite) -> Turn:
         if self.refuse:
             raise Refusal(self.refuse, "no survey")
-        return Turn(PROMPT, NPS)
+        return Turn(PROMPT, self.expect)
 
     async def input(self, call: str, seq: int, outcome: Outcome) -> Turn:
         self.outcomes.append(outcome)
+        if len(self.outcomes) < self.questions:
+            return Turn(PROMPT, self.expect)
         return Turn((Prompt("/nowhere/bye.wav", 0.01, "closing"),))
 
     async def end(self, call: str, reason: str) -> None:
@@ -149,3 +154,31 @@ async def test_a_refused_call_is_answered_with_the_gateways_status() -> None:
     await asyncio.wait_for(conversation.run(), 5)
     assert line.answered == [404]
     assert gateway.ended == []
+
+
+async def test_hash_before_any_digit_keeps_the_prompt_and_the_no_input_timer() -> None:
+    # '#' alone answers nothing: before, it stopped the prompt and dropped the no-input
+    # timer, so the caller sat in silence until max_call cut the call.
+    conversation, line, gateway = _call(no_input=0.3, max_call=3.0)
+    await asyncio.gather(_done(conversation, line), _keys(conversation, "#"))
+    assert gateway.outcomes == [Outcome("none")]
+    assert gateway.ended == []
+    assert line.stopped == 0
+
+
+async def test_a_key_on_a_text_question_does_not_silence_the_call() -> None:
+    conversation, line, gateway = _call(no_input=0.3, max_call=3.0)
+    gateway.expect = Expect("why", "text", "en", 0)
+    await asyncio.gather(_done(conversation, line), _keys(conversation, "5"))
+    assert gateway.outcomes == [Outcome("none")]
+    assert gateway.ended == []
+
+
+async def test_hash_after_a_complete_answer_does_not_cut_the_next_prompt() -> None:
+    # "1", "0", "#": 10 is taken at the "0"; the "#" the caller adds out of habit must not
+    # barge into the next question's prompt.
+    conversation, line, gateway = _call(no_input=0.3, max_call=3.0)
+    gateway.questions = 2
+    await asyncio.gather(_done(conversation, line), _keys(conversation, "10#"))
+    assert gateway.outcomes == [Outcome("dtmf", "10"), Outcome("none")]
+    assert line.stopped == 1  # the first prompt, by the "1"; the second played to its end

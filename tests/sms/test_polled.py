@@ -184,6 +184,8 @@ SEND_FAILURES = [
     ("ghasedak key refused, then 503", "ghasedak", [401, 503], None, 0),
     ("ghasedak bad request", "ghasedak", [], (400, "ghasedak/bad_request.json"), 1),
     ("melipayamak 401, then 500", "melipayamak", [401, 500], None, 0),
+    ("kavenegar key, credit, sender refused, then 502", "kavenegar", [403, 418, 412, 502], None, 0),
+    ("kavenegar invalid recipient", "kavenegar", [], (411, "kavenegar/send_invalid_receptor.json"), 1),
 ]  # fmt: skip
 
 

@@ -311,3 +311,31 @@ async def test_an_invitation_held_by_quiet_hours_is_not_sent_after_stop(
     assert notice["text"].startswith("دیگر نظرسنجی")
     await asyncio.sleep(0.3)
     assert len(bot_api.sent("sendMessage")) == 1
+
+
+async def test_blocking_the_bot_ends_the_open_survey(
+    client: Client, bot_api: FakeBotApi, tmp_path: Path
+) -> None:
+    # A respondent answers the first question, then blocks the bot (or deletes the chat, which
+    # blocks it): Telegram sends my_chat_member with "kicked". The response ends at once, with
+    # the answer kept, rather than at its expiry after a reminder Telegram would refuse.
+    await ok(client, "start_post_call_nps_fa")
+    await ok(client, "text_nps_nine_fa")
+    await bot_api.wait_for("sendMessage", 2)
+    blocked = await ok(client, "my_chat_member_blocked")
+    assert blocked == {"status": "accepted", "reason": "blocked"}, blocked
+    for _ in range(100):
+        events = read_jsonl(tmp_path / "answers.jsonl")
+        ended = [e["data"] for e in events if e["type"] == "response.abandoned"]
+        if ended:
+            break
+        await asyncio.sleep(0.02)
+    assert ended and ended[0]["reason"] == "blocked", events
+    assert [e["data"]["value"] for e in events if e["type"] == "answer.recorded"] == [9]
+    # Nothing is open any more: a second block, an unblock and a group's removal change nothing.
+    for name in ("my_chat_member_blocked_again", "my_chat_member_unblocked",
+                 "my_chat_member_removed_from_group"):  # fmt: skip
+        assert (await ok(client, name))["status"] == "ignored", name
+    await asyncio.sleep(0.2)
+    assert len(bot_api.sent("sendMessage")) == 2
+    assert await client.app[GATEWAY].store.open_session("telegram", ADDRESS) is None

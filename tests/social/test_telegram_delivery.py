@@ -143,7 +143,12 @@ async def test_polling_mode(seda: MakeClient, bot_api: FakeBotApi) -> None:
     polls = await bot_api.wait_for("getUpdates", 2)
     assert bot_api.sent("deleteWebhook")  # getUpdates is refused while a webhook is set
     assert "offset" not in polls[0] and polls[1]["offset"] == "900000002"
-    assert polls[0]["allowed_updates"] == ["message", "edited_message", "callback_query"]
+    assert polls[0]["allowed_updates"] == [
+        "message",
+        "edited_message",
+        "callback_query",
+        "my_chat_member",
+    ]
     resp = await client.post("/telegram/support", data=b"{}")
     assert resp.status == 404  # a polling bot takes no webhooks
 
@@ -155,7 +160,12 @@ async def test_webhook_url_is_registered_with_the_secret(
     (params,) = bot_api.sent("setWebhook")
     assert params["url"] == "https://seda.example.com/telegram/support"
     assert params["secret_token"] == "s3da-webhook_secret"
-    assert params["allowed_updates"] == ["message", "edited_message", "callback_query"]
+    assert params["allowed_updates"] == [
+        "message",
+        "edited_message",
+        "callback_query",
+        "my_chat_member",
+    ]
 
 
 async def test_an_unreachable_bot_api_does_not_stop_seda(channel: Channel) -> None:
