@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 from telegram import ChatMember, ChatMemberUpdated, MaybeInaccessibleMessage, Message, Update
-from telegram.error import BadRequest, InvalidToken, TelegramError
+from telegram.error import BadRequest, Forbidden, InvalidToken, TelegramError
 
 from gateway import engine
 from gateway.backends import DeliveryError
@@ -205,9 +205,20 @@ class TelegramChannel:
                     chat_id, prompt["text"], api_kwargs={"reply_markup": markup} if markup else None
                 )
             except TelegramError as exc:
+                if isinstance(exc, Forbidden):
+                    await self._refused_by_chat(data)
                 raise delivery_error(exc, bot.token) from None
             self._progress.advance(event_id)
         self._progress.finish(event_id)
+
+    async def _refused_by_chat(self, data: Mapping[str, Any]) -> None:
+        """Telegram will not deliver to this chat (403: the respondent blocked the bot, or never
+        started it): the response the message belongs to ends, as a block seen in
+        my_chat_member ends it; the message itself goes to the dead letter."""
+        address = str(data.get("address", ""))
+        row = await self.gateway.store.open_session(CHANNEL, address)
+        if row is not None and row.response_id == data.get("response_id"):
+            await self.gateway.end(CHANNEL, address, "blocked")
 
     async def _message(
         self, bot: TelegramBot, update: Update, message: Message, inline: bool

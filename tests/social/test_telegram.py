@@ -339,3 +339,22 @@ async def test_blocking_the_bot_ends_the_open_survey(
     await asyncio.sleep(0.2)
     assert len(bot_api.sent("sendMessage")) == 2
     assert await client.app[GATEWAY].store.open_session("telegram", ADDRESS) is None
+
+
+async def test_a_chat_that_refuses_the_question_ends_the_survey(
+    client: Client, bot_api: FakeBotApi, tmp_path: Path
+) -> None:
+    # No my_chat_member came (a webhook set by hand without it, or blocked while Seda was down):
+    # the 403 of sendMessage ends the response the same way, and the prompt is a dead letter.
+    bot_api.fail_next("sendMessage", 403, "Forbidden: bot was blocked by the user")
+    await ok(client, "start_post_call_nps_fa")
+    for _ in range(100):
+        events = read_jsonl(tmp_path / "answers.jsonl")
+        ended = [e["data"] for e in events if e["type"] == "response.abandoned"]
+        if ended:
+            break
+        await asyncio.sleep(0.02)
+    assert ended and ended[0]["reason"] == "blocked", events
+    store = client.app[GATEWAY].store
+    assert await store.open_session("telegram", ADDRESS) is None
+    assert (await store.dead_count())["channel.telegram"] == 1
