@@ -24,7 +24,7 @@ from email_in.tokens import Tokens
 from gateway.flows.model import SCALES, Question, Survey
 from gateway.logs import fields
 from gateway.model import Inbound
-from gateway.router import Gateway, dedupe_key
+from gateway.router import Gateway, Result, dedupe_key
 from gateway.store import SessionRow
 
 log = logging.getLogger("seda.email")
@@ -134,6 +134,9 @@ class AnswerLinks:
             return target
         if not target.current:
             return _state_page(target)
+        expires_at = target.row.expires_at
+        if expires_at is not None and expires_at <= self.gateway.clock():
+            return _message(target.language, texts.PAGE_CLOSED)  # the sweep has not closed it yet
         body = (
             f"<h1>{_e(say(texts.PAGE_CONFIRM, target.language))}</h1>"
             f"<p>{_e(target.question.prompt.get(target.language, ''))}</p>"
@@ -153,7 +156,7 @@ class AnswerLinks:
         key = dedupe_key(target.row.address, message_id)
         seen = await self.gateway.store.inbound_result("email", PROVIDER, key)
         if seen is not None:
-            return _message(target.language, texts.PAGE_THANKS)
+            return await self._repeat(target, Result.from_json(seen))
         if not target.current:
             return _state_page(target)
         inbound = Inbound(
@@ -168,11 +171,18 @@ class AnswerLinks:
         )
         result = await self.gateway.receive(inbound)
         log.info("email link answer", extra=fields(outcome=result.outcome))
-        if result.outcome == "accepted":
+        return _outcome_page(target.language, result)
+
+    async def _repeat(self, target: Target, first: Result) -> web.Response:
+        """A question's links share one token: say what its first use did, and thank only
+        for the answer that was recorded, not for another button pressed after it."""
+        if first.outcome != "accepted":
+            return _outcome_page(target.language, first)
+        answers = await self.gateway.store.answers_for(target.row.response_id)
+        asked = target.question.id
+        if any(a.get("question_id") == asked and a.get("raw") == target.code for a in answers):
             return _message(target.language, texts.PAGE_THANKS)
-        if result.outcome == "ignored":
-            return _message(target.language, texts.PAGE_CLOSED)
-        return _message(target.language, texts.PAGE_NOT_UNDERSTOOD, 422)
+        return _message(target.language, texts.PAGE_ANSWERED)
 
     async def _target(self, request: web.Request) -> Target | web.Response:
         token, code = request.match_info["token"], request.match_info["code"]
@@ -213,6 +223,14 @@ def page(language: str, title: str, body: str, status: int = 200) -> web.Respons
         # The token in the URL is the respondent's key: keep it out of caches and referrers.
         headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
     )
+
+
+def _outcome_page(language: str, result: Result) -> web.Response:
+    if result.outcome == "accepted":
+        return _message(language, texts.PAGE_THANKS)
+    if result.outcome == "ignored":
+        return _message(language, texts.PAGE_CLOSED)
+    return _message(language, texts.PAGE_NOT_UNDERSTOOD, 422)
 
 
 def _state_page(target: Target) -> web.Response:

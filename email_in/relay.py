@@ -1,7 +1,8 @@
 """Sending through the configured relay with aiosmtplib, reusing a few open connections.
 
 A refusal (5xx) is final: DeliveryError(retryable=False). A 4xx, a lost connection or a timeout
-can pass: DeliveryError(retryable=True), and the forwarder tries again later.
+can pass: DeliveryError(retryable=True), and the forwarder tries again later. So can a failed
+login, and a 530 (login or STARTTLS required): both are fixed in the configuration.
 """
 
 from __future__ import annotations
@@ -86,6 +87,11 @@ def _delivery_error(exc: Exception) -> DeliveryError:
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
         # A wrong password is fixed in the configuration; the mail should wait for that.
         return DeliveryError(f"relay login failed ({exc.code})", retryable=True)
+    if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code == 530:
+        # RFC 4954/3207: the relay wants a login or STARTTLS first. That is the configuration
+        # (relay.username, relay.starttls), not this message: it waits like a failed login.
+        reason = redact(exc.message)[:200]
+        return DeliveryError(f"relay requires login or STARTTLS (530): {reason}", retryable=True)
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         reason = redact(exc.message)[:200]
         return DeliveryError(f"relay answered {exc.code}: {reason}", retryable=exc.code < 500)

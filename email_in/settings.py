@@ -96,8 +96,11 @@ def parse(spec: Mapping[str, Any]) -> EmailSettings:
     if len(secret.encode("utf-8")) < 16:
         raise ConfigError("channels.email.token_secret: use at least 16 random characters")
     sender = _text(spec, "from")
-    if not _ADDRESS.match(sender.rpartition("<")[2].rstrip(">").strip()):
+    address = sender.rpartition("<")[2].rstrip(">").strip()
+    if not _ADDRESS.match(address):
         raise ConfigError("channels.email.from: not an email address")
+    if not address.isascii():  # it would need SMTPUTF8 everywhere; the name may be in any script
+        raise ConfigError("channels.email.from: the address must be ASCII (the name need not be)")
     cert, key = _path(spec, "tls_cert"), _path(spec, "tls_key")
     if (cert is None) != (key is None):
         raise ConfigError("channels.email: tls_cert and tls_key go together")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -114,6 +114,11 @@ class Unsubscribe:
             answered_inline=True,  # this page is the confirmation: no email after it
         )
         result = await self.gateway.receive(inbound)
+        if not await self._opted_out(target):
+            # The link was used before and the respondent opted in again since (START): its
+            # message id is a repeat that changes nothing, so this opt-out gets an id of its own.
+            again = f"{inbound.message_id}.{inbound.received_at:%Y%m%dT%H%M%S%f}"
+            result = await self.gateway.receive(replace(inbound, message_id=again))
         log.info("email one-click unsubscribe", extra=fields(outcome=result.outcome))
         return _say(target.language, texts.UNSUBSCRIBE_DONE)
 

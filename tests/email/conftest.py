@@ -24,7 +24,7 @@ from gateway.config import load
 from gateway.router import Gateway
 from gateway.server import GATEWAY, create_app
 from tests.answer_schema import assert_valid_answer
-from tests.conftest import write_config
+from tests.conftest import Clock, write_config
 from tests.e2e.harness import free_port
 from tests.email.dns_server import Zone, serve
 
@@ -186,11 +186,12 @@ async def make_seda(
 ) -> AsyncIterator[SedaFactory]:
     """Start the whole app (so the channel's start() runs) with email settings overridden."""
 
-    async def make(**overrides: Any) -> Seda:
+    async def make(clock: Clock | None = None, **overrides: Any) -> Seda:
         port = free_port()
         email = email_spec(port, relay.port, dns.server, **overrides)
         channels = {"api": {"enabled": True}, "email": email}
-        app = await create_app(load(write_config(tmp_path, channels=channels)))
+        config = load(write_config(tmp_path, channels=channels))
+        app = await (create_app(config) if clock is None else create_app(config, clock))
         client = await aiohttp_client(app)
         return Seda(client, app, port, relay, tmp_path, dns)
 

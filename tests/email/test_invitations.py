@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+import ssl
 from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -19,7 +21,7 @@ from email_in.settings import Relay as RelaySettings
 from gateway.backends import DeliveryError
 from gateway.model import Inbound
 from tests.e2e.harness import free_port
-from tests.email.conftest import DOMAIN, TOKENS, Relay, Seda, send
+from tests.email.conftest import DATA, DOMAIN, TOKENS, Relay, Seda, send
 
 ADDRESS = "mailto:sara@example.ir"
 
@@ -181,6 +183,35 @@ async def test_relay_login() -> None:
         assert caught.value.retryable is True  # fixed in the configuration, then it goes out
     finally:
         controller.stop()
+
+
+def _tls() -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(DATA / "tls" / "test-only.crt", DATA / "tls" / "test-only.key")
+    return context
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+@pytest.mark.parametrize("needs", ["starttls", "login"])
+async def test_a_relay_that_wants_starttls_or_a_login_keeps_the_mail(needs: str) -> None:
+    relay = Relay(port=free_port())
+    options: dict[str, Any] = (
+        {"tls_context": _tls(), "require_starttls": True}
+        if needs == "starttls"
+        else {"auth_required": True, "auth_require_tls": False}  # loopback test only
+    )
+    controller = Controller(relay, hostname="127.0.0.1", port=relay.port, **options)
+    controller.start()
+    try:  # configured without starttls and without a login: the relay answers 530
+        client = RelayClient(RelaySettings("127.0.0.1", relay.port, starttls=False), "seda.test")
+        with pytest.raises(DeliveryError) as caught:
+            await client.send(_message(), "s@example.com", "r@example.org")
+        assert caught.value.retryable is True  # fixed in the configuration, then it goes out
+        assert "530" in str(caught.value) and "r@example.org" not in str(caught.value)
+        await client.close()
+    finally:
+        controller.stop()
+    assert relay.sent == []
 
 
 def test_a_line_break_in_a_header_value_is_refused() -> None:

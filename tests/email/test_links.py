@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from tests.answer_schema import assert_valid_answer
-from tests.email.conftest import LINK_BASE, TOKENS, Seda, plain_reply, reply_to, send
+from tests.conftest import Clock
+from tests.email.conftest import (
+    LINK_BASE,
+    TOKENS,
+    Seda,
+    SedaFactory,
+    plain_reply,
+    reply_to,
+    send,
+)
 
 
 async def links_of(seda: Seda, index: int) -> dict[str, str]:
@@ -49,6 +59,8 @@ async def test_a_double_click_is_one_answer(seda: Seda) -> None:
     second = await seda.client.post(links["10"])
     other = await seda.client.post(links["3"])  # the same question, another button
     assert first.status == second.status == other.status == 200
+    assert "has been recorded" in await second.text()
+    assert "already been answered" in await other.text()  # 3 was not recorded: not a thank-you
     assert [a["value"] for a in await seda.answers(rid)] == [10]
 
 
@@ -108,4 +120,19 @@ async def test_a_link_of_a_closed_survey(seda: Seda) -> None:
     assert (await send(seda, plain_reply(rid, "STOP", "s@x"), [reply_to(rid)])).data == 250
     resp = await seda.client.post(links["9"])
     assert resp.status == 200 and "closed" in await resp.text()
+    assert await seda.answers(rid) == []
+
+
+async def test_a_link_of_an_expired_survey_says_closed_every_time(make_seda: SedaFactory) -> None:
+    clock = Clock(datetime(2026, 3, 1, 9, 0, tzinfo=UTC))
+    seda = await make_seda(clock=clock)
+    rid = await seda.invite("mailto:nima@example.ir", "ticket_csat", "en")  # expiry: 7 days
+    links = await links_of(seda, 0)
+    clock.now += timedelta(days=8)  # expired, and the sweep has not closed it yet
+    page = await seda.client.get(links["4"])
+    assert page.status == 200 and "closed" in await page.text()
+    assert "<form" not in await page.text()
+    for _ in range(2):  # the second POST is told what the first one did: nothing recorded
+        resp = await seda.client.post(links["4"])
+        assert resp.status == 200 and "closed" in await resp.text()
     assert await seda.answers(rid) == []

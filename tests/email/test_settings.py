@@ -43,6 +43,7 @@ def test_starttls_context() -> None:
         ({"token_secret": "short"}, "at least 16"),
         ({"reply_domain": "not a domain"}, "reply_domain"),
         ({"from": "nobody"}, "from: not an email address"),
+        ({"from": "سدا <نظرسنجی@example.com>"}, "from: the address must be ASCII"),
         ({"relay": None}, "relay.host"),
         ({"relay": {"host": "h", "username": "u"}}, "username and password go together"),
         ({"port": 70000}, "port: a whole number"),

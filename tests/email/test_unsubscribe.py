@@ -121,3 +121,15 @@ async def test_an_old_invitation_still_unsubscribes(seda: Seda) -> None:
     assert (await seda.client.post(path, data=ONE_CLICK, headers=FORM)).status == 200
     assert await seda.status(new) == "abandoned"  # the respondent's open survey ends
     assert await reinvite_status(seda) == 409
+
+
+async def test_the_link_opts_out_again_after_a_start(seda: Seda) -> None:
+    rid = await seda.invite(ADDRESS)
+    path = await unsubscribe_path(seda)
+    assert (await seda.client.post(path, data=ONE_CLICK, headers=FORM)).status == 200
+    start = await send(seda, plain_reply(rid, "START", "start@x"), [reply_to(rid)])
+    assert start.data == 250 and await reinvite_status(seda) == 201  # opted in again
+    again = await seda.client.post(path, data=ONE_CLICK, headers=FORM)  # the same old link
+    assert again.status == 200 and "unsubscribed" in await again.text()
+    assert await reinvite_status(seda) == 409  # what the page says is true
+    assert len(await opted_out_events(seda)) == 2
