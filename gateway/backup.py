@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.durable import fsync_path
+
 # The copy holds personal data (addresses, answers): only its owner may read it.
 MODE = 0o600
 
@@ -50,9 +52,9 @@ def backup(database: Path, destination: Path) -> Backup:
     try:
         os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, MODE))
         counts = _copy(database, partial)
-        _fsync(partial)
+        fsync_path(partial)
         os.link(partial, destination)  # fails rather than replace a file made meanwhile
-        _fsync(destination.parent)
+        fsync_path(destination.parent)
     except FileExistsError:
         raise BackupError(f"{destination} appeared while copying: left as it was") from None
     except (OSError, sqlite3.Error) as exc:
@@ -84,11 +86,3 @@ def _copy(database: Path, partial: Path) -> tuple[int, int, int, int]:
     finally:
         target.close()
         source.close()
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -12,6 +12,7 @@ from typing import Any
 
 from gateway import jsoncodec
 from gateway.backends import DeliveryError
+from gateway.durable import fsync_path
 from gateway.ids import Clock
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ class JsonlBackend:
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             if created:
-                _fsync_folder(self.path.parent)  # or a crash may lose the new file, lines and all
+                fsync_path(self.path.parent)  # or a crash may lose the new file, lines and all
             torn = _trim_torn_tail(fd)
         except OSError:
             os.close(fd)
@@ -127,14 +128,6 @@ def _same_file(fd: int, path: Path) -> bool:
         return False
     held = os.fstat(fd)
     return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
-
-
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _trim_torn_tail(fd: int) -> int:

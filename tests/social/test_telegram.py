@@ -313,6 +313,18 @@ async def test_an_invitation_held_by_quiet_hours_is_not_sent_after_stop(
     assert len(bot_api.sent("sendMessage")) == 1
 
 
+async def ended_as_blocked(tmp_path: Path) -> list[dict[str, Any]]:
+    """The backend's events once the response.abandoned of a blocked bot is among them."""
+    for _ in range(100):
+        events = read_jsonl(tmp_path / "answers.jsonl")
+        ended = [e["data"] for e in events if e["type"] == "response.abandoned"]
+        if ended:
+            assert ended[0]["reason"] == "blocked", ended
+            return events
+        await asyncio.sleep(0.02)
+    raise AssertionError("no response.abandoned arrived")
+
+
 async def test_blocking_the_bot_ends_the_open_survey(
     client: Client, bot_api: FakeBotApi, tmp_path: Path
 ) -> None:
@@ -324,13 +336,7 @@ async def test_blocking_the_bot_ends_the_open_survey(
     await bot_api.wait_for("sendMessage", 2)
     blocked = await ok(client, "my_chat_member_blocked")
     assert blocked == {"status": "accepted", "reason": "blocked"}, blocked
-    for _ in range(100):
-        events = read_jsonl(tmp_path / "answers.jsonl")
-        ended = [e["data"] for e in events if e["type"] == "response.abandoned"]
-        if ended:
-            break
-        await asyncio.sleep(0.02)
-    assert ended and ended[0]["reason"] == "blocked", events
+    events = await ended_as_blocked(tmp_path)
     assert [e["data"]["value"] for e in events if e["type"] == "answer.recorded"] == [9]
     # Nothing is open any more: a second block, an unblock and a group's removal change nothing.
     for name in ("my_chat_member_blocked_again", "my_chat_member_unblocked",
@@ -348,13 +354,7 @@ async def test_a_chat_that_refuses_the_question_ends_the_survey(
     # the 403 of sendMessage ends the response the same way, and the prompt is a dead letter.
     bot_api.fail_next("sendMessage", 403, "Forbidden: bot was blocked by the user")
     await ok(client, "start_post_call_nps_fa")
-    for _ in range(100):
-        events = read_jsonl(tmp_path / "answers.jsonl")
-        ended = [e["data"] for e in events if e["type"] == "response.abandoned"]
-        if ended:
-            break
-        await asyncio.sleep(0.02)
-    assert ended and ended[0]["reason"] == "blocked", events
+    await ended_as_blocked(tmp_path)
     store = client.app[GATEWAY].store
     assert await store.open_session("telegram", ADDRESS) is None
     assert (await store.dead_count())["channel.telegram"] == 1

@@ -8,7 +8,6 @@ reach the backend as they were, the open surveys go on where they stopped, and t
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import sqlite3
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from gateway.store_schema import SCHEMA_VERSION
 from tests.answer_schema import assert_valid_answer
 from tests.conftest import Clock, write_config
 from tests.e2e.harness import SECRET, Receiver
+from tests.forwarder.receiver import until
 
 OLD = Path(__file__).resolve().parent.parent / "data/store/seda-v1.db"
 PERSIAN = ("tel:+989121111111", "01a25162-020a-7000-9de6-3a4d518bcdc8")  # at "resolved"
@@ -30,11 +30,9 @@ OPTED_OUT = "tel:+15550000004"
 
 
 async def delivered(receiver: Receiver, count: int) -> list[dict[str, Any]]:
-    for _ in range(250):
-        if len(receiver.deliveries) >= count:
-            return receiver.deliveries
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{len(receiver.deliveries)} of {count} events arrived")
+    """The receiver's deliveries once there are `count` of them."""
+    await until(lambda: len(receiver.deliveries) >= count)
+    return receiver.deliveries
 
 
 async def test_a_version_1_database_upgrades_and_carries_on(
