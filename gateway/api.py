@@ -20,6 +20,8 @@ _DIGITS = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩", "01234567890
 MAX_TEXT = 4096
 JSON = "application/json"
 MAX_CONTEXT = 50
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="seda"'}
+_FORWARDED = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 
 
 class ApiChannel:
@@ -152,16 +154,26 @@ def _json(payload: Any, status: int = 200) -> web.Response:
 
 
 def check_token(request: web.Request, token: str) -> None:
-    """Require the configured bearer token (or, with none configured, a loopback client)."""
+    """Require the configured bearer token (or, with none configured, a loopback client that
+    is no reverse proxy)."""
+    headers = request.headers
     if token:
-        if not same_secret(request.headers.get("Authorization"), f"Bearer {token}"):
-            raise _error(401, "missing or wrong bearer token")
+        # RFC 7235 2.1: the scheme is case-insensitive, and one or more spaces follow it.
+        scheme, _, given = (headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not same_secret(given.lstrip(" "), token):
+            raise _error(401, "missing or wrong bearer token", _CHALLENGE)
         return
-    if request.remote not in ("127.0.0.1", "::1"):
-        raise _error(403, "no api.token is configured, so the API answers loopback clients only")
+    # A proxy on this machine connects from loopback for clients anywhere: what it forwarded
+    # is no loopback client.
+    if request.remote not in ("127.0.0.1", "::1") or any(h in headers for h in _FORWARDED):
+        raise _error(
+            403,
+            "no api.token is configured, so the API answers loopback clients only, and not"
+            " through a proxy",
+        )
 
 
-def _error(status: int, reason: str) -> web.HTTPException:
+def _error(status: int, reason: str, headers: Mapping[str, str] | None = None) -> web.HTTPException:
     body = jsoncodec.dumps({"error": reason})
     cls = {
         400: web.HTTPBadRequest,
@@ -171,7 +183,7 @@ def _error(status: int, reason: str) -> web.HTTPException:
         409: web.HTTPConflict,
         422: web.HTTPUnprocessableEntity,
     }[status]
-    error: web.HTTPException = cls(text=body, content_type="application/json")
+    error: web.HTTPException = cls(text=body, content_type="application/json", headers=headers)
     return error
 
 

@@ -205,6 +205,48 @@ async def test_token_is_required_when_configured(tmp_path: Path, aiohttp_client:
     assert ok.status == 201
 
 
+AUTHORIZATIONS = [
+    ("none", {}, 401),
+    ("the token", {"Authorization": "Bearer s3cret"}, 201),
+    ("a lower-case scheme", {"Authorization": "bearer s3cret"}, 201),
+    ("two spaces after the scheme", {"Authorization": "Bearer  s3cret"}, 201),
+    ("a wrong token", {"Authorization": "Bearer s3cre"}, 401),
+    ("the token as Basic", {"Authorization": "Basic s3cret"}, 401),
+    ("the scheme alone", {"Authorization": "Bearer"}, 401),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("label", "headers", "status"), AUTHORIZATIONS, ids=[c[0] for c in AUTHORIZATIONS]
+)
+async def test_the_bearer_token_is_read_as_rfc_7235_has_it(
+    tmp_path: Path, aiohttp_client: Any, label: str, headers: dict[str, str], status: int
+) -> None:
+    app = await create_app(load(write_config(tmp_path, api={"token": "s3cret"})))
+    client = await aiohttp_client(app)
+    body = {"survey": "post_call_nps", "respondent": PHONE}
+    resp = await client.post("/api/v1/invitations", json=body, headers=headers)
+    assert resp.status == status, await resp.text()
+    if status == 401:  # RFC 7235 3.1: a 401 carries its challenge
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+        assert "bearer token" in (await resp.json())["error"]
+
+
+@pytest.mark.parametrize("header", ["X-Forwarded-For", "Forwarded", "X-Real-IP"])
+async def test_without_a_token_a_proxy_on_loopback_opens_nothing(
+    client: TestClient,  # type: ignore[type-arg]
+    tmp_path: Path,
+    header: str,
+) -> None:
+    """nginx on the same machine connects from 127.0.0.1 for clients anywhere."""
+    body = {"survey": "post_call_nps", "respondent": PHONE}
+    resp = await client.post("/api/v1/invitations", json=body, headers={header: "203.0.113.9"})
+    assert resp.status == 403
+    assert "api.token" in (await resp.json())["error"]
+    await asyncio.sleep(0.1)
+    assert read_jsonl(tmp_path / "answers.jsonl") == []
+
+
 async def test_a_reused_message_id_never_returns_another_respondents_result(
     client: TestClient,  # type: ignore[type-arg]
 ) -> None:
