@@ -165,6 +165,44 @@ async def test_aiohttp_refusals_on_the_api_are_json_too(client: TestClient) -> N
     assert resp.status == 404 and resp.content_type == "text/plain"  # elsewhere: aiohttp's own
 
 
+INVITATION_REPEATS = [
+    ("the same body", {}, 200),
+    ("the context's keys in another order", {"context": {"queue": "billing", "agent": "a7"}}, 200),
+    ("another survey", {"survey": "ticket_csat"}, 409),
+    ("another language", {"language": "en"}, 409),
+    ("another context", {"context": {"agent": "a8", "queue": "billing"}}, 409),
+    ("no context", {"context": None}, 409),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("label", "change", "status"), INVITATION_REPEATS, ids=[c[0] for c in INVITATION_REPEATS]
+)
+async def test_a_repeated_invitation_id_replays_or_conflicts(
+    client: TestClient,  # type: ignore[type-arg]
+    label: str,
+    change: dict[str, Any],
+    status: int,
+) -> None:
+    first = await invite(client, invitation_id="crm-42")
+    body = {
+        "survey": "post_call_nps",
+        "respondent": PHONE,
+        "language": "fa",
+        "context": {"agent": "a7", "queue": "billing"},
+        "invitation_id": "crm-42",
+        **change,
+    }
+    resp = await client.post("/api/v1/invitations", json=body)
+    assert resp.status == status, await resp.text()
+    if status == 200:
+        assert (await resp.json())["response_id"] == first["response_id"]
+    else:
+        assert "invitation_id" in (await resp.json())["error"]
+    state = await (await client.get(f"/api/v1/responses/{first['response_id']}")).json()
+    assert state["status"] == "open"  # neither replaced nor changed
+
+
 async def test_reply_without_survey_is_ignored(client: TestClient) -> None:  # type: ignore[type-arg]
     result = await say(client, "9")
     assert result["status"] == "ignored"
