@@ -15,8 +15,10 @@ from gateway.secret import same_secret
 
 # \Z, not $: $ also matches before a final newline. No spaces nor control characters.
 _ADDRESS = re.compile(r"^[a-z][a-z0-9+.-]{1,20}:[^\s\x00-\x1f\x7f]{1,200}\Z")
+_TEL_NUMBER = re.compile(r"^\+?[0-9]{3,20}\Z")
 _ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}\Z")
-_DIGITS = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩", "01234567890123456789")
+# A tel: number's Persian and Arabic-Indic digits as ASCII, less its visual separators.
+_TEL = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩", "01234567890123456789", " -.()")
 MAX_TEXT = 4096
 JSON = "application/json"
 MAX_CONTEXT = 50
@@ -215,16 +217,16 @@ def _address(body: Mapping[str, Any]) -> str:
     value = body.get("respondent")
     if isinstance(value, dict):
         value = value.get("address")
+    if isinstance(value, str) and value.startswith("tel:"):
+        number = value[4:].translate(_TEL)
+        if not _TEL_NUMBER.match(number):
+            raise _error(422, "a tel: address holds 3 to 20 digits, optionally after +")
+        return f"tel:{number}"
     if not isinstance(value, str) or not _ADDRESS.match(value):
         raise _error(
             422, "respondent must be an address such as tel:+989121234567 or mailto:a@b.example"
         )
-    scheme, _, rest = value.partition(":")
-    if scheme == "tel":
-        rest = rest.translate(_DIGITS).replace(" ", "").replace("-", "")
-        if not re.fullmatch(r"\+?[0-9]{3,20}", rest):
-            raise _error(422, "a tel: address holds 3 to 20 digits, optionally after +")
-    return f"{scheme}:{rest}"
+    return value
 
 
 def _message_id(body: Mapping[str, Any], key: str) -> str | None:

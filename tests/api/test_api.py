@@ -123,6 +123,8 @@ BAD_REQUESTS = [
     ("an invitation id ending in a newline", "/api/v1/invitations", b'{"survey": "post_call_nps", "respondent": "tel:+98912", "invitation_id": "a\\n"}', 422, "invitation_id"),
     ("an address ending in a newline", "/api/v1/invitations", b'{"survey": "post_call_nps", "respondent": "mailto:a@b.example\\n"}', 422, "respondent"),
     ("an address with a NUL", "/api/v1/respondents/erase", b'{"respondent": "mailto:\\u0000"}', 422, "respondent"),
+    ("a tel: address with letters", "/api/v1/messages", b'{"respondent": "tel:+98 912 CALL", "text": "9"}', 422, "tel:"),
+    ("a tel: address with a tab", "/api/v1/messages", b'{"respondent": "tel:+98\\t912", "text": "9"}', 422, "tel:"),
     ("confidence true", "/api/v1/messages", b'{"respondent": "tel:+98912", "text": "9", "confidence": true}', 422, "confidence"),
 ]  # fmt: skip
 
@@ -201,6 +203,28 @@ async def test_a_repeated_invitation_id_replays_or_conflicts(
         assert "invitation_id" in (await resp.json())["error"]
     state = await (await client.get(f"/api/v1/responses/{first['response_id']}")).json()
     assert state["status"] == "open"  # neither replaced nor changed
+
+
+TEL_ADDRESSES = [
+    ("spaces", "tel:+98 912 123 4567"),
+    ("dashes", "tel:+98-912-123-4567"),
+    ("parentheses and dots", "tel:+98 (912) 123.4567"),
+    ("Persian digits", "tel:+۹۸۹۱۲۱۲۳۴۵۶۷"),
+    ("Arabic-Indic digits with spaces", "tel:+٩٨ ٩١٢ ١٢٣ ٤٥٦٧"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("label", "address"), TEL_ADDRESSES, ids=[c[0] for c in TEL_ADDRESSES])
+async def test_a_tel_address_as_people_write_it_is_one_respondent(
+    client: TestClient,  # type: ignore[type-arg]
+    label: str,
+    address: str,
+) -> None:
+    await invite(client, respondent=address)
+    reply = await say(client, "9")  # sent as tel:+989121234567
+    assert reply["status"] == "accepted" and reply["answers"] == 1
+    state = await (await client.get(f"/api/v1/responses/{reply['response_id']}")).json()
+    assert state["answers"][0]["respondent"]["addresses"] == [PHONE]
 
 
 async def test_reply_without_survey_is_ignored(client: TestClient) -> None:  # type: ignore[type-arg]
