@@ -183,6 +183,7 @@ def _error(status: int, reason: str, headers: Mapping[str, str] | None = None) -
         403: web.HTTPForbidden,
         404: web.HTTPNotFound,
         409: web.HTTPConflict,
+        415: web.HTTPUnsupportedMediaType,
         422: web.HTTPUnprocessableEntity,
     }[status]
     error: web.HTTPException = cls(text=body, content_type="application/json", headers=headers)
@@ -191,7 +192,7 @@ def _error(status: int, reason: str, headers: Mapping[str, str] | None = None) -
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
-        raise _error(400, "send the body as application/json")
+        raise _error(415, "send the body as application/json")
     raw = await request.read()
     try:
         body = jsoncodec.loads(raw)

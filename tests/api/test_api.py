@@ -148,6 +148,21 @@ async def test_bad_requests_are_refused_and_change_nothing(
     assert read_jsonl(tmp_path / "answers.jsonl") == []
 
 
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "text/plain", "application/xml", None]
+)
+async def test_a_body_not_sent_as_json_gets_415(
+    client: TestClient,  # type: ignore[type-arg]
+    content_type: str | None,
+) -> None:
+    """curl -d without -H sends a form: the JSON is right, the media type is not."""
+    body = b'{"survey": "post_call_nps", "respondent": "tel:+98912"}'
+    headers = {"Content-Type": content_type} if content_type else {}
+    resp = await client.post("/api/v1/invitations", data=body, headers=headers)
+    assert resp.status == 415
+    assert "application/json" in (await resp.json())["error"]
+
+
 async def test_oversized_body_gets_413(client: TestClient) -> None:  # type: ignore[type-arg]
     body = b'{"respondent": "tel:+98912", "text": "' + b"9" * 300_000 + b'"}'
     resp = await client.post(
