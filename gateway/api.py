@@ -16,6 +16,8 @@ from gateway.secret import same_secret
 # \Z, not $: $ also matches before a final newline. No spaces nor control characters.
 _ADDRESS = re.compile(r"^[a-z][a-z0-9+.-]{1,20}:[^\s\x00-\x1f\x7f]{1,200}\Z")
 _TEL_NUMBER = re.compile(r"^\+?[0-9]{3,20}\Z")
+# Tab and line breaks are text; NUL and the other C0 controls break CEM databases and CSVs.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}\Z")
 # A tel: number's Persian and Arabic-Indic digits as ASCII, less its visual separators.
 _TEL = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩", "01234567890123456789", " -.()")
@@ -252,7 +254,10 @@ def _context(value: Any) -> dict[str, str]:
             raise _error(422, f"context key {key!r} must be an identifier")
         if isinstance(item, bool) or not isinstance(item, str | int | float):
             raise _error(422, f"context.{key} must be a string or a number")
-        if len(str(item)) > 500:
+        text = str(item)
+        if len(text) > 500:
             raise _error(422, f"context.{key} is longer than 500 characters")
-        out[key] = str(item)
+        if _CONTROL.search(text):
+            raise _error(422, f"context.{key} holds a control character")
+        out[key] = text
     return out

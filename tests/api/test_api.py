@@ -119,6 +119,8 @@ BAD_REQUESTS = [
     ("unknown survey", "/api/v1/invitations", b'{"survey": "nope", "respondent": "tel:+98912"}', 422, "unknown survey"),
     ("unknown language", "/api/v1/invitations", b'{"survey": "post_call_nps", "respondent": "tel:+98912", "language": "de"}', 422, "no language"),
     ("nested context", "/api/v1/invitations", b'{"survey": "post_call_nps", "respondent": "tel:+98912", "context": {"a": {"b": 1}}}', 422, "context.a"),
+    ("a NUL in a context value", "/api/v1/invitations", b'{"survey": "post_call_nps", "respondent": "tel:+98912", "context": {"ticket": "T\\u00001"}}', 422, "context.ticket"),
+    ("an escape in a context value", "/api/v1/invitations", b'{"survey": "post_call_nps", "respondent": "tel:+98912", "context": {"agent": "\\u001b[31ma7"}}', 422, "context.agent"),
     ("a message id ending in a newline", "/api/v1/messages", b'{"respondent": "tel:+98912", "text": "9", "message_id": "m\\n"}', 422, "message_id"),
     ("an invitation id ending in a newline", "/api/v1/invitations", b'{"survey": "post_call_nps", "respondent": "tel:+98912", "invitation_id": "a\\n"}', 422, "invitation_id"),
     ("an address ending in a newline", "/api/v1/invitations", b'{"survey": "post_call_nps", "respondent": "mailto:a@b.example\\n"}', 422, "respondent"),
