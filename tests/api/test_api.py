@@ -273,6 +273,16 @@ async def test_metrics_and_health(client: TestClient) -> None:  # type: ignore[t
     assert "seda_request_seconds_bucket" in text
 
 
+async def test_health_says_when_the_store_does_not_answer(client: TestClient) -> None:  # type: ignore[type-arg]
+    health = await client.get("/healthz")
+    assert health.status == 200
+    assert await health.json() == {"status": "ok", "store": "ok", "backends_disabled": []}
+    await client.app[GATEWAY].store.close()  # as after a fatal store error: nothing is stored
+    health = await client.get("/healthz")
+    assert health.status == 503
+    assert (await health.json())["status"] == "unavailable"
+
+
 async def test_token_is_required_when_configured(tmp_path: Path, aiohttp_client: Any) -> None:
     app = await create_app(load(write_config(tmp_path, api={"token": "s3cret"})))
     client = await aiohttp_client(app)
