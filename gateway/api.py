@@ -15,11 +15,17 @@ from gateway.secret import same_secret
 
 # \Z, not $: $ also matches before a final newline. No spaces nor control characters.
 _ADDRESS = re.compile(r"^[a-z][a-z0-9+.-]{1,20}:[^\s\x00-\x1f\x7f]{1,200}\Z")
+_TEL_NUMBER = re.compile(r"^\+?[0-9]{3,20}\Z")
+# Tab and line breaks are text; NUL and the other C0 controls break CEM databases and CSVs.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}\Z")
-_DIGITS = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩", "01234567890123456789")
+# A tel: number's Persian and Arabic-Indic digits as ASCII, less its visual separators.
+_TEL = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩", "01234567890123456789", " -.()")
 MAX_TEXT = 4096
 JSON = "application/json"
 MAX_CONTEXT = 50
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="seda"'}
+_FORWARDED = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 
 
 class ApiChannel:
@@ -152,16 +158,26 @@ def _json(payload: Any, status: int = 200) -> web.Response:
 
 
 def check_token(request: web.Request, token: str) -> None:
-    """Require the configured bearer token (or, with none configured, a loopback client)."""
+    """Require the configured bearer token (or, with none configured, a loopback client that
+    is no reverse proxy)."""
+    headers = request.headers
     if token:
-        if not same_secret(request.headers.get("Authorization"), f"Bearer {token}"):
-            raise _error(401, "missing or wrong bearer token")
+        # RFC 7235 2.1: the scheme is case-insensitive, and one or more spaces follow it.
+        scheme, _, given = (headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not same_secret(given.lstrip(" "), token):
+            raise _error(401, "missing or wrong bearer token", _CHALLENGE)
         return
-    if request.remote not in ("127.0.0.1", "::1"):
-        raise _error(403, "no api.token is configured, so the API answers loopback clients only")
+    # A proxy on this machine connects from loopback for clients anywhere: what it forwarded
+    # is no loopback client.
+    if request.remote not in ("127.0.0.1", "::1") or any(h in headers for h in _FORWARDED):
+        raise _error(
+            403,
+            "no api.token is configured, so the API answers loopback clients only, and not"
+            " through a proxy",
+        )
 
 
-def _error(status: int, reason: str) -> web.HTTPException:
+def _error(status: int, reason: str, headers: Mapping[str, str] | None = None) -> web.HTTPException:
     body = jsoncodec.dumps({"error": reason})
     cls = {
         400: web.HTTPBadRequest,
@@ -169,15 +185,16 @@ def _error(status: int, reason: str) -> web.HTTPException:
         403: web.HTTPForbidden,
         404: web.HTTPNotFound,
         409: web.HTTPConflict,
+        415: web.HTTPUnsupportedMediaType,
         422: web.HTTPUnprocessableEntity,
     }[status]
-    error: web.HTTPException = cls(text=body, content_type="application/json")
+    error: web.HTTPException = cls(text=body, content_type="application/json", headers=headers)
     return error
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
-        raise _error(400, "send the body as application/json")
+        raise _error(415, "send the body as application/json")
     raw = await request.read()
     try:
         body = jsoncodec.loads(raw)
@@ -203,16 +220,16 @@ def _address(body: Mapping[str, Any]) -> str:
     value = body.get("respondent")
     if isinstance(value, dict):
         value = value.get("address")
+    if isinstance(value, str) and value.startswith("tel:"):
+        number = value[4:].translate(_TEL)
+        if not _TEL_NUMBER.match(number):
+            raise _error(422, "a tel: address holds 3 to 20 digits, optionally after +")
+        return f"tel:{number}"
     if not isinstance(value, str) or not _ADDRESS.match(value):
         raise _error(
             422, "respondent must be an address such as tel:+989121234567 or mailto:a@b.example"
         )
-    scheme, _, rest = value.partition(":")
-    if scheme == "tel":
-        rest = rest.translate(_DIGITS).replace(" ", "").replace("-", "")
-        if not re.fullmatch(r"\+?[0-9]{3,20}", rest):
-            raise _error(422, "a tel: address holds 3 to 20 digits, optionally after +")
-    return f"{scheme}:{rest}"
+    return value
 
 
 def _message_id(body: Mapping[str, Any], key: str) -> str | None:
@@ -237,7 +254,10 @@ def _context(value: Any) -> dict[str, str]:
             raise _error(422, f"context key {key!r} must be an identifier")
         if isinstance(item, bool) or not isinstance(item, str | int | float):
             raise _error(422, f"context.{key} must be a string or a number")
-        if len(str(item)) > 500:
+        text = str(item)
+        if len(text) > 500:
             raise _error(422, f"context.{key} is longer than 500 characters")
-        out[key] = str(item)
+        if _CONTROL.search(text):
+            raise _error(422, f"context.{key} holds a control character")
+        out[key] = text
     return out

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from gateway import engine, replies
+from gateway import engine, jsoncodec, replies
 from gateway.flows.model import Survey
 from gateway.ids import Clock, IdFactory
 from gateway.logs import fields
@@ -162,12 +162,19 @@ class Gateway:
         respondent = self.respondent(inbound.address)
         async with self._lock(inbound.channel, inbound.address):
             invitation_key = None
+            request = _invitation_digest(inbound)
             if invitation_id is not None:
                 invitation_key = dedupe_key(inbound.address, invitation_id)
                 seen = await self.store.inbound_result(
                     inbound.channel, "invitation", invitation_key
                 )
                 if seen is not None:
+                    if seen.get("request", request) != request:  # older rows have none
+                        raise Rejected(
+                            f"invitation_id {invitation_id!r} was used for another invitation"
+                            " of this respondent (survey, language, context or line differ)",
+                            409,
+                        )
                     return Result.from_json(seen)
             if await self.store.is_suppressed(respondent.id):
                 raise Rejected("the respondent has opted out of surveys", 409)
@@ -197,7 +204,8 @@ class Gateway:
             )
             inbound_key = None
             if invitation_key is not None:
-                inbound_key = (inbound.channel, "invitation", invitation_key, result.to_json())
+                stored = {**result.to_json(), "request": request}
+                inbound_key = (inbound.channel, "invitation", invitation_key, stored)
             to = (inbound.channel, inbound.address)
             not_before = send_at if send_at > now else None
             write = self._write(started, inbound_key, to, not_before=not_before)
@@ -569,6 +577,13 @@ def dedupe_key(address: str, message_id: str) -> str:
     stored result of another's message by reusing its id.
     """
     return f"{address} {message_id}"
+
+
+def _invitation_digest(inbound: Inbound) -> str:
+    """What makes two invitations under one invitation_id the same request."""
+    context = sorted((inbound.context or {}).items())
+    what = [inbound.survey_id, inbound.language, context, inbound.line]
+    return hashlib.sha256(jsoncodec.dumpb(what)).hexdigest()[:32]
 
 
 def _respondent_key(data: Mapping[str, Any]) -> str:

@@ -38,6 +38,7 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 FORWARDER: web.AppKey[Forwarder] = web.AppKey("forwarder", Forwarder)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SWEEP_SECONDS = 30.0
+HEALTH_TIMEOUT = 2.0  # seconds a /healthz read of the store may take
 PRUNE_SECONDS = 600.0  # how often what is past its retention is deleted (store_retention.py)
 PRUNE_BATCH = 1000  # rows per delete transaction (a short hold on the write lock)
 
@@ -382,7 +383,15 @@ def _live_counters(gateway: Gateway, forwarder: Forwarder) -> Iterable[Metric]:
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    """200 while the store answers a read (with the backends a 410 disabled); else 503, so a
+    load balancer stops sending requests that could not be stored."""
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT):
+            disabled = await request.app[GATEWAY].store.disabled_backends()
+    except Exception:  # a closed store, a lost or hung database: each means the same here
+        body = {"status": "unavailable", "store": "the database does not answer"}
+        return web.json_response(body, status=503)
+    return web.json_response({"status": "ok", "store": "ok", "backends_disabled": sorted(disabled)})
 
 
 async def _metrics(request: web.Request) -> web.Response:

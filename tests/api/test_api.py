@@ -119,10 +119,14 @@ BAD_REQUESTS = [
     ("unknown survey", "/api/v1/invitations", b'{"survey": "nope", "respondent": "tel:+98912"}', 422, "unknown survey"),
     ("unknown language", "/api/v1/invitations", b'{"survey": "post_call_nps", "respondent": "tel:+98912", "language": "de"}', 422, "no language"),
     ("nested context", "/api/v1/invitations", b'{"survey": "post_call_nps", "respondent": "tel:+98912", "context": {"a": {"b": 1}}}', 422, "context.a"),
+    ("a NUL in a context value", "/api/v1/invitations", b'{"survey": "post_call_nps", "respondent": "tel:+98912", "context": {"ticket": "T\\u00001"}}', 422, "context.ticket"),
+    ("an escape in a context value", "/api/v1/invitations", b'{"survey": "post_call_nps", "respondent": "tel:+98912", "context": {"agent": "\\u001b[31ma7"}}', 422, "context.agent"),
     ("a message id ending in a newline", "/api/v1/messages", b'{"respondent": "tel:+98912", "text": "9", "message_id": "m\\n"}', 422, "message_id"),
     ("an invitation id ending in a newline", "/api/v1/invitations", b'{"survey": "post_call_nps", "respondent": "tel:+98912", "invitation_id": "a\\n"}', 422, "invitation_id"),
     ("an address ending in a newline", "/api/v1/invitations", b'{"survey": "post_call_nps", "respondent": "mailto:a@b.example\\n"}', 422, "respondent"),
     ("an address with a NUL", "/api/v1/respondents/erase", b'{"respondent": "mailto:\\u0000"}', 422, "respondent"),
+    ("a tel: address with letters", "/api/v1/messages", b'{"respondent": "tel:+98 912 CALL", "text": "9"}', 422, "tel:"),
+    ("a tel: address with a tab", "/api/v1/messages", b'{"respondent": "tel:+98\\t912", "text": "9"}', 422, "tel:"),
     ("confidence true", "/api/v1/messages", b'{"respondent": "tel:+98912", "text": "9", "confidence": true}', 422, "confidence"),
 ]  # fmt: skip
 
@@ -146,6 +150,21 @@ async def test_bad_requests_are_refused_and_change_nothing(
     assert read_jsonl(tmp_path / "answers.jsonl") == []
 
 
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "text/plain", "application/xml", None]
+)
+async def test_a_body_not_sent_as_json_gets_415(
+    client: TestClient,  # type: ignore[type-arg]
+    content_type: str | None,
+) -> None:
+    """curl -d without -H sends a form: the JSON is right, the media type is not."""
+    body = b'{"survey": "post_call_nps", "respondent": "tel:+98912"}'
+    headers = {"Content-Type": content_type} if content_type else {}
+    resp = await client.post("/api/v1/invitations", data=body, headers=headers)
+    assert resp.status == 415
+    assert "application/json" in (await resp.json())["error"]
+
+
 async def test_oversized_body_gets_413(client: TestClient) -> None:  # type: ignore[type-arg]
     body = b'{"respondent": "tel:+98912", "text": "' + b"9" * 300_000 + b'"}'
     resp = await client.post(
@@ -163,6 +182,66 @@ async def test_aiohttp_refusals_on_the_api_are_json_too(client: TestClient) -> N
     assert resp.status == 404 and "error" in await resp.json()
     resp = await client.get("/not-the-api")
     assert resp.status == 404 and resp.content_type == "text/plain"  # elsewhere: aiohttp's own
+
+
+INVITATION_REPEATS = [
+    ("the same body", {}, 200),
+    ("the context's keys in another order", {"context": {"queue": "billing", "agent": "a7"}}, 200),
+    ("another survey", {"survey": "ticket_csat"}, 409),
+    ("another language", {"language": "en"}, 409),
+    ("another context", {"context": {"agent": "a8", "queue": "billing"}}, 409),
+    ("no context", {"context": None}, 409),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("label", "change", "status"), INVITATION_REPEATS, ids=[c[0] for c in INVITATION_REPEATS]
+)
+async def test_a_repeated_invitation_id_replays_or_conflicts(
+    client: TestClient,  # type: ignore[type-arg]
+    label: str,
+    change: dict[str, Any],
+    status: int,
+) -> None:
+    first = await invite(client, invitation_id="crm-42")
+    body = {
+        "survey": "post_call_nps",
+        "respondent": PHONE,
+        "language": "fa",
+        "context": {"agent": "a7", "queue": "billing"},
+        "invitation_id": "crm-42",
+        **change,
+    }
+    resp = await client.post("/api/v1/invitations", json=body)
+    assert resp.status == status, await resp.text()
+    if status == 200:
+        assert (await resp.json())["response_id"] == first["response_id"]
+    else:
+        assert "invitation_id" in (await resp.json())["error"]
+    state = await (await client.get(f"/api/v1/responses/{first['response_id']}")).json()
+    assert state["status"] == "open"  # neither replaced nor changed
+
+
+TEL_ADDRESSES = [
+    ("spaces", "tel:+98 912 123 4567"),
+    ("dashes", "tel:+98-912-123-4567"),
+    ("parentheses and dots", "tel:+98 (912) 123.4567"),
+    ("Persian digits", "tel:+۹۸۹۱۲۱۲۳۴۵۶۷"),
+    ("Arabic-Indic digits with spaces", "tel:+٩٨ ٩١٢ ١٢٣ ٤٥٦٧"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("label", "address"), TEL_ADDRESSES, ids=[c[0] for c in TEL_ADDRESSES])
+async def test_a_tel_address_as_people_write_it_is_one_respondent(
+    client: TestClient,  # type: ignore[type-arg]
+    label: str,
+    address: str,
+) -> None:
+    await invite(client, respondent=address)
+    reply = await say(client, "9")  # sent as tel:+989121234567
+    assert reply["status"] == "accepted" and reply["answers"] == 1
+    state = await (await client.get(f"/api/v1/responses/{reply['response_id']}")).json()
+    assert state["answers"][0]["respondent"]["addresses"] == [PHONE]
 
 
 async def test_reply_without_survey_is_ignored(client: TestClient) -> None:  # type: ignore[type-arg]
@@ -194,6 +273,16 @@ async def test_metrics_and_health(client: TestClient) -> None:  # type: ignore[t
     assert "seda_request_seconds_bucket" in text
 
 
+async def test_health_says_when_the_store_does_not_answer(client: TestClient) -> None:  # type: ignore[type-arg]
+    health = await client.get("/healthz")
+    assert health.status == 200
+    assert await health.json() == {"status": "ok", "store": "ok", "backends_disabled": []}
+    await client.app[GATEWAY].store.close()  # as after a fatal store error: nothing is stored
+    health = await client.get("/healthz")
+    assert health.status == 503
+    assert (await health.json())["status"] == "unavailable"
+
+
 async def test_token_is_required_when_configured(tmp_path: Path, aiohttp_client: Any) -> None:
     app = await create_app(load(write_config(tmp_path, api={"token": "s3cret"})))
     client = await aiohttp_client(app)
@@ -203,6 +292,48 @@ async def test_token_is_required_when_configured(tmp_path: Path, aiohttp_client:
         "/api/v1/invitations", json=body, headers={"Authorization": "Bearer s3cret"}
     )
     assert ok.status == 201
+
+
+AUTHORIZATIONS = [
+    ("none", {}, 401),
+    ("the token", {"Authorization": "Bearer s3cret"}, 201),
+    ("a lower-case scheme", {"Authorization": "bearer s3cret"}, 201),
+    ("two spaces after the scheme", {"Authorization": "Bearer  s3cret"}, 201),
+    ("a wrong token", {"Authorization": "Bearer s3cre"}, 401),
+    ("the token as Basic", {"Authorization": "Basic s3cret"}, 401),
+    ("the scheme alone", {"Authorization": "Bearer"}, 401),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("label", "headers", "status"), AUTHORIZATIONS, ids=[c[0] for c in AUTHORIZATIONS]
+)
+async def test_the_bearer_token_is_read_as_rfc_7235_has_it(
+    tmp_path: Path, aiohttp_client: Any, label: str, headers: dict[str, str], status: int
+) -> None:
+    app = await create_app(load(write_config(tmp_path, api={"token": "s3cret"})))
+    client = await aiohttp_client(app)
+    body = {"survey": "post_call_nps", "respondent": PHONE}
+    resp = await client.post("/api/v1/invitations", json=body, headers=headers)
+    assert resp.status == status, await resp.text()
+    if status == 401:  # RFC 7235 3.1: a 401 carries its challenge
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+        assert "bearer token" in (await resp.json())["error"]
+
+
+@pytest.mark.parametrize("header", ["X-Forwarded-For", "Forwarded", "X-Real-IP"])
+async def test_without_a_token_a_proxy_on_loopback_opens_nothing(
+    client: TestClient,  # type: ignore[type-arg]
+    tmp_path: Path,
+    header: str,
+) -> None:
+    """nginx on the same machine connects from 127.0.0.1 for clients anywhere."""
+    body = {"survey": "post_call_nps", "respondent": PHONE}
+    resp = await client.post("/api/v1/invitations", json=body, headers={header: "203.0.113.9"})
+    assert resp.status == 403
+    assert "api.token" in (await resp.json())["error"]
+    await asyncio.sleep(0.1)
+    assert read_jsonl(tmp_path / "answers.jsonl") == []
 
 
 async def test_a_reused_message_id_never_returns_another_respondents_result(
