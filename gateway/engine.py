@@ -115,10 +115,12 @@ def step(
         invalid = invalid_prompt(question, session.language)
         return Step(session=retry, outbound=(invalid,), accepted=False, reason=reading.reason)
     if question.on_fail == "end":
+        # The last try ends the survey: it closes with its closing words, as a finished one
+        # does, not in silence (a call would hang up without a word).
         ended = abandon(survey, session, respondent, now, new_id, "no_valid_answer")
         return Step(
             session=ended.session,
-            outbound=ended.outbound,
+            outbound=_closing(survey, session.language),
             events=ended.events,
             accepted=False,
             reason=reading.reason,
@@ -272,14 +274,17 @@ def _advance(
         done = session.evolve(status="completed", question_id=None, updated_at=now, expires_at=None)
         data = _response_data(survey, done, respondent, now)
         event = Event(new_id(), "response.completed", session.response_id, now, data)
-        outbound: tuple[Outbound, ...] = ()
-        if session.language in survey.closing:
-            closing = Outbound("closing", survey.closing[session.language], session.language)
-            outbound = (closing,)
-        return Step(session=done, outbound=outbound, events=(event,))
+        return Step(session=done, outbound=_closing(survey, session.language), events=(event,))
     nxt = survey.question(target)
     moved = session.evolve(question_id=nxt.id, attempt=1, updated_at=now)
     return Step(session=moved, outbound=(prompt_for(nxt, session.language),))
+
+
+def _closing(survey: Survey, language: str) -> tuple[Outbound, ...]:
+    """The survey's closing words in `language`, if it has them."""
+    if language not in survey.closing:
+        return ()
+    return (Outbound("closing", survey.closing[language], language),)
 
 
 def _answer(

@@ -494,10 +494,6 @@ class IvrChannel:
     async def _turn(self, live: LiveCall, result: Result) -> dict[str, Any]:
         """The prompts of a step as WAV files, and what the open question expects."""
         outbound = list(result.outbound)
-        closing = live.survey.closing.get(live.language)
-        if not outbound and closing and result.outcome != "ignored":
-            # The response ended with nothing to say (on_fail: end): not a BYE without a word.
-            outbound.append(Outbound("closing", closing, live.language))
         question: Question | None = None
         for out in outbound:
             if out.question_id is not None:

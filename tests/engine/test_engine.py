@@ -151,6 +151,13 @@ def test_closing_message_and_completion_event() -> None:
     assert completed.data["answered"] == ["nps", "resolved", "topic"]
 
 
+def test_the_last_failed_try_of_an_on_fail_end_question_closes_with_the_closing_words() -> None:
+    # Not silence after the respondent's last reply: on a call, a hang-up without a word.
+    steps = run(nps_survey(), ["9", "?", "?", "?"], language="en")
+    assert [(o.kind, o.text) for o in steps[-1].outbound] == [("closing", "Thank you")]
+    assert steps[-1].events[-1].data["reason"] == "no_valid_answer"
+
+
 def test_hangup_abandons_and_keeps_answers() -> None:
     steps = run(nps_survey(), ["4"])
     session = steps[-1].session
