@@ -489,20 +489,26 @@ class Gateway:
                 expires_at=s.expires_at,
                 remind_at=s.remind_at,
             )
-        all_events = list(step.events)
-        inline = inbound is not None and inbound.answered_inline
-        if to is not None and to[0] in self.senders and step.outbound and not inline:
-            all_events.append(self._prompts_event(step, *to, inbound, not_before))
-        events = tuple(
-            (event.response_id or _respondent_key(event.data), event.to_json())
-            for event in all_events
-        )
-        suppress: tuple[tuple[str, str], ...] = ()
-        unsuppress: tuple[str, ...] = ()
         respondent_id = step.session.respondent_id if step.session else None
         for event in step.events:
             if event.type in ("respondent.opted_out", "respondent.opted_in"):
                 respondent_id = event.data["respondent"]["id"]
+        events = [
+            (event.response_id or _respondent_key(event.data), event.to_json())
+            for event in step.events
+        ]
+        inline = inbound is not None and inbound.answered_inline
+        if to is not None and to[0] in self.senders and step.outbound and not inline:
+            prompts = self._prompts_event(step, *to, inbound, not_before)
+            key = prompts.response_id or respondent_id or _respondent_key(prompts.data)
+            if step.control == "opt_out" and respondent_id:
+                # Not behind the response's own messages: an invitation held back by quiet
+                # hours would keep the notice until morning, and it is void now anyway
+                # (still_asks drops questions of a closed response).
+                key = respondent_id
+            events.append((key, prompts.to_json()))
+        suppress: tuple[tuple[str, str], ...] = ()
+        unsuppress: tuple[str, ...] = ()
         if step.control == "opt_out" and respondent_id:
             suppress = ((respondent_id, "opted_out"),)
         if step.control == "opt_in" and respondent_id:
@@ -511,7 +517,7 @@ class Gateway:
             session=row,
             # The answer.recorded events already carry each answer as JSON: encode it once.
             answers=tuple(e.data for e in step.events if e.type == "answer.recorded"),
-            events=events,
+            events=tuple(events),
             inbound=inbound_key,
             suppress=suppress,
             unsuppress=unsuppress,

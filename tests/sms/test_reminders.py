@@ -1,4 +1,4 @@
-"""Reminders and quiet hours on SMS, through the real app and a fake Twilio API on loopback.
+"""Reminders, quiet hours and notices on SMS, through the real app and a fake Twilio API.
 
 The app runs on a clock the test moves; the reminder sweep is called directly (the server
 runs the same call every 30 seconds).
@@ -31,11 +31,16 @@ def tehran(hour: int, minute: int = 0, day: int = 2) -> datetime:
 
 
 async def start(
-    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any, clock: Clock, **extra: Any
+    tmp_path: Path,
+    aiohttp_client: Any,
+    aiohttp_server: Any,
+    clock: Clock,
+    line_options: dict[str, Any] | None = None,
+    **extra: Any,
 ) -> tuple[Any, FakeProviders]:
     fake = FakeProviders()
     server = await aiohttp_server(fake.app())
-    line = twilio_line(base_url=str(server.make_url("")).rstrip("/"))
+    line = twilio_line(base_url=str(server.make_url("")).rstrip("/"), **(line_options or {}))
     channels = {"api": {"enabled": True}, "sms": {"enabled": True, "lines": {"main": line}}}
     path = write_config(tmp_path, channels=channels, **extra)
     client = await aiohttp_client(await create_app(load(path), clock=clock))
@@ -120,6 +125,55 @@ async def test_quiet_hours_hold_an_invitation_until_morning(
     session = await client.app[GATEWAY].store.session(invited["response_id"])
     assert session is not None and session.expires_at == morning + timedelta(hours=24)
     assert session.remind_at == morning + timedelta(hours=4)
+
+
+async def test_an_opt_out_at_night_is_confirmed_at_once_and_the_held_invitation_dropped(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    # The line answers through the send API (no TwiML), so the notice goes through the outbox,
+    # where the invitation held back until morning waits on the same response.
+    clock = Clock(tehran(23))
+    options = {"reply": "api"}
+    client, fake = await start(
+        tmp_path, aiohttp_client, aiohttp_server, clock, options, quiet_hours=QUIET
+    )
+    invited = await invite(client)
+    assert "send_at" in invited
+    clock.now = tehran(23, 5)
+    assert await reply(client, "۱۱", "SM" + "5" * 32) is None  # nothing inline: the API sends
+    (notice,) = await fake.wait(1)  # at once: the respondent is awake and asked
+    assert notice["body"]["Body"] != "" and not notice["body"]["Body"].startswith("از صفر تا ده")
+    state = await answers(client, invited["response_id"])
+    assert state["status"] == "abandoned"
+
+    clock.now = tehran(8, 1, day=3)
+    with pytest.raises(AssertionError):
+        await fake.wait(2)  # the invitation is never sent: the respondent opted out
+
+
+async def test_notices_of_respondents_without_a_survey_do_not_wait_for_each_other(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    # Opting out or in with no open survey: each notice is ordered by its own respondent, so a
+    # notice the provider refuses for a while holds up no one else's (they once shared one key).
+    clock = Clock(tehran(12))
+    options = {"reply": "api"}
+    client, fake = await start(tmp_path, aiohttp_client, aiohttp_server, clock, options)
+    fake.fail = [500]  # the first send fails and is retried later (the clock stands still)
+    assert await reply(client, "۱۱", "SM" + "6" * 32) is None
+    for text, sid in (("۱۱", "7"), ("۱۲", "8")):  # another respondent opts out, then back in
+        other = payload("twilio/inbound_fa.http").with_form(
+            Body=text, MessageSid="SM" + sid * 32, From="+989121111111"
+        )
+        headers = dict(other.headers)
+        headers["X-Twilio-Signature"] = signature(PUBLIC + other.path, other.form(), TWILIO_TOKEN)
+        resp = await client.post(other.path, data=other.body, headers=headers)
+        assert resp.status == 200, await resp.text()
+    sent = await fake.wait(2)
+    assert [s["body"]["To"] for s in sent] == ["+989121111111"] * 2
+    rows = await client.app[GATEWAY].store.list_outbox()
+    notices = [row for row in rows if row.event_type == "outbound.sms"]
+    assert len(notices) == 3 and all(row.order_key.startswith("r_") for row in notices)
 
 
 async def test_a_reminder_due_at_night_waits_for_morning(
