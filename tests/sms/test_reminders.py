@@ -174,6 +174,10 @@ async def test_notices_of_respondents_without_a_survey_do_not_wait_for_each_othe
     rows = await client.app[GATEWAY].store.list_outbox()
     notices = [row for row in rows if row.event_type == "outbound.sms"]
     assert len(notices) == 3 and all(row.order_key.startswith("r_") for row in notices)
+    # Keyed by its respondent, the notice still waiting for its retry goes with an erasure.
+    await client.app[GATEWAY].erase(RESPONDENT)
+    rows = await client.app[GATEWAY].store.list_outbox(status="pending")
+    assert not [row for row in rows if row.event_type == "outbound.sms"]
 
 
 async def test_a_reminder_due_at_night_waits_for_morning(
