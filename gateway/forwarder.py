@@ -8,7 +8,7 @@ import logging
 import random as _random
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from gateway.backends import Backend, BatchBackend, DeliveryError
@@ -75,12 +75,19 @@ class Forwarder:
         }
         self._disabled_seen: dict[str, tuple[float, bool]] = {}  # name -> (checked at, disabled)
         self._held_until: dict[str, float] = {}  # name -> loop time its Retry-After ends
-        self._failing: set[str] = set()  # backends whose last delivery failed
+        self._failing: dict[str, datetime] = {}  # backends whose last delivery failed: since
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self.delivered = dict.fromkeys(self._backends, 0)
         self.failures = dict.fromkeys(self._backends, 0)
         self.dead = dict.fromkeys(self._backends, 0)
+
+    def failing(self) -> dict[str, datetime]:
+        """The backends failing now, and since when: the first failure of the streak that will
+        be retried; a delivery ends it. An event refused for good (dead-lettered at once: that
+        event's fault, such as a number that does not exist) starts none, and a backend a 410
+        disabled is the store's to say."""
+        return dict(self._failing)
 
     def start(self) -> None:
         """Start one delivery loop per backend."""
@@ -198,7 +205,7 @@ class Forwarder:
                 await self._store.mark_delivered(delivered)
                 self.delivered[name] += len(delivered)
                 if name in self._failing:
-                    self._failing.discard(name)
+                    del self._failing[name]
                     log.info("backend delivers again", extra=_fields(name))
             for outcome in outcomes:
                 if outcome.error is not None:
@@ -238,7 +245,7 @@ class Forwarder:
         # The first failure after a success is a warning (what an operator alerts on); the
         # retries that follow are the same story.
         level = logging.INFO if name in self._failing else logging.WARNING
-        self._failing.add(name)
+        self._failing.setdefault(name, now)
         log.log(level, "delivery failed, will retry", extra=_fields(name, **about, delay=delay))
 
     async def _dead(self, name: str, row: OutboxRow, reason: str) -> None:

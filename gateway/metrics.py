@@ -86,6 +86,16 @@ class _Snapshot:
             yield from source()
 
 
+def gauge_family(
+    name: str, doc: str, labels: list[str], values: Mapping[tuple[str, ...], float]
+) -> GaugeMetricFamily:
+    """A gauge family built from a dict of label values to values."""
+    family = GaugeMetricFamily(name, doc, labels=labels)
+    for key, value in values.items():
+        family.add_metric(list(key), value)
+    return family
+
+
 def counter_family(
     name: str, doc: str, labels: list[str], values: Mapping[tuple[str, ...], float]
 ) -> CounterMetricFamily:

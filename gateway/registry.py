@@ -40,6 +40,15 @@ class Channel(Protocol):
         ...
 
 
+class Health(Protocol):
+    """Optional: a channel that can tell whether it works now, for /healthz and /metrics."""
+
+    def health(self) -> Mapping[str, Any]:
+        """{"status": "ok" | "degraded" | "down", ...}: more keys say why (no personal data:
+        /healthz answers without a token)."""
+        ...
+
+
 class Inviter(Protocol):
     """Optional capability: a channel that can reach a respondent first (SMS, email, chat)."""
 

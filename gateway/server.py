@@ -26,7 +26,7 @@ from gateway.flows.model import Survey
 from gateway.forwarder import Forwarder, RetryPolicy
 from gateway.ids import Clock, IdFactory, system_clock
 from gateway.logs import fields
-from gateway.metrics import CONTENT_TYPE, Metrics, counter_family
+from gateway.metrics import CONTENT_TYPE, Metrics, counter_family, gauge_family
 from gateway.quiet import QuietHours, QuietHoursError
 from gateway.router import Gateway
 from gateway.store import Store
@@ -36,6 +36,8 @@ log = logging.getLogger("seda.server")
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 FORWARDER: web.AppKey[Forwarder] = web.AppKey("forwarder", Forwarder)
+_Checks = dict[str, Callable[[], Mapping[str, Any]]]
+CHANNEL_HEALTH: web.AppKey[_Checks] = web.AppKey("channel_health", dict)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SWEEP_SECONDS = 30.0
 HEALTH_TIMEOUT = 2.0  # seconds a /healthz read of the store may take
@@ -81,7 +83,13 @@ async def create_app(config: Config, clock: Clock = system_clock) -> web.Applica
     forwarder = _forwarder(config, store, backends, clock)
     closers: list[Callable[[], Awaitable[None]]] = [b.close for b in backends.values()]
     closers.append(store.close)
+    checks: _Checks = {}
+    for name, channel in channels.items():  # optional: whether a channel works now
+        health = getattr(channel, "health", None)
+        if callable(health):
+            checks[name] = cast(registry.Health, channel).health
     metrics.add_source(lambda: _live_counters(gateway, forwarder))
+    metrics.add_source(lambda: _health_gauges(forwarder, checks))
     for channel in channels.values():  # optional: a channel's own counters
         families = getattr(channel, "metric_families", None)
         if callable(families):
@@ -129,6 +137,7 @@ async def create_app(config: Config, clock: Clock = system_clock) -> web.Applica
     app[METRICS] = metrics
     app[GATEWAY] = gateway
     app[FORWARDER] = forwarder
+    app[CHANNEL_HEALTH] = checks
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
     app.router.add_routes([erasure_route(gateway)])
@@ -383,15 +392,57 @@ def _live_counters(gateway: Gateway, forwarder: Forwarder) -> Iterable[Metric]:
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    """200 while the store answers a read (with the backends a 410 disabled); else 503, so a
-    load balancer stops sending requests that could not be stored."""
+    """503 when the store does not answer a read, so that a load balancer stops sending
+    requests that could not be stored. Otherwise 200, with status "degraded" when a channel
+    says it does not work (such as the voice pool gone) or a backend fails or was disabled by
+    its receiver (410): answers are still taken and kept, and go out once that is put right."""
     try:
         async with asyncio.timeout(HEALTH_TIMEOUT):
             disabled = await request.app[GATEWAY].store.disabled_backends()
     except Exception:  # a closed store, a lost or hung database: each means the same here
-        body = {"status": "unavailable", "store": "the database does not answer"}
-        return web.json_response(body, status=503)
-    return web.json_response({"status": "ok", "store": "ok", "backends_disabled": sorted(disabled)})
+        down = {"status": "unavailable", "store": "the database does not answer"}
+        return web.json_response(down, status=503)
+    failing = request.app[FORWARDER].failing()
+    channels = _channel_health(request.app[CHANNEL_HEALTH])
+    troubled = failing or disabled or any(c["status"] != "ok" for c in channels.values())
+    body: dict[str, Any] = {
+        "status": "degraded" if troubled else "ok",
+        "store": "ok",
+        "backends_disabled": sorted(disabled),
+        "backends_failing": {name: since.isoformat() for name, since in sorted(failing.items())},
+        "channels": channels,
+    }
+    return web.json_response(body)
+
+
+def _channel_health(checks: _Checks) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for name, check in sorted(checks.items()):
+        try:
+            found[name] = dict(check())
+        except Exception:  # a fault in a check must not hide the others: say it
+            log.exception("channel health check failed", extra=fields(channel=name))
+            found[name] = {"status": "unknown"}
+    return found
+
+
+def _health_gauges(forwarder: Forwarder, checks: _Checks) -> Iterable[Metric]:
+    failing = forwarder.failing()
+    yield gauge_family(
+        "seda_backend_failing",
+        "1 while a backend's deliveries fail and are retried (a delivery ends it)",
+        ["backend"],
+        {(name,): float(name in failing) for name in forwarder.delivered},
+    )
+    yield gauge_family(
+        "seda_channel_up",
+        "1 while a channel says it works (only channels that can tell: see /healthz)",
+        ["channel"],
+        {
+            (name,): float(status["status"] == "ok")
+            for name, status in _channel_health(checks).items()
+        },
+    )
 
 
 async def _metrics(request: web.Request) -> web.Response:

@@ -100,6 +100,19 @@ class IvrChannel:
         """None on the public server: the workers' API has its own loopback listener."""
         return []
 
+    def health(self) -> dict[str, Any]:
+        """Down when the voice pool or Kamailio in front of it has exited (no call is answered
+        then); degraded while workers are still starting."""
+        pool, front = self._pool, self._front
+        found: dict[str, Any] = {"workers": self.settings.workers, "ready": len(self.ready)}
+        if pool is None or pool.returncode is not None:
+            return {"status": "down", "reason": "the voice pool is not running", **found}
+        if front is not None and (front.proc is None or front.proc.poll() is not None):
+            return {"status": "down", "reason": "kamailio is not running", **found}
+        if len(self.ready) < self.settings.workers:
+            return {"status": "degraded", "reason": "workers are starting", **found}
+        return {"status": "ok", **found, "calls": len(self.calls)}
+
     # -- start and stop ----------------------------------------------------------------------
 
     async def start(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from gateway.server import GATEWAY, create_app
 from gateway.store import StepWrite
 from tests.answer_schema import assert_valid_answer
 from tests.conftest import read_jsonl, write_config
+from tests.forwarder.receiver import Answer, Received, Receiver, until
 from tests.store import common
 
 PHONE = "tel:+989121234567"
@@ -276,11 +278,54 @@ async def test_metrics_and_health(client: TestClient) -> None:  # type: ignore[t
 async def test_health_says_when_the_store_does_not_answer(client: TestClient) -> None:  # type: ignore[type-arg]
     health = await client.get("/healthz")
     assert health.status == 200
-    assert await health.json() == {"status": "ok", "store": "ok", "backends_disabled": []}
+    assert await health.json() == {
+        "status": "ok",
+        "store": "ok",
+        "backends_disabled": [],
+        "backends_failing": {},
+        "channels": {},
+    }
     await client.app[GATEWAY].store.close()  # as after a fatal store error: nothing is stored
     health = await client.get("/healthz")
     assert health.status == 503
     assert (await health.json())["status"] == "unavailable"
+
+
+async def test_health_says_when_a_backend_fails_until_it_delivers_again(
+    tmp_path: Path, aiohttp_client: Any
+) -> None:
+    answers = {"cem": 500}
+    receiver = Receiver()
+
+    async def cem(_: Received) -> Answer:
+        return answers["cem"], {}
+
+    receiver.behaviour = cem
+    url = await receiver.start()
+    try:
+        backends = {"cem": {"type": "webhook", "url": url}}
+        app = await create_app(load(write_config(tmp_path, backends=backends)))
+        client = await aiohttp_client(app)
+        await invite(client)
+        await say(client, "9")  # an answer.recorded for the CEM
+        await until(lambda: len(receiver.requests) >= 2)  # the first try and a retry
+        health = await client.get("/healthz")
+        assert health.status == 200  # answers are still taken and kept
+        body = await health.json()
+        assert body["status"] == "degraded" and list(body["backends_failing"]) == ["cem"]
+        datetime.fromisoformat(body["backends_failing"]["cem"])  # since when, as ISO 8601
+        metrics = await (await client.get("/metrics")).text()
+        assert 'seda_backend_failing{backend="cem"} 1.0' in metrics
+
+        answers["cem"] = 200
+        await until(lambda: 200 in [r.answered for r in receiver.requests])
+        await until(lambda: not app[server.FORWARDER].failing())
+        body = await (await client.get("/healthz")).json()
+        assert body["status"] == "ok" and body["backends_failing"] == {}
+        metrics = await (await client.get("/metrics")).text()
+        assert 'seda_backend_failing{backend="cem"} 0.0' in metrics
+    finally:
+        await receiver.close()
 
 
 async def test_token_is_required_when_configured(tmp_path: Path, aiohttp_client: Any) -> None:

@@ -247,3 +247,41 @@ def test_kamailio_is_started_from_the_main_thread_only(tmp_path: Path) -> None:
     assert isinstance(failed[0], kamailio.KamailioError)
     assert "main thread" in str(failed[0])
     assert front_process.proc is None
+
+
+def health(port: int) -> tuple[int, dict[str, object], str]:
+    """/healthz (status, JSON) and /metrics' text of a running seda."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with urllib.request.urlopen(f"{base}/healthz", timeout=2) as resp:
+            status, body = resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, json.loads(exc.read())
+    with urllib.request.urlopen(f"{base}/metrics", timeout=2) as resp:
+        metrics = resp.read().decode()
+    return status, body, metrics
+
+
+def test_health_says_when_the_voice_pool_is_gone(seda: SameConfig) -> None:
+    seda.start()
+    assert seda.proc is not None
+    status, body, metrics = health(seda.http_port)
+    assert status == 200 and body["status"] == "ok", body
+    assert body["channels"] == {"ivr": {"status": "ok", "workers": 2, "ready": 2, "calls": 0}}
+    assert 'seda_channel_up{channel="ivr"} 1.0' in metrics
+
+    voice = Voice.under(seda.proc.pid)
+    os.kill(voice.pool.pid, signal.SIGKILL)  # as the OOM killer would
+    deadline = time.monotonic() + GONE_WITHIN
+    while body["status"] == "ok" and time.monotonic() < deadline:
+        time.sleep(0.05)
+        status, body, metrics = health(seda.http_port)
+    # Still 200: answers on other channels are taken and kept; the voice channel says why not.
+    assert status == 200 and body["status"] == "degraded", body
+    ivr = body["channels"]["ivr"]  # type: ignore[index]
+    assert ivr["status"] == "down" and ivr["reason"] == "the voice pool is not running", ivr
+    assert 'seda_channel_up{channel="ivr"} 0.0' in metrics
