@@ -1,8 +1,9 @@
 """Sending through the configured relay with aiosmtplib, reusing a few open connections.
 
-A refusal (5xx) is final: DeliveryError(retryable=False). A 4xx, a lost connection or a timeout
-can pass: DeliveryError(retryable=True), and the forwarder tries again later. So can a failed
-login, and a 530 (login or STARTTLS required): both are fixed in the configuration.
+A refusal (5xx) of the recipient or the message is final: DeliveryError(retryable=False). A 4xx,
+a lost connection or a timeout can pass: DeliveryError(retryable=True), and the forwarder tries
+again later. So can a failed login, a 530 (login or STARTTLS required) and a refused sender
+(MAIL FROM): they are fixed in the configuration, not in the message.
 """
 
 from __future__ import annotations
@@ -92,6 +93,16 @@ def _delivery_error(exc: Exception) -> DeliveryError:
         # (relay.username, relay.starttls), not this message: it waits like a failed login.
         reason = redact(exc.message)[:200]
         return DeliveryError(f"relay requires login or STARTTLS (530): {reason}", retryable=True)
+    if isinstance(exc, aiosmtplib.SMTPSenderRefused):
+        # A refused MAIL FROM refuses every message alike: the relay does not let Seda send as
+        # that address (channels.email.from, or bounce+TOKEN@reply-domain with verp). Like a
+        # webhook's 401, the mail waits for the operator's fix, until the retry horizon.
+        reason = redact(exc.message)[:200]
+        return DeliveryError(
+            f"relay refused the sender ({exc.code}): {reason}; allow channels.email.from "
+            "(and the reply domain when verp is on) at the relay",
+            retryable=True,
+        )
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         reason = redact(exc.message)[:200]
         return DeliveryError(f"relay answered {exc.code}: {reason}", retryable=exc.code < 500)
