@@ -172,7 +172,7 @@ async def test_relay_refusals_say_whether_a_retry_helps(
         relay.refuse_sender = refusal
     else:
         relay.refuse = refusal
-    client = RelayClient(RelaySettings("127.0.0.1", relay.port, starttls=False), "seda.test")
+    client = RelayClient(RelaySettings("127.0.0.1", relay.port, tls="none"), "seda.test")
     with pytest.raises(DeliveryError) as caught:
         await client.send(_message(), "s@example.com", "r@example.org")
     assert caught.value.retryable is retryable
@@ -181,14 +181,14 @@ async def test_relay_refusals_say_whether_a_retry_helps(
 
 
 async def test_an_unreachable_relay_is_retryable() -> None:
-    client = RelayClient(RelaySettings("127.0.0.1", free_port(), starttls=False), "seda.test")
+    client = RelayClient(RelaySettings("127.0.0.1", free_port(), tls="none"), "seda.test")
     with pytest.raises(DeliveryError) as caught:
         await client.send(_message(), "s@example.com", "r@example.org")
     assert caught.value.retryable is True
 
 
 async def test_connections_to_the_relay_are_reused(relay: Relay) -> None:
-    client = RelayClient(RelaySettings("127.0.0.1", relay.port, starttls=False), "seda.test")
+    client = RelayClient(RelaySettings("127.0.0.1", relay.port, tls="none"), "seda.test")
     for _ in range(3):
         await client.send(_message(), "s@example.com", "r@example.org")
     await client.close()
@@ -209,11 +209,12 @@ async def test_relay_login() -> None:
     )  # fmt: skip
     controller.start()
     try:
-        good = RelayClient(RelaySettings("127.0.0.1", relay.port, False, "seda", "pw"), "seda.test")
+        settings = RelaySettings("127.0.0.1", relay.port, "none", "seda", "pw")
+        good = RelayClient(settings, "seda.test")
         await good.send(_message(), "s@example.com", "r@example.org")
         await good.close()
         assert len(relay.sent) == 1
-        bad = RelayClient(RelaySettings("127.0.0.1", relay.port, False, "seda", "no"), "seda.test")
+        bad = RelayClient(RelaySettings("127.0.0.1", relay.port, "none", "seda", "no"), "seda.test")
         with pytest.raises(DeliveryError) as caught:
             await bad.send(_message(), "s@example.com", "r@example.org")
         assert caught.value.retryable is True  # fixed in the configuration, then it goes out
@@ -239,7 +240,7 @@ async def test_a_relay_that_wants_starttls_or_a_login_keeps_the_mail(needs: str)
     controller = Controller(relay, hostname="127.0.0.1", port=relay.port, **options)
     controller.start()
     try:  # configured without starttls and without a login: the relay answers 530
-        client = RelayClient(RelaySettings("127.0.0.1", relay.port, starttls=False), "seda.test")
+        client = RelayClient(RelaySettings("127.0.0.1", relay.port, tls="none"), "seda.test")
         with pytest.raises(DeliveryError) as caught:
             await client.send(_message(), "s@example.com", "r@example.org")
         assert caught.value.retryable is True  # fixed in the configuration, then it goes out
