@@ -7,7 +7,7 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dkim.crypto
 
@@ -21,17 +21,34 @@ _AUTHSERV_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$")
 _SELECTOR = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?$")
 
 
+TlsMode = Literal["starttls", "implicit", "none"]
+TLS_MODES: tuple[TlsMode, ...] = ("starttls", "implicit", "none")
+SMTPS_PORT = 465
+_RELAY_KEYS = frozenset(
+    {"host", "port", "tls", "starttls", "ca_file", "username", "password", "timeout", "connections"}
+)
+
+
 @dataclass(frozen=True)
 class Relay:
     """Where Seda's own mail goes out: an SMTP submission server."""
 
     host: str
     port: int = 587
-    starttls: bool = True
+    # starttls: upgrade a plain connection, or give up (587); implicit: TLS from the first byte
+    # (SMTPS, 465); none: plain text (a relay on the same host only)
+    tls: TlsMode = "starttls"
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     timeout: float = 30.0
     connections: int = 4  # at most this many open at once, kept open between messages
+    ca_file: Path | None = None  # trust only this CA (PEM) for the relay's certificate
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The client TLS context that verifies the relay's certificate and name; None for none."""
+        if self.tls == "none":
+            return None
+        return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca_file)
 
 
 @dataclass(frozen=True)
@@ -146,19 +163,60 @@ def parse(spec: Mapping[str, Any]) -> EmailSettings:
 def _relay(spec: Any) -> Relay:
     if not isinstance(spec, Mapping) or not spec.get("host"):
         raise ConfigError("channels.email.relay.host: the SMTP server that sends Seda's mail")
+    unknown = sorted(str(key) for key in spec if key not in _RELAY_KEYS)
+    if unknown:  # a misspelt ca_file would otherwise go unnoticed until the first email
+        known = ", ".join(sorted(_RELAY_KEYS))
+        raise ConfigError(f"channels.email.relay: unknown {', '.join(unknown)} (known: {known})")
     username = spec.get("username")
     password = spec.get("password")
     if (username is None) != (password is None):
         raise ConfigError("channels.email.relay: username and password go together")
-    return Relay(
+    tls = _relay_tls(spec)
+    default_port = SMTPS_PORT if tls == "implicit" else 587
+    ca_file = _path(spec, "ca_file")
+    if ca_file is not None and tls == "none":
+        raise ConfigError("channels.email.relay.ca_file: only with tls: starttls or implicit")
+    relay = Relay(
         host=str(spec["host"]),
-        port=_number(spec, "port", 587, 1, 65535, "relay."),
-        starttls=_flag(spec, "starttls", True, "relay."),
+        port=_number(spec, "port", default_port, 1, 65535, "relay."),
+        tls=tls,
         username=None if username is None else str(username),
         password=None if password is None else str(password),
         timeout=float(_number(spec, "timeout", 30, 1, 600, "relay.")),
         connections=_number(spec, "connections", 4, 1, 64, "relay."),
+        ca_file=ca_file,
     )
+    if ca_file is not None:
+        try:
+            relay.tls_context()
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"channels.email.relay.ca_file: cannot be loaded ({exc})") from None
+    return relay
+
+
+def _relay_tls(spec: Mapping[str, Any]) -> TlsMode:
+    """relay.tls, or what the older `starttls: true|false` and the port say."""
+    port = _number(spec, "port", 587, 1, 65535, "relay.")
+    starttls = None if spec.get("starttls") is None else _flag(spec, "starttls", True, "relay.")
+    tls = spec.get("tls")
+    if tls is None:
+        if starttls is None:
+            return "implicit" if port == SMTPS_PORT else "starttls"
+        if port == SMTPS_PORT:  # the older flag cannot say SMTPS: make the operator say it
+            raise ConfigError(
+                "channels.email.relay: port 465 is implicit TLS (SMTPS); "
+                "write tls: implicit instead of starttls"
+            )
+        return "starttls" if starttls else "none"
+    for mode in TLS_MODES:
+        if tls == mode:
+            if starttls is not None and starttls != (mode == "starttls"):
+                raise ConfigError(
+                    f"channels.email.relay: starttls: {str(starttls).lower()} contradicts "
+                    f"tls: {mode}; keep tls alone"
+                )
+            return mode
+    raise ConfigError("channels.email.relay.tls: starttls, implicit or none")
 
 
 def _authenticity(spec: Any) -> Authenticity:

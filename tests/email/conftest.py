@@ -54,11 +54,21 @@ class Sent:
 
 @dataclass
 class Relay:
-    """Plays the operator's relay: records what it takes, or refuses at RCPT."""
+    """Plays the operator's relay: records what it takes, or refuses at MAIL FROM or RCPT."""
 
     port: int
-    refuse: str | None = None  # e.g. "550 5.1.1 User unknown" or "451 4.3.0 Try later"
+    refuse: str | None = None  # at RCPT, e.g. "550 5.1.1 User unknown" or "451 4.3.0 Try later"
+    refuse_sender: str | None = None  # at MAIL FROM, e.g. "553 5.7.1 Sender address rejected"
     sent: list[Sent] = field(default_factory=list)
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if self.refuse_sender:
+            return self.refuse_sender
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]

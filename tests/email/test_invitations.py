@@ -121,6 +121,33 @@ async def test_an_invitation_email_cannot_reach_is_refused(seda: Seda, responden
     assert seda.relay.sent == []
 
 
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        "553 5.7.1 <bounce+x@reply.example>: Sender address rejected: not owned by user",
+        "550 5.7.60 SMTP; Client does not have permissions to send as this sender",
+    ],
+)
+async def test_a_relay_that_refuses_the_sender_keeps_the_invitation(
+    seda: Seda, refusal: str
+) -> None:
+    # The from address (or the VERP domain) is not allowed at the relay: every message would
+    # fail alike until the operator fixes it, so the invitation waits, unlike a refused RCPT.
+    seda.relay.refuse_sender = refusal
+    await seda.invite(ADDRESS)
+    for _ in range(100):
+        rows = await seda.gateway.store.list_outbox(backend="channel.email")
+        if rows and rows[0].last_error:
+            break
+        await asyncio.sleep(0.02)
+    [row] = await seda.gateway.store.list_outbox(backend="channel.email")
+    assert row.status == "pending" and row.last_error is not None
+    assert "refused the sender" in row.last_error
+    assert "bounce+x@reply.example" not in row.last_error  # addresses stay out of the log
+    assert (await seda.gateway.store.dead_count())["channel.email"] == 0
+    assert seda.relay.sent == []
+
+
 def _message() -> bytes:
     message = EmailMessage()
     message["From"], message["To"], message["Subject"] = "s@example.com", "r@example.org", "hi"
@@ -129,14 +156,23 @@ def _message() -> bytes:
 
 
 @pytest.mark.parametrize(
-    ("refusal", "retryable"),
-    [("550 5.1.1 User unknown", False), ("451 4.3.0 Try again later", True)],
+    ("at", "refusal", "retryable"),
+    [
+        ("rcpt", "550 5.1.1 User unknown", False),
+        ("rcpt", "451 4.3.0 Try again later", True),
+        ("sender", "553 5.7.1 Sender address rejected", True),
+        ("sender", "550 5.7.1 Sender address rejected", True),
+        ("sender", "451 4.3.0 Try again later", True),
+    ],
 )
 async def test_relay_refusals_say_whether_a_retry_helps(
-    relay: Relay, refusal: str, retryable: bool
+    relay: Relay, at: str, refusal: str, retryable: bool
 ) -> None:
-    relay.refuse = refusal
-    client = RelayClient(RelaySettings("127.0.0.1", relay.port, starttls=False), "seda.test")
+    if at == "sender":
+        relay.refuse_sender = refusal
+    else:
+        relay.refuse = refusal
+    client = RelayClient(RelaySettings("127.0.0.1", relay.port, tls="none"), "seda.test")
     with pytest.raises(DeliveryError) as caught:
         await client.send(_message(), "s@example.com", "r@example.org")
     assert caught.value.retryable is retryable
@@ -145,14 +181,14 @@ async def test_relay_refusals_say_whether_a_retry_helps(
 
 
 async def test_an_unreachable_relay_is_retryable() -> None:
-    client = RelayClient(RelaySettings("127.0.0.1", free_port(), starttls=False), "seda.test")
+    client = RelayClient(RelaySettings("127.0.0.1", free_port(), tls="none"), "seda.test")
     with pytest.raises(DeliveryError) as caught:
         await client.send(_message(), "s@example.com", "r@example.org")
     assert caught.value.retryable is True
 
 
 async def test_connections_to_the_relay_are_reused(relay: Relay) -> None:
-    client = RelayClient(RelaySettings("127.0.0.1", relay.port, starttls=False), "seda.test")
+    client = RelayClient(RelaySettings("127.0.0.1", relay.port, tls="none"), "seda.test")
     for _ in range(3):
         await client.send(_message(), "s@example.com", "r@example.org")
     await client.close()
@@ -173,11 +209,12 @@ async def test_relay_login() -> None:
     )  # fmt: skip
     controller.start()
     try:
-        good = RelayClient(RelaySettings("127.0.0.1", relay.port, False, "seda", "pw"), "seda.test")
+        settings = RelaySettings("127.0.0.1", relay.port, "none", "seda", "pw")
+        good = RelayClient(settings, "seda.test")
         await good.send(_message(), "s@example.com", "r@example.org")
         await good.close()
         assert len(relay.sent) == 1
-        bad = RelayClient(RelaySettings("127.0.0.1", relay.port, False, "seda", "no"), "seda.test")
+        bad = RelayClient(RelaySettings("127.0.0.1", relay.port, "none", "seda", "no"), "seda.test")
         with pytest.raises(DeliveryError) as caught:
             await bad.send(_message(), "s@example.com", "r@example.org")
         assert caught.value.retryable is True  # fixed in the configuration, then it goes out
@@ -203,7 +240,7 @@ async def test_a_relay_that_wants_starttls_or_a_login_keeps_the_mail(needs: str)
     controller = Controller(relay, hostname="127.0.0.1", port=relay.port, **options)
     controller.start()
     try:  # configured without starttls and without a login: the relay answers 530
-        client = RelayClient(RelaySettings("127.0.0.1", relay.port, starttls=False), "seda.test")
+        client = RelayClient(RelaySettings("127.0.0.1", relay.port, tls="none"), "seda.test")
         with pytest.raises(DeliveryError) as caught:
             await client.send(_message(), "s@example.com", "r@example.org")
         assert caught.value.retryable is True  # fixed in the configuration, then it goes out

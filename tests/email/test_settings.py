@@ -26,7 +26,8 @@ def test_defaults() -> None:
     assert (settings.host, settings.port) == ("127.0.0.1", 2525)
     assert settings.data_size_limit == MIB and settings.max_recipients == 10
     assert settings.hostname == "reply.example" and settings.tls_context() is None
-    assert (settings.relay.port, settings.relay.starttls) == (587, True)
+    relay = settings.relay
+    assert (relay.port, relay.tls, relay.ca_file) == (587, "starttls", None)
     assert "0123456789abcdef" not in repr(settings)
 
 
@@ -34,6 +35,58 @@ def test_starttls_context() -> None:
     cert, key = DATA / "tls/test-only.crt", DATA / "tls/test-only.key"
     settings = parse({**BASE, "tls_cert": str(cert), "tls_key": str(key), "port": "2526"})
     assert settings.tls_context() is not None and settings.port == 2526
+
+
+@pytest.mark.parametrize(
+    ("relay", "port", "tls"),
+    [
+        ({}, 587, "starttls"),
+        ({"port": 465}, 465, "implicit"),  # SMTPS
+        ({"port": "465"}, 465, "implicit"),  # as ${ENV} gives it
+        ({"tls": "implicit"}, 465, "implicit"),
+        ({"tls": "implicit", "port": 2465}, 2465, "implicit"),
+        ({"tls": "none", "port": 25}, 25, "none"),
+        ({"starttls": True}, 587, "starttls"),  # the older flag, as before
+        ({"starttls": False, "port": 25}, 25, "none"),
+        ({"tls": "starttls", "starttls": True}, 587, "starttls"),
+        ({"tls": "implicit", "starttls": False}, 465, "implicit"),
+    ],
+)
+def test_relay_tls_modes(relay: dict[str, Any], port: int, tls: str) -> None:
+    settings = parse({**BASE, "relay": {"host": "smtp.example.com", **relay}})
+    assert (settings.relay.port, settings.relay.tls) == (port, tls)
+    assert (settings.relay.tls_context() is None) == (tls == "none")
+
+
+def test_relay_ca_file() -> None:
+    relay = {"host": "smtp.example.com", "port": 465, "ca_file": str(DATA / "tls/test-only.crt")}
+    settings = parse({**BASE, "relay": relay})
+    context = settings.relay.tls_context()
+    assert settings.relay.ca_file == DATA / "tls/test-only.crt" and context is not None
+    assert context.check_hostname and len(context.get_ca_certs()) == 1  # that CA, and no other
+
+
+@pytest.mark.parametrize(
+    ("relay", "message"),
+    [
+        ({"tls": "ssl"}, "relay.tls: starttls, implicit or none"),
+        ({"tls": True}, "relay.tls: starttls, implicit or none"),
+        ({"tls": "starttls", "starttls": False}, "starttls: false contradicts tls: starttls"),
+        ({"tls": "implicit", "starttls": True}, "starttls: true contradicts tls: implicit"),
+        ({"tls": "none", "starttls": True}, "starttls: true contradicts tls: none"),
+        ({"port": 465, "starttls": True}, "port 465 is implicit TLS"),
+        ({"port": 465, "starttls": False}, "port 465 is implicit TLS"),
+        ({"starttls": "yes"}, "relay.starttls: true or false"),
+        ({"ca_file": "/nonexistent.pem"}, "relay.ca_file: cannot be loaded"),
+        ({"ca_file": str(DATA / "tls/test-only.key")}, "relay.ca_file: cannot be loaded"),
+        ({"tls": "none", "ca_file": str(DATA / "tls/test-only.crt")}, "ca_file: only with tls"),
+        ({"verify": False}, "relay: unknown verify"),
+        ({"ca-file": "/etc/ca.pem"}, "relay: unknown ca-file"),
+    ],
+)
+def test_relay_mistakes(relay: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse({**BASE, "relay": {"host": "smtp.example.com", **relay}})
 
 
 @pytest.mark.parametrize(
