@@ -75,6 +75,19 @@ class Ignored:
     reason: str
 
 
+@dataclass(frozen=True)
+class Part:
+    """One part of a concatenated SMS, verified and parsed; the channel holds it (on disk)
+    until the message is whole (see parts.py)."""
+
+    sender: str  # tel:+E.164
+    ref: str  # the sender's reference for the whole message (it repeats after a while)
+    total: int  # how many parts the message has, 1..255
+    number: int  # which part this is, 1..total
+    text: str
+    message_id: str  # the provider's id for this part
+
+
 # Normalised delivery statuses; the last three are final (a receipt never changes them).
 STATUSES = ("queued", "sent", "delivered", "failed", "undelivered", "unknown")
 
@@ -110,7 +123,7 @@ class Provider(Protocol):
     name: str
     methods: tuple[str, ...]  # HTTP methods its webhook uses
 
-    async def parse(self, request: web.Request, url: str) -> Received | Receipt | Ignored:
+    async def parse(self, request: web.Request, url: str) -> Received | Part | Receipt | Ignored:
         """Verify and parse a webhook request (raise Refused when it cannot be honoured)."""
         ...
 
@@ -129,6 +142,14 @@ class Provider(Protocol):
 
 
 Known = Callable[[str], bool]
+
+
+@runtime_checkable
+class Concatenating(Protocol):
+    """Optional capability: a provider that posts a long message part by part (parse returns
+    Part); the channel holds the parts on disk until the message is whole."""
+
+    concat_timeout: float  # seconds to wait for the missing parts, then record what came
 
 
 @runtime_checkable

@@ -24,8 +24,10 @@ from gateway.model import Inbound
 from gateway.router import NO_OPEN_SURVEY, Gateway, Rejected, Result
 from gateway.store_schema import StoreError, delivery_moves
 from sms.base import (
+    Concatenating,
     Ignored,
     Line,
+    Part,
     Poller,
     Provider,
     Receipt,
@@ -36,6 +38,7 @@ from sms.base import (
     same_number,
     tel,
 )
+from sms.parts import HeldParts
 from sms.polling import PollLoop
 from sms.segments import encoding, segments
 
@@ -167,6 +170,7 @@ class SmsChannel:
         self._early: dict[tuple[str, str], list[tuple[Line, Receipt, float]]] = {}
         self._http: aiohttp.ClientSession | None = None
         self._polls: list[PollLoop] = []
+        self.held: dict[str, HeldParts] = {}  # line -> parts of long messages (started lines)
 
     def _now(self) -> float:
         return self.gateway.clock().timestamp()
@@ -193,30 +197,39 @@ class SmsChannel:
         return [web.post("/sms/{line}", self.webhook), web.get("/sms/{line}", self.webhook)]
 
     async def start(self) -> None:
-        """Warn about unsigned lines and start polling the lines that are polled."""
+        """Warn about unsigned lines, read the parts of long messages held before a restart and
+        start polling the lines that are polled."""
         for line in self.lines.values():
             if not line.verify:
                 log.warning(
                     "SIGNATURE CHECKS ARE OFF for this SMS line: anyone can post answers to it",
                     extra=fields(line=line.name, provider=line.provider),
                 )
+        folder = self.gateway.store.folder
         for name, provider in self.providers.items():
+            if isinstance(provider, Concatenating):
+                parts = folder / "spool" / f"sms-{name}.parts" if folder is not None else None
+                held = HeldParts(self.lines[name], parts, self._now, provider.concat_timeout)
+                self.held[name] = held
+                held.start(self._receive)
             if isinstance(provider, Poller):
                 line = self.lines[name]
                 statuses = None
                 if isinstance(provider, StatusPoller):
                     statuses = functools.partial(self.poll_statuses, line, provider)
-                folder = self.gateway.store.folder
                 spool = folder / "spool" / f"sms-{name}.spool" if folder is not None else None
                 loop = PollLoop(line, provider, self._receive_polled, self.http, statuses, spool)
                 self._polls.append(loop)
                 loop.start()
 
     async def stop(self) -> None:
-        """Stop polling; close the HTTP client."""
+        """Stop polling and holding parts (they stay on disk); close the HTTP client."""
         for loop in self._polls:
             await loop.stop()
         self._polls.clear()
+        for held in self.held.values():
+            await held.stop()
+        self.held.clear()
         await self.close()
 
     async def close(self) -> None:
@@ -245,6 +258,8 @@ class SmsChannel:
         url = _public_url(request, line)
         try:
             parsed = await provider.parse(request, url)
+            if isinstance(parsed, Part):
+                return await self._receive_part(line, provider, parsed)
         except Refused as exc:
             log.warning(
                 "sms request refused", extra=fields(line=name, status=exc.status, reason=exc.reason)
@@ -254,15 +269,35 @@ class SmsChannel:
             await self._record_receipt(line, parsed)
             return provider.answer(None)
         if isinstance(parsed, Ignored):
-            key = (name, parsed.reason)
-            self.ignored[key] = self.ignored.get(key, 0) + 1
-            log.info("sms request ignored", extra=fields(line=name, reason=parsed.reason))
-            return provider.answer(None)
+            return self._ignore(line, provider, parsed.reason)
         result = await self._receive(line, parsed)
         if line.reply == "webhook" and result.outbound:
             text = self._with_footer(line, render([o.to_json() for o in result.outbound]))
             return provider.answer(text)
         return provider.answer(None)
+
+    def _ignore(self, line: Line, provider: Provider, reason: str) -> web.Response:
+        key = (line.name, reason)
+        self.ignored[key] = self.ignored.get(key, 0) + 1
+        log.info("sms request ignored", extra=fields(line=line.name, reason=reason))
+        return provider.answer(None)
+
+    async def _receive_part(self, line: Line, provider: Provider, part: Part) -> web.Response:
+        """Hold a part on disk (before the 2xx: the provider will not send it again); when it
+        completes its message, hand the message to the core and clear the parts."""
+        held = self.held.get(line.name)
+        if held is None:
+            raise Refused(503, "the channel is not started")
+        whole = await held.hold(part)
+        if isinstance(whole, str):
+            return self._ignore(line, provider, whole)
+        try:
+            await self._receive(line, whole.message)
+        except BaseException:
+            held.release(whole)  # still on disk: a retry of this part, or the sweep, records it
+            raise
+        await held.recorded_whole(whole)
+        return provider.answer(None)  # providers that post parts reply through their API
 
     async def _record_receipt(self, line: Line, receipt: Receipt, held: bool = False) -> None:
         """Apply a receipt to the sent message it names. One for a message not recorded (yet)

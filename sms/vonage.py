@@ -1,8 +1,8 @@
-"""Vonage (Nexmo) SMS API: signed inbound webhooks, concatenated parts reassembled, sms/json sends.
+"""Vonage (Nexmo) SMS API: signed inbound webhooks, concatenated parts, sms/json sends.
 
-Parts of a concatenated message are held in memory until the last one arrives (or
-`concat_timeout` seconds pass). Each part is answered 200 when it arrives, so parts held in
-memory are lost if the process crashes, and Vonage does not send them again.
+Each part of a concatenated message comes in its own webhook and is read as a Part: the channel
+holds it on disk before answering (sms/parts.py), since Vonage does not send an acknowledged
+part again, and hands the message to the core when it is whole (or `concat_timeout` has passed).
 """
 
 from __future__ import annotations
@@ -10,20 +10,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
 from multidict import MultiDict
 
 from gateway.backends import DeliveryError
-from gateway.logs import fields
 from sms.base import (
     Ignored,
     Line,
     Params,
+    Part,
     Receipt,
     Received,
     Refused,
@@ -44,8 +42,6 @@ API = "https://rest.nexmo.com"
 STATUSES = {"accepted": "sent", "buffered": "sent", "delivered": "delivered",
             "expired": "undelivered", "failed": "failed", "rejected": "failed"}  # fmt: skip
 METHODS = ("md5hash", "md5", "sha1", "sha256", "sha512")
-MAX_PENDING = 10_000
-log = logging.getLogger("seda.sms.vonage")
 
 
 def signature(params: Mapping[str, str], secret: str, method: str = "md5hash") -> str:
@@ -60,14 +56,6 @@ def signature(params: Mapping[str, str], secret: str, method: str = "md5hash") -
     if method == "md5hash":
         return hashlib.md5(data + secret.encode("utf-8")).hexdigest()
     return hmac.new(secret.encode("utf-8"), data, method).hexdigest()
-
-
-@dataclass
-class _Parts:
-    total: int
-    started: float
-    texts: dict[int, str] = field(default_factory=dict)
-    ids: dict[int, str] = field(default_factory=dict)
 
 
 class Vonage:
@@ -85,11 +73,12 @@ class Vonage:
             raise ValueError(f"channels.sms.lines.{line.name}: signature_method: {METHODS}")
         self.secret = line.setting("signature_secret") if line.verify else ""
         self.skew = float(line.spec.get("max_skew", 300))
-        self.timeout = float(line.spec.get("concat_timeout", 300))
-        self.pending: dict[tuple[str, str], _Parts] = {}
+        self.concat_timeout = float(line.spec.get("concat_timeout", 300))
+        if not self.concat_timeout > 0:
+            raise ValueError(f"channels.sms.lines.{line.name}: concat_timeout: seconds, above 0")
 
-    async def parse(self, request: web.Request, url: str) -> Received | Receipt | Ignored:
-        """Verify `sig`; read a receipt, or reassemble parts and read msisdn, text, messageId."""
+    async def parse(self, request: web.Request, url: str) -> Received | Part | Receipt | Ignored:
+        """Verify `sig`; read a receipt, a part of a long message, or msisdn, text, messageId."""
         params = await _params(request)
         if self.line.verify:
             self._verify(params)
@@ -103,10 +92,7 @@ class Vonage:
         sender, message_id = required(params, "msisdn", "messageId")
         text = params.get("text", "")
         if params.get("concat") == "true":
-            whole = self._part(params, sender, message_id, text)
-            if whole is None:
-                return Ignored("part of a concatenated message")
-            message_id, text = whole
+            return self._part(params, sender, message_id, text)
         return Received(tel(sender, self.line.country), text, message_id)
 
     def _verify(self, params: Params) -> None:
@@ -117,9 +103,7 @@ class Vonage:
         if not ascii_digits(stamp) or abs(self.now() - int(stamp)) > self.skew:
             raise Refused(403, "the signed timestamp is too old or in the future")
 
-    def _part(
-        self, params: Params, sender: str, message_id: str, text: str
-    ) -> tuple[str, str] | None:
+    def _part(self, params: Params, sender: str, message_id: str, text: str) -> Part:
         ref, total, part = required(params, "concat-ref", "concat-total", "concat-part")
         if (
             not ascii_digits(total)
@@ -127,20 +111,7 @@ class Vonage:
             or not 1 <= int(part) <= int(total) <= 255
         ):
             raise Refused(400, "concat-part and concat-total must be 1..255")
-        now = self.now()
-        for key in [k for k, v in self.pending.items() if now - v.started > self.timeout]:
-            log.warning("sms parts expired incomplete", extra=fields(line=self.line.name))
-            del self.pending[key]
-        if len(self.pending) >= MAX_PENDING:
-            raise Refused(503, "too many incomplete concatenated messages")
-        held = self.pending.setdefault((sender, ref), _Parts(int(total), now))
-        held.texts[int(part)] = text
-        held.ids[int(part)] = message_id
-        if len(held.texts) < held.total:
-            return None
-        del self.pending[(sender, ref)]
-        # The first part's messageId names the whole message (concat-ref repeats after 255).
-        return held.ids[1], "".join(held.texts[n] for n in sorted(held.texts))
+        return Part(tel(sender, self.line.country), ref, int(total), int(part), text, message_id)
 
     def answer(self, text: str | None) -> web.Response:
         """204: Vonage only needs a 2xx, and an SMS reply goes through the API."""
