@@ -13,7 +13,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -247,8 +247,10 @@ class WhatsAppChannel:
                 outcomes.append(await self._changed_number(owner, address, got))
                 continue
             if got.audio is not None:
-                outcomes.append(await self._voice(owner, address, got))
-                continue
+                if self.voice.enabled:
+                    outcomes.append(await self._voice(owner, address, got))
+                    continue
+                got = replace(got, notice="not_text")  # voice notes are turned off
             if got.notice is not None:
                 await self._notice(owner, address, got)
                 outcomes.append(0)
@@ -294,8 +296,6 @@ class WhatsAppChannel:
     async def _voice(self, line: WhatsAppLine, address: str, got: Incoming) -> int:
         """A voice note: recognised against the current question's words, then a reply."""
         assert got.audio is not None
-        if not self.voice.enabled:
-            return 0
         key = dedupe_key(address, got.wamid)
         seen, row = await self.gateway.store.conversation(CHANNEL, address, line.name, key)
         if seen is not None:  # a redelivery: the same outcome, without hearing it again

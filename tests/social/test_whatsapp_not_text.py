@@ -188,3 +188,16 @@ async def test_a_changed_number_without_an_open_survey_changes_nothing(
     await asyncio.sleep(0.2)
     assert graph_api.messages == []
     assert await client.app[GATEWAY].store.open_session("whatsapp", NEW_ADDRESS) is None
+
+
+async def test_a_voice_note_when_voice_is_off_gets_the_notice(
+    seda: MakeClient, graph_api: FakeGraphApi
+) -> None:
+    """Before, it was ignored in silence."""
+    client = await seda(whatsapp={**whatsapp_spec(graph_api), "voice": {"enabled": False}})
+    await invite(client)
+    await graph_api.wait_for(2)
+    assert await ok(client, "voice_note_fa") == IGNORED
+    told = (await graph_api.wait_for(3))[2]
+    assert told["text"] == {"body": f"{NOT_READ_FA}\n{TAP_FA}"}
+    assert graph_api.media_calls == []
