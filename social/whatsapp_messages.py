@@ -33,8 +33,10 @@ _SENDER = re.compile(r"^[0-9]{5,20}\Z")
 _MEDIA = re.compile(r"^[A-Za-z0-9_-]{1,100}\Z")  # a media id goes into a Graph API path
 CAPTIONED = ("image", "video", "document")  # media whose caption is read as the reply
 # Messages that are no answer and need no notice: a reaction taken back (its emoji left out),
-# the first open of a chat, and system messages other than a changed number.
-_SILENT = ("request_welcome", "system")
+# the first open of a chat, system messages other than a changed number, and an edit or a
+# deletion of an earlier message (numbers shared with the WhatsApp Business app): an answer is
+# never changed once recorded (it may be forwarded already).
+_SILENT = ("request_welcome", "system", "edit", "revoke")
 
 
 @dataclass(frozen=True)

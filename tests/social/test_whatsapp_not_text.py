@@ -47,6 +47,8 @@ CASES: dict[str, tuple[str, str, dict[str, Any], str | None, list[tuple[str, Any
     "a reaction taken back": ("nps", "reaction_removed", IGNORED, None, []),
     "a message type the Cloud API does not support": (
         "nps", "unsupported", IGNORED, f"{NOT_READ_FA}\n{TAP_FA}", []),
+    "an edit of an earlier message (WhatsApp Business app numbers)": (
+        "reason", "edit_caption_fa", IGNORED, None, []),
     "a forwarded «۹» is not the respondent's score": (
         "nps", "text_forwarded_fa", IGNORED, f"{FORWARDED_FA}\n{TAP_FA}", []),
 }  # fmt: skip
