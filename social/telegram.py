@@ -29,11 +29,12 @@ from gateway.config import ConfigError
 from gateway.flows.model import Question
 from gateway.logs import fields
 from gateway.model import Inbound, InputMode
-from gateway.router import Gateway, Rejected, Result, dedupe_key
+from gateway.router import NO_OPEN_SURVEY, Gateway, Rejected, Result, dedupe_key
 from gateway.secret import same_secret
 from gateway.session import Session
 from social import telegram_inline
 from social.common import (
+    Memory,
     Progress,
     answer,
     button_codes,
@@ -42,6 +43,7 @@ from social.common import (
     refuse,
     with_scales,
 )
+from social.notices import REASONS, Kind, Notices
 from social.telegram_bots import TelegramBot, build_bot
 from social.telegram_inline import Pending
 from social.telegram_send import MAX_CALLBACK_DATA, delivery_error, keyboard
@@ -59,6 +61,13 @@ _START = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
 RETRY_CAP = 60.0
 ANSWERED_MEMORY = 10_000  # button presses remembered as answered (a redelivery is not again)
+ALBUMS = 10_000  # media groups remembered: the rest of an album brings no second reply
+# What a respondent sends that is no answer but deserves a notice (a service message, such as a
+# pinned message or a shared-chat event, gets none); text, captions and voice notes are read.
+CONTENT = (
+    "photo", "document", "video", "animation", "audio", "voice", "video_note", "sticker",
+    "location", "venue", "contact", "poll", "dice", "story", "paid_media", "game", "checklist",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,7 @@ class Handled:
     status: str
     reason: str = ""
     pending: Pending | None = None
+    body: str | None = None  # a webhook answer ready to go: a notice's sendMessage
 
 
 class TelegramChannel:
@@ -85,7 +95,9 @@ class TelegramChannel:
         self._tasks: set[asyncio.Task[None]] = set()
         self._progress = Progress()
         self._answered: dict[str, None] = {}  # callback query ids answered, oldest first
+        self._albums: Memory[bool] = Memory(ALBUMS)  # media_group_id of albums seen
         self.voice = VoiceNotes(spec, f"channels.{CHANNEL}")
+        self.notices = Notices(gateway)
 
     def invitation_address(self, address: str, line: str | None) -> str:
         """telegram:<chat id>, as the bot's updates write it; ValueError for anything else or
@@ -146,6 +158,8 @@ class TelegramChannel:
         else:
             assert plain is not None
             handled = await self._plain(bot, plain, inline)
+        if handled.body is not None:
+            return web.Response(text=handled.body, content_type="application/json")
         if handled.pending is not None:
             body = await telegram_inline.answer(self.gateway, handled.pending)
             if body is not None:
@@ -225,13 +239,28 @@ class TelegramChannel:
     ) -> Handled:
         if message.chat.type != "private":
             return Handled("ignored", "surveys run in private chats only")
-        if message.voice is not None:
-            return await self._voice(bot, update, message, inline)
-        if message.text is None:
-            return Handled("ignored", "only text, voice notes and buttons are answers")
         address = f"telegram:{message.chat.id}"
         message_id = f"{bot.name}:{update.update_id}"
-        reply, language = message.text, None
+        if _forwarded(message):  # someone else's words, whatever they say
+            return await self._notice(bot, message.chat.id, message_id, "forwarded", inline)
+        # A photo, document or video with the answer as its caption: the caption is the reply
+        # (the attachment is not fetched); on a voice note too, which is then not heard.
+        reply = message.text if message.text is not None else message.caption
+        album = message.media_group_id
+        if album is not None:
+            # One album comes as one message per item, the caption usually on the first: the
+            # caption is read, the other items bring nothing (no notice after the answer).
+            seen = self._albums.get(album) is not None
+            self._albums.remember(album, True)
+            if reply is None and seen:
+                return Handled("ignored", "the rest of an album already answered")
+        if reply is None:
+            if message.voice is not None and self.voice.enabled:
+                return await self._voice(bot, update, message, inline)
+            if any(getattr(message, kind, None) for kind in CONTENT):
+                return await self._notice(bot, message.chat.id, message_id, "not_text", inline)
+            return Handled("ignored", "a service message carries no answer")
+        language = None
         if reply.startswith("/"):
             command, _, argument = reply[1:].partition(" ")
             command = command.split("@", 1)[0].lower()  # /start@SomeBot in a command menu
@@ -368,6 +397,28 @@ class TelegramChannel:
             answered_inline=inline,
         )
         return _handled(bot, inbound, await self.gateway.receive(inbound))
+
+    async def _notice(
+        self, bot: TelegramBot, chat_id: int, message_id: str, kind: Kind, inline: bool
+    ) -> Handled:
+        """Something that cannot be an answer: the respondent with an open survey is asked for
+        a typed answer or a button (in the webhook answer when it can ride there), and
+        nothing is stored."""
+        address = f"telegram:{chat_id}"
+        row = await self.gateway.store.open_session(CHANNEL, address)
+        if row is not None and row.data.get("line") not in (None, bot.name):
+            row = None  # the open survey runs on another bot: this chat asked nothing
+        text = self.notices.text(row, kind)
+        if text is None:
+            return Handled("ignored", NO_OPEN_SURVEY)
+        if not self.notices.due(address, message_id):  # one notice for a burst
+            return Handled("ignored", REASONS[kind])
+        if inline:
+            return Handled(
+                "ignored", REASONS[kind], body=telegram_inline.method(chat_id, [{"text": text}])
+            )
+        await self._tell(bot, chat_id, text)
+        return Handled("ignored", REASONS[kind])
 
     async def _download(self, bot: TelegramBot, file_id: str) -> bytes | None:
         """getFile, then the file from the bot's file URL (capped); None when it cannot be had."""
@@ -537,6 +588,12 @@ def _asks(
         engine.invalid_prompt(question, session.language),
     )
     return any(p.text.strip() and text.endswith(p.text.strip()) for p in asked)
+
+
+def _forwarded(message: Message) -> bool:
+    """A forwarded message: forward_origin (Bot API 7.0), or the older forward_date that
+    Telegram may still send (PTB keeps it in api_kwargs)."""
+    return message.forward_origin is not None or "forward_date" in message.api_kwargs
 
 
 def _chat_id(address: str) -> int:

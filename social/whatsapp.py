@@ -13,7 +13,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,8 +26,9 @@ from gateway.backends import DeliveryError
 from gateway.config import ConfigError
 from gateway.logs import fields
 from gateway.model import Inbound
-from gateway.router import Gateway, Result, dedupe_key
+from gateway.router import Gateway, Rejected, Result, dedupe_key
 from gateway.secret import same_secret
+from gateway.session import Session
 from social.common import (
     Memory,
     Progress,
@@ -40,6 +41,7 @@ from social.common import (
     text,
     with_scales,
 )
+from social.notices import Notices
 from social.voice import Refused, VoiceNotes
 from social.whatsapp_graph import GraphClient, MediaError
 from social.whatsapp_messages import Incoming, incoming, outgoing, template
@@ -83,6 +85,7 @@ class WhatsAppChannel:
         self._graph = GraphClient(timeout=timeout or 10.0)
         self._progress = Progress()
         self.voice = VoiceNotes(spec, f"channels.{CHANNEL}")
+        self.notices = Notices(gateway)
         # When each address last wrote to us: in memory only (see README: after a restart,
         # invitations use the template until the respondent writes again).
         self._last_inbound: dict[str, datetime] = {}
@@ -235,8 +238,22 @@ class WhatsAppChannel:
                 continue
             address = f"whatsapp:+{got.sender}"
             self._seen(address)
+            if got.errors:
+                log.warning(
+                    "whatsapp message with errors",
+                    extra=fields(line=owner.name, codes=list(got.errors)),
+                )
+            if got.changed_to is not None:
+                outcomes.append(await self._changed_number(owner, address, got))
+                continue
             if got.audio is not None:
-                outcomes.append(await self._voice(owner, address, got))
+                if self.voice.enabled:
+                    outcomes.append(await self._voice(owner, address, got))
+                    continue
+                got = replace(got, notice="not_text")  # voice notes are turned off
+            if got.notice is not None:
+                await self._notice(owner, address, got)
+                outcomes.append(0)
                 continue
             if got.reply is None or (got.tapped and not await self._answers_now(owner, got)):
                 outcomes.append(0)
@@ -279,8 +296,6 @@ class WhatsAppChannel:
     async def _voice(self, line: WhatsAppLine, address: str, got: Incoming) -> int:
         """A voice note: recognised against the current question's words, then a reply."""
         assert got.audio is not None
-        if not self.voice.enabled:
-            return 0
         key = dedupe_key(address, got.wamid)
         seen, row = await self.gateway.store.conversation(CHANNEL, address, line.name, key)
         if seen is not None:  # a redelivery: the same outcome, without hearing it again
@@ -319,6 +334,51 @@ class WhatsAppChannel:
         )
         result = await self.gateway.receive(inbound)
         return 0 if result.outcome == "ignored" else 1
+
+    async def _notice(self, line: WhatsAppLine, address: str, got: Incoming) -> None:
+        """Something that cannot be an answer: a respondent with an open survey is asked for a
+        typed answer or a tap (one notice per burst), and nothing is stored."""
+        assert got.notice is not None
+        row = await self.gateway.store.open_session(CHANNEL, address)
+        if row is not None and row.data.get("line") not in (None, line.name):
+            return  # the open survey runs on another line: this chat asked nothing
+        text = self.notices.text(row, got.notice)
+        if text is not None and self.notices.due(address, got.wamid):
+            await self._tell(line, got.sender, text)
+
+    async def _changed_number(self, line: WhatsAppLine, address: str, got: Incoming) -> int:
+        """The respondent changed their WhatsApp number (system user_changed_number): their
+        open response ends (response.abandoned, reason number_changed, the answers so far
+        kept) rather than waiting on a number that will not answer, and the survey starts
+        again on the new number, with the same language and context and the old response's
+        id as context.previous_response. A new number that has a survey open keeps it."""
+        assert got.changed_to is not None
+        row = await self.gateway.store.open_session(CHANNEL, address)
+        if row is None or row.data.get("line") not in (None, line.name):
+            return 0  # nothing open, or open on another line (which gets its own event)
+        old = Session.from_json(row.data)
+        if (await self.gateway.end(CHANNEL, address, "number_changed")).outcome != "accepted":
+            return 0
+        log.info("whatsapp respondent changed number", extra=fields(line=line.name))
+        moved = f"whatsapp:+{got.changed_to}"
+        if await self.gateway.store.open_session(CHANNEL, moved) is not None:
+            return 1
+        start = Inbound(
+            "start",
+            CHANNEL,
+            line.name,
+            moved,
+            self.gateway.clock(),
+            survey_id=old.survey_id,
+            language=old.language,
+            context={**old.context, "previous_response": old.response_id},
+            line=line.name,
+        )
+        try:
+            await self.gateway.invite(start, invitation_id=got.wamid)
+        except Rejected as exc:  # the new number opted out, or the survey is gone
+            log.info("survey not started again", extra=fields(line=line.name, reason=str(exc)))
+        return 1
 
     async def _tell(self, line: WhatsAppLine, to: str, text: str) -> None:
         """A notice that is not part of the survey (nothing stored): sent now, best effort."""

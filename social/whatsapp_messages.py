@@ -19,6 +19,7 @@ from typing import Any
 
 from gateway.model import InputMode
 from social import render
+from social.notices import Kind
 
 MAX_BUTTONS = 3
 BUTTON_TITLE = 20
@@ -30,6 +31,12 @@ INTERACTIVE_BODY = 1024
 TEXT_BODY = 4096
 _SENDER = re.compile(r"^[0-9]{5,20}\Z")
 _MEDIA = re.compile(r"^[A-Za-z0-9_-]{1,100}\Z")  # a media id goes into a Graph API path
+CAPTIONED = ("image", "video", "document")  # media whose caption is read as the reply
+# Messages that are no answer and need no notice: a reaction taken back (its emoji left out),
+# the first open of a chat, system messages other than a changed number, and an edit or a
+# deletion of an earlier message (numbers shared with the WhatsApp Business app): an answer is
+# never changed once recorded (it may be forwarded already).
+_SILENT = ("request_welcome", "system", "edit", "revoke")
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,9 @@ class Incoming:
     audio: str | None = None  # the media id of a voice note or audio file, to recognise
     tapped: bool = False  # a reply button or list row of an interactive message Seda sent
     context: str | None = None  # the wamid of the message it replies to (a tap: the list's)
+    notice: Kind | None = None  # no answer, and the respondent is told so (a sticker, ...)
+    changed_to: str | None = None  # system user_changed_number: the user's new number
+    errors: tuple[int, ...] = ()  # the codes of Meta's `errors` in the message (131051, ...)
 
 
 def incoming(message: Mapping[str, Any]) -> Incoming | None:
@@ -52,11 +62,31 @@ def incoming(message: Mapping[str, Any]) -> Incoming | None:
         return None
     if not isinstance(sender, str) or not _SENDER.match(sender):
         return None
+    errors = _error_codes(message.get("errors"))
+    if _get(message, "context", "forwarded") is True or _get(
+        message, "context", "frequently_forwarded"
+    ):
+        # Someone else's words, whatever they say (context.forwarded; frequently_forwarded
+        # past 5 forwards: Meta, "Text messages webhook reference").
+        return Incoming(wamid, sender, None, notice="forwarded", errors=errors)
     reply: Any = None
     mode: InputMode = "text"
     tapped = False
+    changed = _get(message, "system", "wa_id")
+    if (
+        kind == "system"
+        and _get(message, "system", "type") == "user_changed_number"
+        and isinstance(changed, str)
+        and _SENDER.match(changed)
+        and changed != sender
+    ):
+        return Incoming(wamid, sender, None, changed_to=changed, errors=errors)
+    if kind in _SILENT or (kind == "reaction" and not _get(message, "reaction", "emoji")):
+        return Incoming(wamid, sender, None, errors=errors)
     if kind == "text":
         reply = _get(message, "text", "body")
+    elif kind in CAPTIONED:  # a screenshot with the complaint as its caption: the caption
+        reply = _get(message, str(kind), "caption")
     elif kind == "interactive":  # a tapped reply button or list row: its id is the answer code
         chosen = _get(message, "interactive", "type")
         if chosen in ("button_reply", "list_reply"):
@@ -69,12 +99,13 @@ def incoming(message: Mapping[str, Any]) -> Incoming | None:
         media = _get(message, "audio", "id")
         if isinstance(media, str) and _MEDIA.match(media):
             return Incoming(wamid, sender, None, "speech", audio=media)
-    if not isinstance(reply, str) or not reply.strip():
-        reply = None
     context = _get(message, "context", "id")
     context = context if isinstance(context, str) else None
-    tapped = tapped and reply is not None
-    return Incoming(wamid, sender, reply, mode, tapped=tapped, context=context)
+    if not isinstance(reply, str) or not reply.strip():
+        # Nothing to read (an image without a caption, a sticker, a location, a contact card,
+        # a reaction, an `unsupported` message, ...): the respondent is asked for text.
+        return Incoming(wamid, sender, None, context=context, notice="not_text", errors=errors)
+    return Incoming(wamid, sender, reply, mode, tapped=tapped, context=context, errors=errors)
 
 
 def outgoing(prompt: Mapping[str, Any], to: str) -> list[dict[str, Any]]:
@@ -138,6 +169,14 @@ def _message(to: str, kind: str, content: dict[str, Any]) -> dict[str, Any]:
         "type": kind,
         kind: content,
     }
+
+
+def _error_codes(errors: object) -> tuple[int, ...]:
+    """The codes of a message's `errors` (an `unsupported` message has 131051 or 131060)."""
+    if not isinstance(errors, list):
+        return ()
+    codes = (e.get("code") for e in errors if isinstance(e, Mapping))
+    return tuple(c for c in codes if isinstance(c, int) and not isinstance(c, bool))
 
 
 def _get(data: Mapping[str, Any], *path: str) -> Any:
