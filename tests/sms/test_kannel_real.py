@@ -36,6 +36,7 @@ INLINE = "982191001234"  # the line answered in the webhook response (reply: web
 API = "982191005678"  # the line answered through sendsms (reply: api)
 UNKNOWN = "982191009999"  # a Kannel service whose get-url names no line of Seda
 FORGED = "982191008888"  # a Kannel service whose get-url carries a wrong token
+POSTED = "982191007777"  # a Kannel service that calls the inline line with post-url
 NPS = "از صفر تا ده، چقدر احتمال دارد ما را به دوستان یا همکارانتان پیشنهاد کنید؟"
 REASON = "متأسفیم که تجربهٔ خوبی نداشتید. لطفاً بگویید چه چیزی را باید بهتر کنیم."
 RESOLVED = "آیا مشکل شما در این تماس حل شد؟ بله یا خیر"
@@ -129,6 +130,11 @@ def kannel_conf(ports: dict[str, int], seda: int) -> str:
         assert get_url != url, "the README's get-url changed: update this test"
         groups.append(("sms-service", {**service, "get-url": get_url,
                                        "allowed-receiver-prefix": receiver}))  # fmt: skip
+    # post-url, as the README offers it: the text in the body, the sender in X-Kannel-From.
+    post = {k: v for k, v in service.items() if k != "get-url"}
+    post_url = f'"http://127.0.0.1:{seda}/sms/inline?token={TOKEN}&id=%I"'
+    post.update({"post-url": post_url, "send-sender": "true", "allowed-receiver-prefix": POSTED})
+    groups.append(("sms-service", post))
     text = []
     for name, settings in groups:
         text.append(f"group = {name}")
@@ -414,6 +420,21 @@ def test_persian_survey_answered_through_sendsms_with_receipts(stack: Stack) -> 
     # Kannel's fake SMSC reports 1 (delivered) and then 8 (sent to the SMSC) for each: the
     # late 8 does not move a delivered message back.
     assert [r["raw_status"] for r in rows] == ["1"] * 3, rows
+
+
+def test_post_url_reaches_seda_in_utf16_and_gets_the_reply(stack: Stack) -> None:
+    """post-url: smsbox POSTs a UCS-2 message as text/plain; charset=UTF-16BE with the sender in
+    X-Kannel-From; the answer goes back inline like get-url's."""
+    number = "989121110003"
+    stack.phone.listen()  # before anything is sent: what goes to a fakesmsc being stopped is lost
+    response_id = stack.invite(number, "inline")
+    stack.phone.wait(number, 1)
+    stack.phone.send(f"00{number}", POSTED, "۲")
+    reason = stack.phone.wait(number, 2)[1]
+    assert (reason.text, reason.sender) == (f"{REASON}\n{FOOTER}", POSTED)
+    stack.phone.send(f"00{number}", POSTED, WHY)
+    assert stack.phone.wait(number, 3)[2].text == f"{RESOLVED}\n{FOOTER}"
+    assert stack.answers(response_id, 2) == [2, WHY]
 
 
 @pytest.mark.parametrize(
