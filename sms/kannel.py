@@ -82,8 +82,15 @@ class Kannel:
         return Received(tel(sender, self.line.country), text, message_id)
 
     def answer(self, text: str | None) -> web.Response:
-        """The reply SMS as the body (Kannel sends it to the respondent); empty for none."""
-        return web.Response(text=text or "", content_type="text/plain", charset="utf-8")
+        """The reply SMS as the body (Kannel sends it to the respondent); empty for none.
+
+        smsbox sends a text/plain body as GSM 7-bit unless X-Kannel-Coding says otherwise
+        (it turns Persian into "???"): a reply that needs UCS-2 says 2, which smsbox obeys
+        with `accept-x-kannel-headers = true` and converts the UTF-8 body to UCS-2."""
+        headers = {"X-Kannel-Coding": "2"} if text and encoding(text) == "ucs2" else None
+        return web.Response(
+            text=text or "", content_type="text/plain", charset="utf-8", headers=headers
+        )
 
     async def send(self, http: aiohttp.ClientSession, to: str, text: str, key: str) -> list[str]:
         """GET /cgi-bin/sendsms (UTF-8 text; coding 2 = UCS-2 when the text needs it).

@@ -152,3 +152,20 @@ async def test_vonage_concatenated_parts_are_one_answer(
         assert resp.status == 204
     state = await answers(client, invited["response_id"])
     assert [(a["value"], a["message_id"]) for a in state["answers"]] == [(10, "0A0000000123ABCD2")]
+
+
+@pytest.mark.parametrize(("language", "coding"), [("fa", "2"), ("en", None)])
+async def test_kannel_reply_names_its_coding(
+    language: str, coding: str | None, tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    """smsbox sends a text/plain reply as GSM 7-bit ("???" for Persian) unless X-Kannel-Coding
+    says 2 (seen with Kannel 1.4.5: tests/sms/test_kannel_real.py)."""
+    configured = lines()
+    configured["kannel1"]["footer"] = ""  # the Persian footer alone would make it UCS-2
+    client, _fake = await start(tmp_path, aiohttp_client, aiohttp_server, configured)
+    await invite(client, RESPONDENT, line="kannel1", language=language)
+    resp = await client.get(payload("kannel/get_ucs2_zwnj.http").path)
+    assert resp.status == 200 and await resp.text()  # the next question, inline
+    assert resp.headers.get("X-Kannel-Coding") == coding
+    receipt = await client.get(payload("kannel/dlr.http").path)
+    assert await receipt.text() == "" and "X-Kannel-Coding" not in receipt.headers
