@@ -359,6 +359,16 @@ class SmsChannel:
                 moved += 1
         return moved
 
+    def health(self) -> dict[str, Any]:
+        """For /healthz: degraded while a polled line's polls fail (the messages wait at the
+        provider) or its loop has stopped; lines that are pushed to say nothing here."""
+        lines = {loop.line.name: loop.health() for loop in self._polls}
+        troubled = any(line["polling"] != "ok" for line in lines.values())
+        found: dict[str, Any] = {"status": "degraded" if troubled else "ok"}
+        if lines:
+            found["polled_lines"] = lines
+        return found
+
     def metric_families(self) -> Iterable[Metric]:
         """The channel's own counters for /metrics (server.py collects them)."""
         yield metrics.counter_family(

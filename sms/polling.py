@@ -22,8 +22,10 @@ import contextlib
 import json
 import logging
 import os
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,7 @@ class PollLoop:
         self.pending: OrderedDict[str, Received] = OrderedDict()
         self.seen: OrderedDict[str, None] = OrderedDict()
         self.failures = 0  # consecutive failed polls
+        self.failing_since: float | None = None  # epoch seconds of the first of them
         self.polls = 0
         self._task: asyncio.Task[None] | None = None
         if self.spool is None:
@@ -92,7 +95,9 @@ class PollLoop:
         """Stop polling (pending messages stay in the spool)."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # A loop that ended with an error (logged when it happened) must not stop the
+            # shutdown halfway, with the store left open.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None
 
@@ -108,9 +113,32 @@ class PollLoop:
 
     async def _run(self) -> None:
         while True:
-            await self.tick()
-            await self._status_round()
+            try:
+                await self.tick()
+                await self._status_round()
+            except Exception:
+                # Such as a spool that cannot be written (a full disk): the loop must not end
+                # in silence, with what was fetched held in memory only. It tries again later.
+                self._failed()
+                log.exception("sms poll round failed; retrying with backoff",
+                              extra=fields(line=self.line.name, failures=self.failures,
+                                           pending=len(self.pending)))  # fmt: skip
             await asyncio.sleep(self.delay())
+
+    def health(self) -> dict[str, Any]:
+        """For /healthz: whether polling works, and since when it fails."""
+        found: dict[str, Any] = {"polling": "ok", "pending": len(self.pending)}
+        if self._task is None or self._task.done():
+            found["polling"] = "stopped"
+        elif self.failures:
+            since = datetime.fromtimestamp(self.failing_since or time.time(), UTC)
+            found.update(polling="failing", failures=self.failures, since=since.isoformat())
+        return found
+
+    def _failed(self) -> None:
+        if not self.failures:
+            self.failing_since = time.time()
+        self.failures += 1
 
     async def _status_round(self) -> None:
         """Ask for delivery statuses when status_interval has passed (never while failing)."""
@@ -155,7 +183,7 @@ class PollLoop:
         try:
             fetched = await self.provider.fetch(self.http(), self.known)
         except Exception as exc:  # down, refused, or nonsense: the messages wait at the provider
-            self.failures += 1
+            self._failed()
             status = exc.status if isinstance(exc, PollError) else None
             reason = str(exc) if isinstance(exc, PollError) else type(exc).__name__
             event = "sms poll failed; retrying with backoff"
@@ -168,6 +196,7 @@ class PollLoop:
         if self.failures:
             log.info("sms poll recovered", extra=fields(line=self.line.name, after=self.failures))
         self.failures = 0
+        self.failing_since = None
         return fetched
 
     def _remember(self, key: str) -> None:

@@ -177,6 +177,60 @@ async def test_poll_failures_back_off_and_lose_nothing(
         assert "9121234567" not in logged and "۹" not in logged
 
 
+async def test_health_says_while_a_line_cannot_poll(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    client, fake = await start(
+        tmp_path, aiohttp_client, aiohttp_server, {"l1": line(tmp_path, "kavenegar")}
+    )
+    fake.fail_polls.extend([401] * 1000)  # the key refused until the operator fixes it
+    for _ in range(200):
+        body = await (await client.get("/healthz")).json()
+        if body["status"] != "ok":
+            break
+        await asyncio.sleep(0.02)
+    assert body["status"] == "degraded", body
+    polled = body["channels"]["sms"]["polled_lines"]["l1"]
+    assert polled["polling"] == "failing" and polled["failures"] >= 1, polled
+    datetime.fromisoformat(polled["since"])
+    metrics = await (await client.get("/metrics")).text()
+    assert 'seda_channel_up{channel="sms"} 0.0' in metrics
+
+    fake.fail_polls.clear()  # fixed: the next poll works
+    for _ in range(200):
+        body = await (await client.get("/healthz")).json()
+        if body["status"] == "ok":
+            break
+        await asyncio.sleep(0.02)
+    assert body["channels"]["sms"] == {
+        "status": "ok", "polled_lines": {"l1": {"polling": "ok", "pending": 0}}}  # fmt: skip
+
+
+async def test_a_poll_round_that_fails_does_not_end_polling(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The spool cannot be written (a full disk, a folder made read-only): the round fails, the
+    # loop goes on with the fetched message in memory and stores it once the spool can be written.
+    spool = tmp_path / "spool" / "l1.spool"
+    client, fake = await start(
+        tmp_path, aiohttp_client, aiohttp_server,
+        {"l1": line(tmp_path, "kavenegar", spool=str(spool))},
+    )  # fmt: skip
+    invited = await invite(client, RESPONDENT, line="l1")
+    spool.parent.mkdir(parents=True, exist_ok=True)
+    spool.with_suffix(".spool.tmp").mkdir()  # where the spool is written first: now a folder
+    fake.inbox.append(item("kavenegar", 777002, "۹"))
+    for _ in range(200):
+        if any("poll round failed" in r.message for r in caplog.records):
+            break
+        await asyncio.sleep(0.02)
+    body = await (await client.get("/healthz")).json()
+    assert body["channels"]["sms"]["polled_lines"]["l1"]["polling"] == "failing", body
+    spool.with_suffix(".spool.tmp").rmdir()
+    state = await wait_answers(client, invited["response_id"], 1)
+    assert state["answers"][0]["value"] == 9
+
+
 SEND_FAILURES = [
     # label, provider, statuses before success, recorded refusal (status, file), dead letters
     ("smsir key refused, then 500", "smsir", [401, 500], None, 0),
