@@ -61,17 +61,27 @@ def plain_text(data: Any) -> PlainText | None:
     return PlainText(data["update_id"], chat["id"], chat["type"], text)
 
 
+class Unreadable(ValueError):
+    """An update with an id that PTB cannot read, or whose fields have the wrong types."""
+
+    def __init__(self, update_id: int, problem: str) -> None:
+        super().__init__(f"malformed update: {problem}")
+        self.update_id = update_id
+        self.problem = problem
+
+
 def parse_update(data: Any, bot: TelegramBot) -> Update:
-    """A PTB Update from the JSON body; ValueError when it is not one."""
+    """A PTB Update from the JSON body; ValueError when it is not one (Unreadable when it has
+    an update_id but no more can be read)."""
     if not isinstance(data, dict) or type(data.get("update_id")) is not int:
         raise ValueError("no update_id")
     try:
         update = Update.de_json(data, bot.app.bot)
     except (KeyError, TypeError, AttributeError, OverflowError) as exc:
-        raise ValueError("malformed update") from exc
+        raise Unreadable(data["update_id"], type(exc).__name__) from exc
     problem = _shape_problem(update)
     if problem is not None:
-        raise ValueError(f"malformed update: {problem}")
+        raise Unreadable(data["update_id"], problem)
     return update
 
 

@@ -15,6 +15,10 @@ SECRET = "s3da-webhook_secret"
 BOT_USER = {"id": 7012345678, "is_bot": True, "first_name": "Seda", "username": "seda_test_bot"}
 
 
+METHODS = {name.lower(): name for name in ("getMe", "sendMessage", "answerCallbackQuery",
+           "setWebhook", "deleteWebhook", "getUpdates", "getFile")}  # fmt: skip
+
+
 class FakeBotApi:
     """Answers getMe, sendMessage, answerCallbackQuery, setWebhook, deleteWebhook, getUpdates."""
 
@@ -87,6 +91,7 @@ class FakeBotApi:
     async def handle(self, request: web.Request) -> web.Response:
         """One Bot API call."""
         method = request.match_info["method"]
+        method = METHODS.get(method.lower(), method)  # the Bot API ignores case in method names
         self.tokens.append((method, request.match_info["token"]))
         params = {k: _decoded(v) for k, v in (await request.post()).items()}
         self.calls.append((method, params))

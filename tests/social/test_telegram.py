@@ -226,6 +226,9 @@ async def test_the_start_button_opts_back_in_only_who_opted_out(
     first = await ok(client, "start_bare")
     assert first["status"] == "ignored" and "no survey named" in first["reason"]
     await ok(client, "start_post_call_nps_fa")
+    # The first question goes out through the outbox: a STOP before it went would close the
+    # response and the question would rightly never be sent (one message fewer).
+    await bot_api.wait_for("sendMessage", 1)
     await ok(client, "stop_command")
     await bot_api.wait_for("sendMessage", 2)
     # The opt-out notice says "send START"; on Telegram the START button sends a bare /start.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -151,6 +152,52 @@ async def test_polling_mode(seda: MakeClient, bot_api: FakeBotApi) -> None:
     ]
     resp = await client.post("/telegram/support", data=b"{}")
     assert resp.status == 404  # a polling bot takes no webhooks
+
+
+def unreadable_poll(update_id: int) -> dict[str, Any]:
+    """A poll as a Bot API version PTB does not know yet might send it (no persistent_id on its
+    options): valid JSON that PTB cannot turn into an Update."""
+    found = json.loads(update("poll"))
+    found["update_id"] = update_id
+    for option in found["message"]["poll"]["options"]:
+        del option["persistent_id"]
+    return dict(found)
+
+
+async def test_polling_skips_an_update_it_cannot_read(
+    seda: MakeClient, bot_api: FakeBotApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Before, PTB's parse error escaped getUpdates and ended the polling task in silence: the
+    # bot heard nothing more until Seda was restarted (and then met the same update again).
+    bot_api.updates.append(unreadable_poll(900000000))
+    bot_api.updates.append(json.loads(update("start_post_call_nps_fa")))  # 900000001
+    await seda(telegram=telegram_spec(bot_api, mode="polling", secret=None, poll_timeout=1))
+    await bot_api.wait_for("sendMessage", 1)  # the next update was read and answered
+    polls = await bot_api.wait_for("getUpdates", 2)
+    assert polls[-1]["offset"] == "900000002"  # past both
+    (skipped,) = [r for r in caplog.records if "not understood" in r.getMessage()]
+    assert skipped.fields["update_id"] == 900000000  # type: ignore[attr-defined]
+    assert "مریم" not in str(skipped.fields)  # type: ignore[attr-defined]
+
+
+async def test_health_says_while_getupdates_fails(seda: MakeClient, bot_api: FakeBotApi) -> None:
+    bot_api.fail_next("getUpdates", 502, "Bad Gateway")  # then answered, 1 s later
+    client = await seda(
+        telegram=telegram_spec(bot_api, mode="polling", secret=None, poll_timeout=1)
+    )
+    seen = []
+    for _ in range(150):
+        body = await (await client.get("/healthz")).json()
+        seen.append(body["status"])
+        if body["status"] == "ok" and "degraded" in seen:
+            break
+        if body["status"] == "degraded":
+            bot = body["channels"]["telegram"]["bots"]["support"]
+            assert bot["polling"] == "failing" and bot["ready"] is True, bot
+        await asyncio.sleep(0.02)
+    assert "degraded" in seen and seen[-1] == "ok", seen
+    assert body["channels"]["telegram"] == {
+        "status": "ok", "bots": {"support": {"mode": "polling", "ready": True}}}  # fmt: skip
 
 
 async def test_webhook_url_is_registered_with_the_secret(
