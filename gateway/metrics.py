@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -90,17 +90,20 @@ def gauge_family(
     name: str, doc: str, labels: list[str], values: Mapping[tuple[str, ...], float]
 ) -> GaugeMetricFamily:
     """A gauge family built from a dict of label values to values."""
-    family = GaugeMetricFamily(name, doc, labels=labels)
-    for key, value in values.items():
-        family.add_metric(list(key), value)
-    return family
+    return _filled(GaugeMetricFamily(name, doc, labels=labels), values)
 
 
 def counter_family(
     name: str, doc: str, labels: list[str], values: Mapping[tuple[str, ...], float]
 ) -> CounterMetricFamily:
     """A counter family built from a dict of label values to counts."""
-    family = CounterMetricFamily(name, doc, labels=labels)
+    return _filled(CounterMetricFamily(name, doc, labels=labels), values)
+
+
+_Family = TypeVar("_Family", GaugeMetricFamily, CounterMetricFamily)
+
+
+def _filled(family: _Family, values: Mapping[tuple[str, ...], float]) -> _Family:
     for key, value in values.items():
         family.add_metric(list(key), value)
     return family
