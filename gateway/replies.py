@@ -36,6 +36,11 @@ class Interpretation:
 _DIGITS = str.maketrans(
     {chr(base + i): str(i) for base in (0x06F0, 0x0660) for i in range(10)},
 )
+# Circled digits that NFKC leaves alone (❽, ➓, ⓿, ⓫): their value, as NFKC gives ⑧ its 8.
+_CIRCLED = {
+    chr(code): str(int(unicodedata.numeric(chr(code))))
+    for code in [*range(0x24EB, 0x2500), *range(0x2776, 0x2794)]
+}
 _INVISIBLE = "\u200b\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff"
 _FOLD = str.maketrans(
     {
@@ -67,6 +72,7 @@ _FOLD = str.maketrans(
         "\ufe0f": None,
         "\u20e3": None,
         "\U0001f51f": "10",
+        **_CIRCLED,
     }
 )
 # Fraction characters, before NFKC makes "7½" into "71⁄2": read as words, see words.AND_A_HALF.
@@ -76,6 +82,8 @@ _FRACTIONS = {
     if "\u2044" in unicodedata.normalize("NFKC", chr(code))
 }
 _MINUS = "-\u2212\u2013"
+# Only these are read as digits: str.isdigit() also takes ❽ or ፰, which int() refuses.
+_ASCII_DIGITS = frozenset("0123456789")
 _THOUSANDS = ",٬"
 _TOKEN = re.compile(
     rf"(?<!\w)[{_MINUS}][0-9]+(?:[.٫][0-9]+)?"
@@ -262,9 +270,9 @@ def _number(question: Question, raw: str) -> Interpretation:
     for at, token in enumerate(window):
         if token[0] in _MINUS:
             return _invalid("negative number")
-        if token[0].isdigit():
+        if token[0] in _ASCII_DIGITS:
             whole = token.translate({ord(c): None for c in _THOUSANDS})
-            if not whole.isdigit():
+            if not (whole.isascii() and whole.isdigit()):
                 return _invalid("not a whole number")
             found.append((at, at + 1, int(whole)))
     if not found:

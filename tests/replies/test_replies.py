@@ -249,6 +249,18 @@ def test_raw_text_is_kept_as_it_came() -> None:
     assert interpret(question, raw, "fa").value == raw.strip()
 
 
+def test_no_digit_of_any_script_breaks_a_number_question() -> None:
+    # str.isdigit() is true for ❽, ፰ or 𑁕, which int() refuses: such a reply raised, so the
+    # provider got a 500 and sent it again and again. Each is now read or refused.
+    question = _numeric("nps", 0, 10)
+    digits = [chr(code) for code in range(0x110000) if chr(code).isdigit()]
+    assert len(digits) > 700
+    for char in digits:
+        for raw in (char, f"{char} از ۱۰", f"5 {char}"):
+            result = interpret(question, raw, "fa")
+            assert result.ok or result.reason, raw
+
+
 def test_unknown_question_type_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="unknown question type"):
         interpret(Question(id="q1", type="slider", prompt={}), "5", "en")
