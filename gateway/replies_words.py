@@ -170,8 +170,33 @@ UNSURE: tuple[str, ...] = (
     "ربما",
 )
 
-# Between two numbers, these make the second one the scale's top: "8/10", "۸ از ۱۰", "٨ من ١٠".
-OUT_OF: tuple[str, ...] = ("/", "of", "out of", "از", "من")
+# Between two numbers, these make the second one the scale's top: "8/10", "۸ از ۱۰", "٨ من ١٠",
+# "٨ على ١٠" (Gulf, Levant), "8 from 10" ("۸ از ۱۰" in English). Not before a number, they make
+# the first a count: "two of the staff", "اثنين من الموظفين".
+OUT_OF: tuple[str, ...] = ("/", "of", "out of", "over", "from", "از", "من", "على")
+# Right after a number, these make it a count, not a score: "ten minutes", "دو ساعت", "عشر دقائق",
+# "ده هزار تومان", "10%".
+UNITS: tuple[str, ...] = (
+    *("second", "seconds", "sec", "secs", "minute", "minutes", "min", "mins", "hour", "hours"),
+    *("hr", "hrs", "day", "days", "week", "weeks", "month", "months", "year", "years", "yrs"),
+    *("time", "times", "call", "calls", "people", "persons", "thousand", "million", "percent"),
+    *("dollars", "bucks", "euros", "pounds", "%", "٪"),
+    *("ثانیه", "دقیقه", "دیقه", "ساعت", "روز", "هفته", "ماه", "سال", "بار", "دفعه", "مرتبه"),
+    *("نفر", "تومان", "تومن", "ریال", "هزار", "میلیون", "درصد"),
+    *("ثانية", "ثواني", "دقيقة", "دقائق", "دقايق", "ساعة", "ساعات", "يوم", "أيام", "ايام"),
+    *("أسبوع", "اسبوع", "أسابيع", "شهر", "أشهر", "شهور", "سنة", "سنوات", "سنين", "مرة", "مرات"),
+    *("شخص", "أشخاص", "ألف", "آلاف", "مليون", "ريال", "درهم", "دينار", "جنيه", "ليرة"),
+    *("بالمية", "بالمئة", "بالمائة"),
+)
+# Number words that are also something else: "a" (یک), "no" (نه), "someone" (one, واحد, أحد).
+# In a sentence they count only beside a score word, before "out of" and a number, or before
+# another number (then the reply is ambiguous): "یک مشکل داشتم" is "I had a problem", not 1.
+ALSO_NOT_A_NUMBER: tuple[str, ...] = ("one", "یک", "نه", "واحد", "واحدة", "أحد", "احد", "إحدى")
+SCORE_WORDS: tuple[str, ...] = (
+    *("star", "stars", "point", "points", "mark", "marks"),
+    *("ستاره", "امتیاز", "نمره", "میدم", "میدهم", "میدیم", "بدم", "تا"),
+    *("نجمة", "نجوم", "نجمات", "درجة", "درجات", "نقطة", "نقاط", "علامة"),
+)
 NEGATIVE: tuple[str, ...] = ("minus", "negative", "منفی", "سالب", "ناقص")
 # Right after a number, these make it a fraction, which no scale takes: "هفت و نیم" is not 7.
 # A fraction character ("7½") is read as "and a half".
