@@ -161,8 +161,8 @@ _NUMBERS = _index(
     for spelling in spellings
 )
 _YES_NO: dict[str, bool | None] = _index(
-    [(w, True) for ws in words.YES.values() for w in ws]
-    + [(w, False) for ws in words.NO.values() for w in ws]
+    [(w, True) for ws in [*words.YES.values(), words.YES_LATIN] for w in ws]
+    + [(w, False) for ws in [*words.NO.values(), words.NO_LATIN] for w in ws]
     + [(w, None) for w in words.UNSURE]
 )
 _YES_NO_WHOLE_ONLY = {_key(w) for w in words.YES_NO_WHOLE_ONLY}
@@ -182,6 +182,7 @@ _OPT_IN = {_key(w) for w in words.OPT_IN}
 Span = tuple[int, int, str]  # start and end token, and what matched there
 # The longest key of the number table, measured once, not per reply: it has a thousand keys.
 _LONGEST_NUMBER = max(map(len, _NUMBERS))
+_LONGEST_YES_NO = max(map(len, _YES_NO))
 
 
 def _spans(tokens: Sequence[str], keys: Collection[str], longest: int = 0) -> list[Span]:
@@ -382,7 +383,7 @@ def _yes_no(raw: str) -> Interpretation:
         return code
     spans = [
         (start, end, what)
-        for start, end, what in _spans(tokens, _YES_NO)
+        for start, end, what in _spans(tokens, _YES_NO, _LONGEST_YES_NO)
         if start < WINDOW and (what not in _YES_NO_WHOLE_ONLY or (start, end) == (0, len(tokens)))
     ]
     meanings = {_YES_NO[what] for _, _, what in _outermost(spans)} - {None}

@@ -136,28 +136,53 @@ def _compound(language: str, tens_word: str, unit_word: str) -> str:
 
 
 YES: Mapping[str, tuple[str, ...]] = {
-    "en": ("yes", "y", "yeah", "yea", "yep", "yup", "sure", "ok", "okay", "correct", "of course"),
-    "fa": ("بله", "بلی", "آره", "آری", "اره", "بعله", "چرا", "درسته", "حتما"),
-    "ar": ("نعم", "أجل", "اي", "ايوه", "أيوه", "صح", "اكيد", "طبعا"),
+    "en": (
+        *("yes", "y", "yeah", "yea", "yep", "yup", "sure", "ok", "okay", "correct", "of course"),
+        *("absolutely", "definitely", "certainly", "why not"),
+    ),
+    "fa": (
+        *("بله", "بلی", "آره", "آری", "اره", "بعله", "چرا", "درسته", "حتما", "البته"),
+        *("چرا که نه", "چرا نه", "اوهوم", "آرع", "باشه", "اوکی"),
+    ),
+    "ar": (
+        *("نعم", "أجل", "اي", "ايوه", "أيوه", "ايوا", "صح", "اكيد", "طبعا", "بالتأكيد", "صحيح"),
+        *("اوكي", "ماشي", "ليش لا", "ليه لأ", "ليه لا"),
+    ),
     "ko": ("네", "예"),  # the voice tests' Korean model (DESIGN section 6)
 }
 NO: Mapping[str, tuple[str, ...]] = {
-    "en": ("no", "n", "nope", "nah", "not really", "no thanks"),
-    "fa": ("نه", "خیر", "نخیر", "na"),
-    "ar": ("لا", "كلا", "لأ"),
+    "en": (
+        *("no", "n", "nope", "nah", "not really", "no thanks", "not at all", "never"),
+        *("of course not", "certainly not", "definitely not", "absolutely not", "dont think so"),
+    ),
+    "fa": ("نه", "خیر", "نخیر", "نچ", "البته که نه", "به هیچ وجه", "هرگز", "اصلا"),
+    "ar": ("لا", "كلا", "لأ", "لاء", "أبدا", "مطلقا", "إطلاقا"),
     "ko": ("아니요", "아니오", "아니"),
 }
+# Typed in Latin letters: Finglish (Persian) and Arabizi (Arabic), from phones without a Persian
+# or Arabic keyboard. Read like the words above, but never put in a speech grammar.
+YES_LATIN: tuple[str, ...] = (
+    *("bale", "baleh", "areh", "are", "aywa", "aiwa", "na3am", "naam", "akeed", "akid", "tab3an"),
+)
+NO_LATIN: tuple[str, ...] = ("na", "kheir", "kheyr", "nakheir", "la", "la2")
 # Count only as the whole reply: single letters, and words that mean something else in a
-# sentence (چرا is also "why", اي also the exclamation "ای").
-YES_NO_WHOLE_ONLY: frozenset[str] = frozenset({"y", "n", "na", "چرا", "اي"})
-# Neither yes nor no, though they hold a yes/no word ("not sure", "لا أعرف").
+# sentence (چرا is also "why", اي also the exclamation "ای", باشه "there is", چرا که "because",
+# ماشي الحال "so-so", are "are", la "the" in French and Spanish).
+YES_NO_WHOLE_ONLY: frozenset[str] = frozenset(
+    {"y", "n", "na", "are", "la", "چرا", "اي", "باشه", "اصلا", "ماشي"}
+    | {"why not", "چرا نه", "چرا که نه", "ليش لا", "ليه لأ", "ليه لا"}
+)
+# Neither yes nor no, though they hold a yes/no word ("not sure", "لا أعرف"). "no problem" says
+# yes to an offer ("shall we call you?") and no to a question about problems.
 UNSURE: tuple[str, ...] = (
     "not sure",
+    "not really sure",
     "dont know",
     "do not know",
     "no idea",
     "idk",
     "maybe",
+    "no problem",
     "نمی دانم",
     "نمی دونم",
     "مطمئن نیستم",
@@ -168,6 +193,7 @@ UNSURE: tuple[str, ...] = (
     "مش متأكد",
     "غير متأكد",
     "ربما",
+    "لا مشكلة",
 )
 
 # Between two numbers, these make the second one the scale's top: "8/10", "۸ از ۱۰", "٨ من ١٠",

@@ -192,6 +192,15 @@ def test_vocabulary_yes_no_is_one_language() -> None:
     assert "بله" not in words and "yes" not in words
 
 
+@pytest.mark.parametrize("language", ["fa", "ar"])
+def test_vocabulary_yes_no_has_no_latin_letters(language: str) -> None:
+    # Finglish and Arabizi ("bale", "la2") are read in text, but a Persian or Arabic speech
+    # model has no such words: a grammar that names them is refused or ignored.
+    words = vocabulary(Question(id="q1", type="yes_no", prompt={}), language)
+    assert not [word for word in words if any(char.isascii() and char.isalpha() for char in word)]
+    assert interpret(Question(id="q1", type="yes_no", prompt={}), "bale", language).value is True
+
+
 def test_vocabulary_choice_labels_and_keywords() -> None:
     question = Question(
         id="q1",
