@@ -178,6 +178,7 @@ _STAR_RUN = re.compile(rf"[{words.STARS}](?:\s*[{words.STARS}])*")
 _STAR_RUN_GAPS = re.compile(r"\s+")
 _OPT_OUT = {_key(w) for w in words.OPT_OUT}
 _OPT_IN = {_key(w) for w in words.OPT_IN}
+_COURTESY = {_key(w) for w in words.COURTESY}
 
 Span = tuple[int, int, str]  # start and end token, and what matched there
 # The longest key of the number table, measured once, not per reply: it has a thousand keys.
@@ -465,8 +466,15 @@ def _choice_words(
 
 
 def control_word(raw: str, channel: str) -> ControlWord | None:
-    """Opt-out or opt-in when the whole reply is such a word (11 and 12 on SMS only), else None."""
-    whole = _key(raw)
+    """Opt-out or opt-in when the whole reply is such a word or phrase, courtesy words aside
+    ("please stop"), or on SMS only 11 or 12; else None."""
+    tokens = _tokens(raw)
+    start, end = 0, len(tokens)
+    while start < end and tokens[start] in _COURTESY:
+        start += 1
+    while end > start and tokens[end - 1] in _COURTESY:
+        end -= 1
+    whole = "".join(tokens[start:end])
     if whole in _OPT_OUT:
         return "opt_out"
     if whole in _OPT_IN:

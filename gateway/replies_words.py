@@ -234,22 +234,26 @@ STARS: str = "⭐★🌟"  # ⭐ ★ 🌟
 YES_SYMBOLS: str = "👍✅✔☑👌"  # 👍 ✅ ✔ ☑ 👌
 NO_SYMBOLS: str = "👎❌✖❎"  # 👎 ❌ ✖ ❎
 
+# Opt-out words and phrases: the whole reply, with "please" or "thanks" around it (COURTESY).
 OPT_OUT: tuple[str, ...] = (
-    "stop",
-    "stopall",
-    "unsubscribe",
-    "cancel",
-    "end",
-    "quit",
-    "لغو",
-    "لغو 11",
-    "توقف",
-    "انصراف",
-    "إلغاء",
-    "الغاء",
-    "الغا",
-    "ايقاف",
-    "إيقاف",
+    *("stop", "stopall", "unsubscribe", "unsub", "cancel", "end", "quit", "opt out", "remove me"),
+    *("stop it", "stop sending", "stop sending me", "stop sending messages"),
+    *("stop sending me messages", "stop texting", "stop texting me", "stop messaging"),
+    *("stop messaging me", "dont text me", "do not text me", "dont message me"),
+    *("do not message me", "dont contact me", "do not contact me", "no more messages"),
+    *("لغو", "لغو 11", "توقف", "انصراف", "laghv", "لغو عضویت", "لغو اشتراک", "انصراف از عضویت"),
+    *("ارسال نکنید", "ارسال نکن", "پیام ندهید", "پیام ندید", "پیام نده", "پیام نفرستید"),
+    *("پیام نفرست", "پیامک ندهید", "پیامک ندید", "پیامک نده", "پیامک نفرستید", "پیامک نفرست"),
+    *("إلغاء", "الغاء", "الغا", "ايقاف", "إيقاف", "إلغاء الاشتراك", "أوقف", "اوقفوا", "وقف"),
+    *("وقف الرسائل", "إيقاف الرسائل", "لا ترسل", "لا ترسلوا", "لا ترسل رسائل"),
+    *("لا ترسلوا رسائل", "لا تراسلني", "لا تراسلوني", "بطلوا رسائل", "بطلوا رسايل"),
+    *("ستوب", "استوب"),
+)
+# Single words that do not change what a control word says: "please stop", "لطفا لغو", "الغاء رجاء".
+COURTESY: tuple[str, ...] = (
+    *("please", "pls", "plz", "thanks", "thank", "you", "thx"),
+    *("لطفا", "خواهشا", "ممنون", "ممنونم", "مرسی", "متشکرم", "دیگه", "دیگر"),
+    *("رجاء", "رجاءا", "شكرا", "أرجو"),
 )
 OPT_IN: tuple[str, ...] = ("start", "unstop")
 # Iranian informational SMS lines: 11 opts out, 12 opts in again (DESIGN.md section 5).
