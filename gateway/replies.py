@@ -338,8 +338,11 @@ def _counts(tokens: Sequence[str], start: int, end: int) -> bool:
 
 
 def _is_count(question: Question, tokens: Sequence[str], number: Number) -> bool:
-    """A number of minutes, of people ("two of the staff") or an order number, not a score."""
+    """A number of minutes, of people ("two of the staff") or an order number, not a score.
+    A number question asks for a count: there "20 minutes" is the answer."""
     start, end, _ = number
+    if question.type == "number":
+        return False
     if end < len(tokens) and tokens[end] in _UNITS:
         return True
     if any(
