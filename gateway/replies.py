@@ -36,6 +36,11 @@ class Interpretation:
 _DIGITS = str.maketrans(
     {chr(base + i): str(i) for base in (0x06F0, 0x0660) for i in range(10)},
 )
+# Circled digits that NFKC leaves alone (❽, ➓, ⓿, ⓫): their value, as NFKC gives ⑧ its 8.
+_CIRCLED = {
+    chr(code): str(int(unicodedata.numeric(chr(code))))
+    for code in [*range(0x24EB, 0x2500), *range(0x2776, 0x2794)]
+}
 _INVISIBLE = "\u200b\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff"
 _FOLD = str.maketrans(
     {
@@ -67,6 +72,7 @@ _FOLD = str.maketrans(
         "\ufe0f": None,
         "\u20e3": None,
         "\U0001f51f": "10",
+        **_CIRCLED,
     }
 )
 # Fraction characters, before NFKC makes "7½" into "71⁄2": read as words, see words.AND_A_HALF.
@@ -76,12 +82,17 @@ _FRACTIONS = {
     if "\u2044" in unicodedata.normalize("NFKC", chr(code))
 }
 _MINUS = "-\u2212\u2013"
+# Only these are read as digits: str.isdigit() also takes ❽ or ፰, which int() refuses.
+_ASCII_DIGITS = frozenset("0123456789")
 _THOUSANDS = ",٬"
 _TOKEN = re.compile(
     rf"(?<!\w)[{_MINUS}][0-9]+(?:[.٫][0-9]+)?"
     rf"|[0-9]{{1,3}}(?:[{_THOUSANDS}][0-9]{{3}})+(?![0-9])"
-    r"|[0-9]+(?:[.٫][0-9]+)?|/|[^\W\d_]+"
+    r"|[0-9]+(?:[.٫][0-9]+)?|[/%٪]|[^\W\d_]+"
 )
+# "Yesss", "نههههه", "STOPPP": a letter typed three times or more is read once (no word of the
+# three languages has a letter three times in a row).
+_ELONGATED = re.compile(r"([^\W\d_])\1{2,}")
 
 
 def normalize_digits(text: str) -> str:
@@ -114,7 +125,7 @@ def _tokens(text: str) -> tuple[str, ...]:
     """Words, whole numbers, signed or decimal numbers and slashes of the folded text."""
     if len(text) <= SHORT_REPLY:
         return _short_tokens(text)
-    return tuple(_TOKEN.findall(normalize_digits(_folded(text))))
+    return _short_tokens.__wrapped__(text)
 
 
 # Most replies are a few characters ("9", "۹", "yes", "نه") and each is read three times (opt-out
@@ -125,7 +136,7 @@ SHORT_REPLY = 24
 
 @functools.lru_cache(maxsize=1024)
 def _short_tokens(text: str) -> tuple[str, ...]:
-    return tuple(_TOKEN.findall(normalize_digits(_folded(text))))
+    return tuple(_TOKEN.findall(_ELONGATED.sub(r"\1", normalize_digits(_folded(text)))))
 
 
 def _key(phrase: str) -> str:
@@ -150,25 +161,34 @@ _NUMBERS = _index(
     for spelling in spellings
 )
 _YES_NO: dict[str, bool | None] = _index(
-    [(w, True) for ws in words.YES.values() for w in ws]
-    + [(w, False) for ws in words.NO.values() for w in ws]
+    [(w, True) for ws in [*words.YES.values(), words.YES_LATIN] for w in ws]
+    + [(w, False) for ws in [*words.NO.values(), words.NO_LATIN] for w in ws]
     + [(w, None) for w in words.UNSURE]
 )
 _YES_NO_WHOLE_ONLY = {_key(w) for w in words.YES_NO_WHOLE_ONLY}
 _OUT_OF = {_key(w) for w in words.OUT_OF}
 _NEGATIVE = {_key(w) for w in words.NEGATIVE}
 _AND_A_HALF = {_key(w) for w in words.AND_A_HALF}
+_UNITS = {_key(w) for w in words.UNITS}
+_ALSO_NOT_A_NUMBER = {_key(w) for w in words.ALSO_NOT_A_NUMBER}
+_SCORE_WORDS = {_key(w) for w in words.SCORE_WORDS}
+# A run of this many digits on a scale that stops below it is a phone, order or ticket number.
+IDENTIFIER_DIGITS = 5
 _STAR_RUN = re.compile(rf"[{words.STARS}](?:\s*[{words.STARS}])*")
 _STAR_RUN_GAPS = re.compile(r"\s+")
 _OPT_OUT = {_key(w) for w in words.OPT_OUT}
 _OPT_IN = {_key(w) for w in words.OPT_IN}
+_COURTESY = {_key(w) for w in words.COURTESY}
 
 Span = tuple[int, int, str]  # start and end token, and what matched there
+# The longest key of the number table, measured once, not per reply: it has a thousand keys.
+_LONGEST_NUMBER = max(map(len, _NUMBERS))
+_LONGEST_YES_NO = max(map(len, _YES_NO))
 
 
-def _spans(tokens: Sequence[str], keys: Collection[str]) -> list[Span]:
-    """Every run of consecutive tokens that, joined, is one of keys."""
-    longest = max(map(len, keys), default=0)
+def _spans(tokens: Sequence[str], keys: Collection[str], longest: int = 0) -> list[Span]:
+    """Every run of consecutive tokens that, joined, is one of keys (at most `longest` long)."""
+    longest = longest or max(map(len, keys), default=0)
     found: list[Span] = []
     for start in range(len(tokens)):
         joined = ""
@@ -254,25 +274,36 @@ def _in_range(question: Question, value: int) -> Interpretation:
     return Interpretation(ok=True, value=value)
 
 
+Number = tuple[int, int, int]  # start and end token, and the value
+
+
 def _number(question: Question, raw: str) -> Interpretation:
     tokens = _tokens(raw)[: 2 * WINDOW]  # room for a phrase that starts inside the window
     window = tokens[:WINDOW]
-    found: list[tuple[int, int, int]] = []
-    # Digits are meant; words in a sentence with digits are often not (یک "a", نه "no").
+    digits: list[Number] = []
     for at, token in enumerate(window):
         if token[0] in _MINUS:
             return _invalid("negative number")
-        if token[0].isdigit():
+        if token[0] in _ASCII_DIGITS:
             whole = token.translate({ord(c): None for c in _THOUSANDS})
-            if not whole.isdigit():
+            if not (whole.isascii() and whole.isdigit()):
                 return _invalid("not a whole number")
-            found.append((at, at + 1, int(whole)))
-    if not found:
-        found = [
+            digits.append((at, at + 1, int(whole)))
+    # Words count where no digit does, and before "out of" digits: the scale's top goes in
+    # "هفت از ۱۰" as in "۸ از ده". Most replies have digits and no "out of": no word lookup.
+    spelt = (
+        [
             (start, end, _NUMBERS[what])
-            for start, end, what in _outermost(_spans(tokens, _NUMBERS))
-            if start < WINDOW
+            for start, end, what in _outermost(_spans(tokens, _NUMBERS, _LONGEST_NUMBER))
+            if start < WINDOW and (what not in _ALSO_NOT_A_NUMBER or _counts(tokens, start, end))
         ]
+        if not digits or any(at and tokens[at - 1] in _OUT_OF for at, _, _ in digits)
+        else []
+    )
+    numbers = _without_scale_top(question, tokens, sorted(digits + spelt))
+    found = [n for n in numbers if not _is_count(question, tokens, n)]
+    # Digits are meant; words in a sentence with digits are often not (یک "a", نه "no").
+    found = [n for n in found if tokens[n[0]][0] in _ASCII_DIGITS] or found
     if not found and question.type != "number":
         found = _stars(raw)
     if any(start > 0 and tokens[start - 1] in _NEGATIVE for start, _, _ in found):
@@ -280,7 +311,7 @@ def _number(question: Question, raw: str) -> Interpretation:
     halves = {start for start, _, _ in _spans(tokens, _AND_A_HALF)}
     if any(end in halves for _, end, _ in found):
         return _invalid("not a whole number")
-    values = sorted({value for _, _, value in _without_scale_top(question, tokens, found)})
+    values = sorted({value for _, _, value in found})
     if not values:
         return _invalid("no number found")
     if len(values) > 1:
@@ -288,17 +319,54 @@ def _number(question: Question, raw: str) -> Interpretation:
     return _in_range(question, values[0])
 
 
-def _stars(raw: str) -> list[tuple[int, int, int]]:
+def _is_number(tokens: Sequence[str], at: int) -> bool:
+    return at < len(tokens) and (tokens[at][0] in _ASCII_DIGITS or tokens[at] in _NUMBERS)
+
+
+def _counts(tokens: Sequence[str], start: int, end: int) -> bool:
+    """Whether a word like یک ("a"), نه ("no") or one ("the one who") is a number here."""
+    if (start, end) == (0, len(tokens)) or _is_number(tokens, end):
+        return True
+    if (start and tokens[start - 1] in _SCORE_WORDS) or (
+        end < len(tokens) and tokens[end] in _SCORE_WORDS
+    ):
+        return True
+    return any(
+        "".join(tokens[end : end + size]) in _OUT_OF and _is_number(tokens, end + size)
+        for size in (1, 2)
+    )
+
+
+def _is_count(question: Question, tokens: Sequence[str], number: Number) -> bool:
+    """A number of minutes, of people ("two of the staff") or an order number, not a score.
+    A number question asks for a count: there "20 minutes" is the answer."""
+    start, end, _ = number
+    if question.type == "number":
+        return False
+    if end < len(tokens) and tokens[end] in _UNITS:
+        return True
+    if any(
+        "".join(tokens[end : end + size]) in _OUT_OF and not _is_number(tokens, end + size)
+        for size in (1, 2)
+        if end + size <= len(tokens)
+    ):
+        return True
+    _, high = _bounds(question)
+    long = len(tokens[start]) >= IDENTIFIER_DIGITS and tokens[start][0] in _ASCII_DIGITS
+    return long and high is not None and high < 10 ** (IDENTIFIER_DIGITS - 1)
+
+
+def _stars(raw: str) -> list[Number]:
     """Each run of stars in the reply as a number found at token 0: its length ("⭐⭐⭐⭐" is 4)."""
     return [(0, 0, len(_STAR_RUN_GAPS.sub("", run))) for run in _STAR_RUN.findall(_folded(raw))]
 
 
 def _without_scale_top(
-    question: Question, tokens: Sequence[str], found: Sequence[tuple[int, int, int]]
-) -> list[tuple[int, int, int]]:
+    question: Question, tokens: Sequence[str], found: Sequence[Number]
+) -> list[Number]:
     """Drop the "10" of "8/10", "8 out of 10", "۸ از ۱۰" when 10 is the scale's top."""
     _, high = _bounds(question)
-    kept: list[tuple[int, int, int]] = []
+    kept: list[Number] = []
     for number in found:
         if kept and number[2] == high and "".join(tokens[kept[-1][1] : number[0]]) in _OUT_OF:
             continue
@@ -319,7 +387,7 @@ def _yes_no(raw: str) -> Interpretation:
         return code
     spans = [
         (start, end, what)
-        for start, end, what in _spans(tokens, _YES_NO)
+        for start, end, what in _spans(tokens, _YES_NO, _LONGEST_YES_NO)
         if start < WINDOW and (what not in _YES_NO_WHOLE_ONLY or (start, end) == (0, len(tokens)))
     ]
     meanings = {_YES_NO[what] for _, _, what in _outermost(spans)} - {None}
@@ -401,8 +469,15 @@ def _choice_words(
 
 
 def control_word(raw: str, channel: str) -> ControlWord | None:
-    """Opt-out or opt-in when the whole reply is such a word (11 and 12 on SMS only), else None."""
-    whole = _key(raw)
+    """Opt-out or opt-in when the whole reply is such a word or phrase, courtesy words aside
+    ("please stop"), or on SMS only 11 or 12; else None."""
+    tokens = _tokens(raw)
+    start, end = 0, len(tokens)
+    while start < end and tokens[start] in _COURTESY:
+        start += 1
+    while end > start and tokens[end - 1] in _COURTESY:
+        end -= 1
+    whole = "".join(tokens[start:end])
     if whole in _OPT_OUT:
         return "opt_out"
     if whole in _OPT_IN:

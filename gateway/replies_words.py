@@ -136,28 +136,53 @@ def _compound(language: str, tens_word: str, unit_word: str) -> str:
 
 
 YES: Mapping[str, tuple[str, ...]] = {
-    "en": ("yes", "y", "yeah", "yea", "yep", "yup", "sure", "ok", "okay", "correct", "of course"),
-    "fa": ("بله", "بلی", "آره", "آری", "اره", "بعله", "چرا", "درسته", "حتما"),
-    "ar": ("نعم", "أجل", "اي", "ايوه", "أيوه", "صح", "اكيد", "طبعا"),
+    "en": (
+        *("yes", "y", "yeah", "yea", "yep", "yup", "sure", "ok", "okay", "correct", "of course"),
+        *("absolutely", "definitely", "certainly", "why not"),
+    ),
+    "fa": (
+        *("بله", "بلی", "آره", "آری", "اره", "بعله", "چرا", "درسته", "حتما", "البته"),
+        *("چرا که نه", "چرا نه", "اوهوم", "آرع", "باشه", "اوکی"),
+    ),
+    "ar": (
+        *("نعم", "أجل", "اي", "ايوه", "أيوه", "ايوا", "صح", "اكيد", "طبعا", "بالتأكيد", "صحيح"),
+        *("اوكي", "ماشي", "ليش لا", "ليه لأ", "ليه لا"),
+    ),
     "ko": ("네", "예"),  # the voice tests' Korean model (DESIGN section 6)
 }
 NO: Mapping[str, tuple[str, ...]] = {
-    "en": ("no", "n", "nope", "nah", "not really", "no thanks"),
-    "fa": ("نه", "خیر", "نخیر", "na"),
-    "ar": ("لا", "كلا", "لأ"),
+    "en": (
+        *("no", "n", "nope", "nah", "not really", "no thanks", "not at all", "never"),
+        *("of course not", "certainly not", "definitely not", "absolutely not", "dont think so"),
+    ),
+    "fa": ("نه", "خیر", "نخیر", "نچ", "البته که نه", "به هیچ وجه", "هرگز", "اصلا"),
+    "ar": ("لا", "كلا", "لأ", "لاء", "أبدا", "مطلقا", "إطلاقا"),
     "ko": ("아니요", "아니오", "아니"),
 }
+# Typed in Latin letters: Finglish (Persian) and Arabizi (Arabic), from phones without a Persian
+# or Arabic keyboard. Read like the words above, but never put in a speech grammar.
+YES_LATIN: tuple[str, ...] = (
+    *("bale", "baleh", "areh", "are", "aywa", "aiwa", "na3am", "naam", "akeed", "akid", "tab3an"),
+)
+NO_LATIN: tuple[str, ...] = ("na", "kheir", "kheyr", "nakheir", "la", "la2")
 # Count only as the whole reply: single letters, and words that mean something else in a
-# sentence (چرا is also "why", اي also the exclamation "ای").
-YES_NO_WHOLE_ONLY: frozenset[str] = frozenset({"y", "n", "na", "چرا", "اي"})
-# Neither yes nor no, though they hold a yes/no word ("not sure", "لا أعرف").
+# sentence (چرا is also "why", اي also the exclamation "ای", باشه "there is", چرا که "because",
+# ماشي الحال "so-so", are "are", la "the" in French and Spanish).
+YES_NO_WHOLE_ONLY: frozenset[str] = frozenset(
+    {"y", "n", "na", "are", "la", "چرا", "اي", "باشه", "اصلا", "ماشي"}
+    | {"why not", "چرا نه", "چرا که نه", "ليش لا", "ليه لأ", "ليه لا"}
+)
+# Neither yes nor no, though they hold a yes/no word ("not sure", "لا أعرف"). "no problem" says
+# yes to an offer ("shall we call you?") and no to a question about problems.
 UNSURE: tuple[str, ...] = (
     "not sure",
+    "not really sure",
     "dont know",
     "do not know",
     "no idea",
     "idk",
     "maybe",
+    "no problem",
     "نمی دانم",
     "نمی دونم",
     "مطمئن نیستم",
@@ -168,10 +193,36 @@ UNSURE: tuple[str, ...] = (
     "مش متأكد",
     "غير متأكد",
     "ربما",
+    "لا مشكلة",
 )
 
-# Between two numbers, these make the second one the scale's top: "8/10", "۸ از ۱۰", "٨ من ١٠".
-OUT_OF: tuple[str, ...] = ("/", "of", "out of", "از", "من")
+# Between two numbers, these make the second one the scale's top: "8/10", "۸ از ۱۰", "٨ من ١٠",
+# "٨ على ١٠" (Gulf, Levant), "8 from 10" ("۸ از ۱۰" in English). Not before a number, they make
+# the first a count: "two of the staff", "اثنين من الموظفين".
+OUT_OF: tuple[str, ...] = ("/", "of", "out of", "over", "from", "از", "من", "على")
+# Right after a number, these make it a count, not a score: "ten minutes", "دو ساعت", "عشر دقائق",
+# "ده هزار تومان", "10%".
+UNITS: tuple[str, ...] = (
+    *("second", "seconds", "sec", "secs", "minute", "minutes", "min", "mins", "hour", "hours"),
+    *("hr", "hrs", "day", "days", "week", "weeks", "month", "months", "year", "years", "yrs"),
+    *("time", "times", "call", "calls", "people", "persons", "thousand", "million", "percent"),
+    *("dollars", "bucks", "euros", "pounds", "%", "٪"),
+    *("ثانیه", "دقیقه", "دیقه", "ساعت", "روز", "هفته", "ماه", "سال", "بار", "دفعه", "مرتبه"),
+    *("نفر", "تومان", "تومن", "ریال", "هزار", "میلیون", "درصد"),
+    *("ثانية", "ثواني", "دقيقة", "دقائق", "دقايق", "ساعة", "ساعات", "يوم", "أيام", "ايام"),
+    *("أسبوع", "اسبوع", "أسابيع", "شهر", "أشهر", "شهور", "سنة", "سنوات", "سنين", "مرة", "مرات"),
+    *("شخص", "أشخاص", "ألف", "آلاف", "مليون", "ريال", "درهم", "دينار", "جنيه", "ليرة"),
+    *("بالمية", "بالمئة", "بالمائة"),
+)
+# Number words that are also something else: "a" (یک), "no" (نه), "someone" (one, واحد, أحد).
+# In a sentence they count only beside a score word, before "out of" and a number, or before
+# another number (then the reply is ambiguous): "یک مشکل داشتم" is "I had a problem", not 1.
+ALSO_NOT_A_NUMBER: tuple[str, ...] = ("one", "یک", "نه", "واحد", "واحدة", "أحد", "احد", "إحدى")
+SCORE_WORDS: tuple[str, ...] = (
+    *("star", "stars", "point", "points", "mark", "marks"),
+    *("ستاره", "امتیاز", "نمره", "میدم", "میدهم", "میدیم", "بدم", "تا"),
+    *("نجمة", "نجوم", "نجمات", "درجة", "درجات", "نقطة", "نقاط", "علامة"),
+)
 NEGATIVE: tuple[str, ...] = ("minus", "negative", "منفی", "سالب", "ناقص")
 # Right after a number, these make it a fraction, which no scale takes: "هفت و نیم" is not 7.
 # A fraction character ("7½") is read as "and a half".
@@ -183,22 +234,26 @@ STARS: str = "⭐★🌟"  # ⭐ ★ 🌟
 YES_SYMBOLS: str = "👍✅✔☑👌"  # 👍 ✅ ✔ ☑ 👌
 NO_SYMBOLS: str = "👎❌✖❎"  # 👎 ❌ ✖ ❎
 
+# Opt-out words and phrases: the whole reply, with "please" or "thanks" around it (COURTESY).
 OPT_OUT: tuple[str, ...] = (
-    "stop",
-    "stopall",
-    "unsubscribe",
-    "cancel",
-    "end",
-    "quit",
-    "لغو",
-    "لغو 11",
-    "توقف",
-    "انصراف",
-    "إلغاء",
-    "الغاء",
-    "الغا",
-    "ايقاف",
-    "إيقاف",
+    *("stop", "stopall", "unsubscribe", "unsub", "cancel", "end", "quit", "opt out", "remove me"),
+    *("stop it", "stop sending", "stop sending me", "stop sending messages"),
+    *("stop sending me messages", "stop texting", "stop texting me", "stop messaging"),
+    *("stop messaging me", "dont text me", "do not text me", "dont message me"),
+    *("do not message me", "dont contact me", "do not contact me", "no more messages"),
+    *("لغو", "لغو 11", "توقف", "انصراف", "laghv", "لغو عضویت", "لغو اشتراک", "انصراف از عضویت"),
+    *("ارسال نکنید", "ارسال نکن", "پیام ندهید", "پیام ندید", "پیام نده", "پیام نفرستید"),
+    *("پیام نفرست", "پیامک ندهید", "پیامک ندید", "پیامک نده", "پیامک نفرستید", "پیامک نفرست"),
+    *("إلغاء", "الغاء", "الغا", "ايقاف", "إيقاف", "إلغاء الاشتراك", "أوقف", "اوقفوا", "وقف"),
+    *("وقف الرسائل", "إيقاف الرسائل", "لا ترسل", "لا ترسلوا", "لا ترسل رسائل"),
+    *("لا ترسلوا رسائل", "لا تراسلني", "لا تراسلوني", "بطلوا رسائل", "بطلوا رسايل"),
+    *("ستوب", "استوب"),
+)
+# Single words that do not change what a control word says: "please stop", "لطفا لغو", "الغاء رجاء".
+COURTESY: tuple[str, ...] = (
+    *("please", "pls", "plz", "thanks", "thank", "you", "thx"),
+    *("لطفا", "خواهشا", "ممنون", "ممنونم", "مرسی", "متشکرم", "دیگه", "دیگر"),
+    *("رجاء", "رجاءا", "شكرا", "أرجو"),
 )
 OPT_IN: tuple[str, ...] = ("start", "unstop")
 # Iranian informational SMS lines: 11 opts out, 12 opts in again (DESIGN.md section 5).

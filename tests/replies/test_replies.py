@@ -192,6 +192,15 @@ def test_vocabulary_yes_no_is_one_language() -> None:
     assert "بله" not in words and "yes" not in words
 
 
+@pytest.mark.parametrize("language", ["fa", "ar"])
+def test_vocabulary_yes_no_has_no_latin_letters(language: str) -> None:
+    # Finglish and Arabizi ("bale", "la2") are read in text, but a Persian or Arabic speech
+    # model has no such words: a grammar that names them is refused or ignored.
+    words = vocabulary(Question(id="q1", type="yes_no", prompt={}), language)
+    assert not [word for word in words if any(char.isascii() and char.isalpha() for char in word)]
+    assert interpret(Question(id="q1", type="yes_no", prompt={}), "bale", language).value is True
+
+
 def test_vocabulary_choice_labels_and_keywords() -> None:
     question = Question(
         id="q1",
@@ -247,6 +256,18 @@ def test_raw_text_is_kept_as_it_came() -> None:
     question = Question(id="q1", type="text", prompt={})
     raw = " خيلي عالي، می\u200cخواهم دوباره بیایم "
     assert interpret(question, raw, "fa").value == raw.strip()
+
+
+def test_no_digit_of_any_script_breaks_a_number_question() -> None:
+    # str.isdigit() is true for ❽, ፰ or 𑁕, which int() refuses: such a reply raised, so the
+    # provider got a 500 and sent it again and again. Each is now read or refused.
+    question = _numeric("nps", 0, 10)
+    digits = [chr(code) for code in range(0x110000) if chr(code).isdigit()]
+    assert len(digits) > 700
+    for char in digits:
+        for raw in (char, f"{char} از ۱۰", f"5 {char}"):
+            result = interpret(question, raw, "fa")
+            assert result.ok or result.reason, raw
 
 
 def test_unknown_question_type_is_a_programming_error() -> None:
