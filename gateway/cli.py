@@ -15,6 +15,7 @@ from gateway.config import Config, ConfigError, load, load_lenient
 from gateway.flows.loader import Problem, SurveyError, load_surveys, validate_paths
 from gateway.ids import IdFactory, system_clock
 from gateway.model import Inbound, Outbound, Respondent
+from gateway.store_schema import StoreError
 
 DEFAULT_CONFIG = Path("config/gateway.yaml")
 
@@ -29,6 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"seda: configuration error:\n{exc}", file=sys.stderr)
         return 2
+    except StoreError as exc:  # a database from a newer Seda, or not a Seda database
+        print(f"seda: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
@@ -110,24 +114,39 @@ def _config_after_commands(parser: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     from aiohttp import web
 
+    from gateway import launch
     from gateway.server import create_app, freeze_heap
 
     config = load(args.config)
     logs.setup(config.log_level)
+    try:
+        sockets = launch.listen(config.host, config.port)
+        with launch.exclusive(config.database) as start:
 
-    async def app() -> web.Application:
-        built = await create_app(config)
-        built.on_startup.append(freeze_heap)
-        return built
+            async def app() -> web.Application:
+                built = await create_app(config)
+                built.on_startup.append(freeze_heap)
+                built.on_startup.append(launch.stop_on_hangup)
+                start.built = True
+                return built
 
-    web.run_app(
-        app(),
-        host=config.host,
-        port=config.port,
-        print=None,
-        access_log=None,
-        shutdown_timeout=10,
-    )
+            try:
+                web.run_app(app(), sock=sockets, print=None, access_log=None, shutdown_timeout=10)
+            finally:
+                for sock in sockets:  # a start that failed never handed them to a server
+                    sock.close()
+    except ConfigError as exc:  # a channel's block, a survey: found while building the app
+        raise ConfigError("\n".join(config.locate(line) for line in str(exc).split("\n"))) from None
+    except launch.NotStarted as exc:
+        print(f"seda: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the database's folder cannot be made or written, a full disk
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(
+            f"seda: not started: {where}{exc.strerror or exc} (database: {config.database})",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
