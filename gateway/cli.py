@@ -151,7 +151,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    paths = args.paths or [Path("config/flows")]
+    paths = args.paths or [_flows(args.config)]
     problems = validate_paths(paths)
     problems += _channel_checks(args.config, paths)
     for problem in problems:
@@ -182,20 +182,32 @@ def _channel_checks(config_path: Path, paths: Sequence[Path]) -> list[Problem]:
     return found
 
 
+def _flows(config_path: Path) -> Path:
+    """The `flows` folder of the configuration, which `seda run` loads (config/flows without
+    one); the surveys need no secret, so unset variables do not matter here."""
+    return load_lenient(config_path).flows if config_path.exists() else Path("config/flows")
+
+
 def _simulate(args: argparse.Namespace) -> int:
-    flows = args.flows
-    if flows is None:
-        flows = load(args.config).flows if args.config.exists() else Path("config/flows")
+    flows = args.flows or _flows(args.config)
     try:
         surveys = load_surveys(flows)
     except SurveyError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 1
-    if args.survey not in surveys:
-        print(f"seda: no survey {args.survey!r} in {flows}", file=sys.stderr)
+    survey = surveys.get(args.survey)
+    if survey is None:
+        known = ", ".join(sorted(surveys)) or "none"
+        print(f"seda: no survey {args.survey!r} in {flows} (there: {known})", file=sys.stderr)
         return 1
-    return simulate(surveys[args.survey], args.lang, sys.stdin, sys.stdout)
+    if args.lang is not None and args.lang not in survey.languages:
+        languages = ", ".join(survey.languages)
+        print(
+            f"seda: survey {survey.id} has no language {args.lang!r} ({languages})", file=sys.stderr
+        )
+        return 1
+    return simulate(survey, args.lang, sys.stdin, sys.stdout)
 
 
 def simulate(survey_obj: object, language: str | None, stdin: TextIO, stdout: TextIO) -> int:
