@@ -70,7 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     backup = sub.add_parser(
         "backup", help="copy the database as of one commit, safe while Seda runs"
     )
-    backup.add_argument("destination", type=Path, help="a new file for the copy")
+    backup.add_argument(
+        "destination", type=Path, help="a new file for the copy, or a folder to make one in"
+    )
     backup.set_defaults(handler=_backup)
 
     models = sub.add_parser("models", help="speech recognition models (Vosk) by language")
@@ -383,8 +385,12 @@ def _backup(args: argparse.Namespace) -> int:
     from gateway.backup import BackupError, backup
 
     config = load_lenient(args.config)  # a backup needs no secret
+    destination: Path = args.destination
+    if destination.is_dir():  # `seda backup /backups/` from cron: a new name in that folder
+        stamp = system_clock().strftime("%Y%m%dT%H%M%SZ")
+        destination = destination / f"{config.database.stem}-{stamp}.db"
     try:
-        done = backup(config.database, args.destination)
+        done = backup(config.database, destination)
     except BackupError as exc:
         print(f"seda: not backed up: {exc}", file=sys.stderr)
         return 1
