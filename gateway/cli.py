@@ -343,7 +343,10 @@ def _erase(args: argparse.Namespace) -> int:
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=60) as resp:
-            print(json.dumps(json.load(resp), indent=2))
+            erased = json.load(resp)
+            print(json.dumps(erased, indent=2))
+            if not erased.get("responses"):
+                print(_nothing_held(args.address), file=sys.stderr)
             return 0
     except urllib.error.HTTPError as exc:
         reason = exc.read().decode("utf-8", "replace")
@@ -354,6 +357,19 @@ def _erase(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 1
+
+
+def _nothing_held(address: str) -> str:
+    """Said when an erasure found no response: the address is perhaps written otherwise than
+    Seda stores it, and then the respondent's data is still there."""
+    note = f"seda: nothing was held under {address!r} as written"
+    number = address.removeprefix("tel:").removeprefix("whatsapp:")
+    if number != address and not number.startswith("+"):
+        note += (
+            "; sms and whatsapp store numbers with their country code"
+            " (tel:+989121234567, whatsapp:+989121234567): erase it written so too"
+        )
+    return note + " (see the README's HTTP API section: erasing a respondent)"
 
 
 def _outbox(args: argparse.Namespace) -> int:
