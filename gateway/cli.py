@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except StoreError as exc:  # a database from a newer Seda, or not a Seda database
         print(f"seda: {exc}", file=sys.stderr)
+        return 1
+    except sqlite3.Error as exc:  # not a database at all, a file SQLite cannot open
+        print(f"seda: cannot use the database: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

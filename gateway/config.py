@@ -159,6 +159,19 @@ def load_lenient(path: Path) -> Config:
             raise first from None
 
 
+_BARE = re.compile(r"\$[A-Z_][A-Z0-9_]*\Z")  # the whole value: $NAME, a shell habit
+
+
+def _unsubstituted(value: str) -> str | None:
+    """What is wrong with a reference to the environment that would be taken literally (the
+    value itself is never quoted: it may be a secret)."""
+    if "${" in _ENV.sub("", value):
+        return "a ${ without its } or with a name that is not letters, digits and _"
+    if _BARE.match(value):
+        return "$NAME is taken literally here"
+    return None
+
+
 def substitute(value: Any, env: Mapping[str, str], where: str = "") -> Any:
     """Replace ${VAR} and ${VAR:-default} inside string values (never inside YAML syntax)."""
     if isinstance(value, dict):
@@ -169,6 +182,9 @@ def substitute(value: Any, env: Mapping[str, str], where: str = "") -> Any:
         return [substitute(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
+    wrong = _unsubstituted(value)
+    if wrong:
+        raise ConfigError(f"{where}: {wrong}: write ${{NAME}} or ${{NAME:-default}}")
 
     def one(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)

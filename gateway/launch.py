@@ -69,6 +69,8 @@ def exclusive(database: Path) -> Iterator[Start]:
     """Hold `<database>.lock` while Seda runs: a second `seda run` on the same database would
     forward every event twice and work from a stale cache of open surveys. The lock goes with
     the process, however it ends (even SIGKILL); the file stays, empty of meaning."""
+    if database.is_dir():
+        raise NotStarted(f"database: {database} is a folder; give a file, such as var/seda.db")
     made = _folders_to_make(database.parent)
     database.parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
     lock = Path(f"{database}.lock")

@@ -54,6 +54,9 @@ CASES = [
     ("a tab", "server:\n\tport: 1\n", "gateway.yaml:2:1: not valid YAML: found character '\\t' that cannot start any token; indent with spaces, not tabs"),
     ("a port past 65535 from the environment", "server:\n  port: '${PORT}'\n", "gateway.yaml:2:3: server.port: 99999 is not a port: 0 to 65535"),
     ("an empty file", "", "gateway.yaml: the configuration is empty"),
+    ("a ${ left open would be the token itself", "api:\n  token: '${SEDA_TOKEN'\n", "gateway.yaml:2:3: api.token: a ${ without its }"),
+    ("a name that is no variable name", "api: {token: '${seda-token}'}\n", "gateway.yaml:1:7: api.token: a ${ without its } or with a name that is not letters"),
+    ("a shell-style $NAME", "api: {token: $SEDA_TOKEN}\n", "gateway.yaml:1:7: api.token: $NAME is taken literally here: write ${NAME}"),
     ("a misplaced key, named at its line", "server:\n  host: 127.0.0.1\n  token: x\n", "gateway.yaml:3:3: server: Additional properties are not allowed ('token' was unexpected)"),
 ]  # fmt: skip
 

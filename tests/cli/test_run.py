@@ -122,6 +122,24 @@ def test_a_database_folder_that_cannot_be_made_is_said_plainly(tmp_path: Path) -
     refused(done, 1, "seda: not started: var: File exists (database: var/seda.db)")
 
 
+def test_a_database_that_is_a_folder_or_no_database_is_said_plainly(tmp_path: Path) -> None:
+    """Both were tracebacks out of sqlite3 (`database: ""` is the working folder)."""
+    server = {"host": "127.0.0.1", "port": free_port()}
+    for database in ("", "var"):
+        (tmp_path / "var").mkdir(exist_ok=True)
+        done = run(write_config(tmp_path, server=server, database=database), tmp_path)
+        refused(done, 1, "is a folder; give a file, such as var/seda.db")
+    (tmp_path / "notes.db").write_text("not a database")
+    config = write_config(tmp_path, server=server, database="notes.db")
+    refused(run(config, tmp_path), 1, "seda: cannot use the database: file is not a database")
+    stats = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "--config", str(config), "outbox", "stats"],
+        capture_output=True, text=True, cwd=tmp_path, env={"PYTHONPATH": str(ROOT)}, timeout=30,
+    )  # fmt: skip
+    refused(stats, 1, "seda: cannot use the database: file is not a database")
+    assert (tmp_path / "notes.db").read_text() == "not a database"
+
+
 async def test_sighup_stops_seda_as_sigterm_does(tmp_path: Path) -> None:
     """A closed terminal sends SIGHUP to the whole process group. Seda died at once (the signal's
     default action), skipping the clean stop; and the store writer child, killed by it too,
