@@ -146,6 +146,13 @@ def _run(args: argparse.Namespace) -> int:
     except launch.NotStarted as exc:
         print(f"seda: {exc}", file=sys.stderr)
         return 1
+    except sqlite3.Error as exc:  # no database, or one it may not write (nor its folder)
+        print(
+            f"seda: cannot use the database: {exc} ({config.database}; Seda writes it and, in"
+            f" its folder, {config.database.name}-wal and -shm)",
+            file=sys.stderr,
+        )
+        return 1
     except OSError as exc:  # the database's folder cannot be made or written, a full disk
         where = f"{exc.filename}: " if exc.filename else ""
         print(
