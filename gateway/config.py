@@ -42,10 +42,15 @@ class Config:
         """A problem found after loading (a channel's block), as `file:line:column: key: ...`
         when the message starts with the dotted key it is about."""
         rest = message.removeprefix(f"{self.path}: ")
+        backend = re.match(r"backend '([^']+)'", rest)  # the backends' own wording
         dotted = re.match(r"[A-Za-z_][\w-]*(?:\.[\w-]+)*", rest)
-        if dotted is None or dotted.group(0).split(".")[0] not in self.data:
+        if backend is not None:
+            key: tuple[str, ...] = ("backends", backend.group(1))
+        elif dotted is not None and dotted.group(0).split(".")[0] in self.data:
+            key = tuple(dotted.group(0).split("."))
+        else:
             return message
-        line, column = _position(self.positions, tuple(dotted.group(0).split(".")))
+        line, column = _position(self.positions, key)
         return f"{self.path}:{line}:{column}: {rest}"
 
     @property

@@ -5,6 +5,7 @@ Each is said in one line (no traceback), and a start that fails leaves nothing b
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import signal
 import socket
@@ -113,6 +114,16 @@ def test_a_channel_mistake_is_a_configuration_error_at_its_line_and_leaves_nothi
     done = run(tmp_path / "gateway.yaml", tmp_path)
     refused(done, 2, "gateway.yaml:6:14: channels.sms.lines.main.provider must be one of twilio")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gateway.yaml"]  # no var/, no db
+
+
+def test_a_backend_mistake_found_at_start_is_located_in_the_file(tmp_path: Path) -> None:
+    short = "whsec_" + base64.b64encode(b"only-nine").decode()
+    crm = {"type": "webhook", "url": "http://127.0.0.1:9/hook", "secret": short}
+    config = write_config(tmp_path, backends={"crm": crm}, server={"port": free_port()})
+    done = run(config, tmp_path)
+    line = next(n for n, text in enumerate(config.read_text().splitlines(), 1) if "crm:" in text)
+    refused(done, 2, f"gateway.yaml:{line}:3: backend 'crm': webhook secret decodes to 9 bytes")
+    assert short not in done.stderr
 
 
 def test_a_database_folder_that_cannot_be_made_is_said_plainly(tmp_path: Path) -> None:
