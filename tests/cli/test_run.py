@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from gateway.ids import system_clock
 from gateway.store import Store
@@ -151,11 +152,15 @@ def test_a_database_that_is_a_folder_or_no_database_is_said_plainly(tmp_path: Pa
     assert (tmp_path / "notes.db").read_text() == "not a database"
 
 
-async def test_sighup_stops_seda_as_sigterm_does(tmp_path: Path) -> None:
-    """A closed terminal sends SIGHUP to the whole process group. Seda died at once (the signal's
-    default action), skipping the clean stop; and the store writer child, killed by it too,
-    failed the replies in flight with 500s. Now every reply is answered or refused at the door,
-    and every acknowledged answer is stored."""
+@pytest.mark.parametrize("sign", [signal.SIGHUP, signal.SIGTERM, signal.SIGINT], ids=str)
+async def test_a_signal_to_the_process_group_stops_seda_cleanly_while_busy(
+    tmp_path: Path, sign: signal.Signals
+) -> None:
+    """A closed terminal sends SIGHUP to the whole process group (Ctrl-C sends SIGINT, a
+    service manager SIGTERM). On SIGHUP Seda died at once (the signal's default action),
+    skipping the clean stop; and the store writer child, killed by it too, failed the replies
+    in flight with 500s. Now every reply is answered or refused at the door, and every
+    acknowledged answer is stored."""
     port = free_port()
     config = write_config(tmp_path, server={"host": "127.0.0.1", "port": port})
     log = tmp_path / "seda.log"
@@ -196,14 +201,36 @@ async def test_sighup_stops_seda_as_sigterm_does(tmp_path: Path) -> None:
             clients = [asyncio.create_task(respondent(http, n)) for n in range(8)]
             while acked < 50:
                 await asyncio.sleep(0.05)
-            os.killpg(proc.pid, signal.SIGHUP)
+            os.killpg(proc.pid, sign)
             await asyncio.gather(*clients)
         assert await asyncio.to_thread(proc.wait, 20) == 0, log.read_text()[-2000:]
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     text = log.read_text()
-    assert "SIGHUP: stopping as for SIGTERM" in text and '"seda stopped"' in text, text[-2000:]
+    assert '"seda stopped"' in text, text[-2000:]
+    if sign == signal.SIGHUP:
+        assert "SIGHUP: stopping as for SIGTERM" in text
     assert set(statuses) <= {200, 201} and "request failed" not in text, text[-2000:]
     with sqlite3.connect(tmp_path / "seda.db") as conn:
         assert conn.execute("SELECT COUNT(*) FROM answers").fetchone()[0] >= acked
+
+
+async def test_under_nohup_sighup_stays_ignored(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path, server={"host": "127.0.0.1", "port": port})
+    seda = Seda(config, port, tmp_path)
+    ignored = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup leaves it for its child
+    try:
+        await seda.start()
+    finally:
+        signal.signal(signal.SIGHUP, ignored)
+    try:
+        assert seda.proc is not None
+        seda.proc.send_signal(signal.SIGHUP)
+        await asyncio.sleep(0.5)
+        async with aiohttp.ClientSession() as http, http.get(f"{seda.url}/healthz") as resp:
+            assert resp.status == 200
+    finally:
+        seda.stop()
+    assert seda.proc.returncode == 0
