@@ -118,29 +118,12 @@ def _config_after_commands(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from gateway import launch
-    from gateway.server import create_app, freeze_heap
 
     config = load(args.config)
     logs.setup(config.log_level)
     try:
-        sockets = launch.listen(config.host, config.port)
-        with launch.exclusive(config.database) as start:
-
-            async def app() -> web.Application:
-                built = await create_app(config)
-                built.on_startup.append(freeze_heap)
-                built.on_startup.append(launch.stop_on_hangup)
-                start.built = True
-                return built
-
-            try:
-                web.run_app(app(), sock=sockets, print=None, access_log=None, shutdown_timeout=10)
-            finally:
-                for sock in sockets:  # a start that failed never handed them to a server
-                    sock.close()
+        _serve(config)
     except ConfigError as exc:  # a channel's block, a survey: found while building the app
         raise ConfigError("\n".join(config.locate(line) for line in str(exc).split("\n"))) from None
     except launch.NotStarted as exc:
@@ -161,6 +144,30 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _serve(config: Config) -> None:
+    """Listen, lock the database, build the app and serve until a signal stops it."""
+    from aiohttp import web
+
+    from gateway import launch
+    from gateway.server import create_app, freeze_heap
+
+    sockets = launch.listen(config.host, config.port)
+    try:
+        with launch.exclusive(config.database) as start:
+
+            async def app() -> web.Application:
+                built = await create_app(config)
+                built.on_startup.append(freeze_heap)
+                built.on_startup.append(launch.stop_on_hangup)
+                start.built = True
+                return built
+
+            web.run_app(app(), sock=sockets, print=None, access_log=None, shutdown_timeout=10)
+    finally:
+        for sock in sockets:  # a start that failed never handed them to a server
+            sock.close()
 
 
 def _validate(args: argparse.Namespace) -> int:
