@@ -68,7 +68,7 @@ class Start:
 def exclusive(database: Path) -> Iterator[Start]:
     """Hold `<database>.lock` while Seda runs: a second `seda run` on the same database would
     forward every event twice and work from a stale cache of open surveys. The lock goes with
-    the process, however it ends (even SIGKILL); the file stays, empty of meaning."""
+    the process, however it ends (even SIGKILL); the file stays, with the last pid in it."""
     if database.is_dir():
         raise NotStarted(f"database: {database} is a folder; give a file, such as var/seda.db")
     made = _folders_to_make(database.parent)
