@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ from gateway.config import Config, ConfigError, load, load_lenient
 from gateway.flows.loader import Problem, SurveyError, load_surveys, validate_paths
 from gateway.ids import IdFactory, system_clock
 from gateway.model import Inbound, Outbound, Respondent
+from gateway.store_schema import StoreError
 
 DEFAULT_CONFIG = Path("config/gateway.yaml")
 
@@ -29,6 +31,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"seda: configuration error:\n{exc}", file=sys.stderr)
         return 2
+    except StoreError as exc:  # a database from a newer Seda, or not a Seda database
+        print(f"seda: {exc}", file=sys.stderr)
+        return 1
+    except sqlite3.Error as exc:  # not a database at all, a file SQLite cannot open
+        print(f"seda: cannot use the database: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
@@ -66,7 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     backup = sub.add_parser(
         "backup", help="copy the database as of one commit, safe while Seda runs"
     )
-    backup.add_argument("destination", type=Path, help="a new file for the copy")
+    backup.add_argument(
+        "destination", type=Path, help="a new file for the copy, or a folder to make one in"
+    )
     backup.set_defaults(handler=_backup)
 
     models = sub.add_parser("models", help="speech recognition models (Vosk) by language")
@@ -108,31 +118,60 @@ def _config_after_commands(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from gateway.server import create_app, freeze_heap
+    from gateway import launch
 
     config = load(args.config)
     logs.setup(config.log_level)
-
-    async def app() -> web.Application:
-        built = await create_app(config)
-        built.on_startup.append(freeze_heap)
-        return built
-
-    web.run_app(
-        app(),
-        host=config.host,
-        port=config.port,
-        print=None,
-        access_log=None,
-        shutdown_timeout=10,
-    )
+    try:
+        _serve(config)
+    except ConfigError as exc:  # a channel's block, a survey: found while building the app
+        raise ConfigError("\n".join(config.locate(line) for line in str(exc).split("\n"))) from None
+    except launch.NotStarted as exc:
+        print(f"seda: {exc}", file=sys.stderr)
+        return 1
+    except sqlite3.Error as exc:  # no database, or one it may not write (nor its folder)
+        print(
+            f"seda: cannot use the database: {exc} ({config.database}; Seda writes it and, in"
+            f" its folder, {config.database.name}-wal and -shm)",
+            file=sys.stderr,
+        )
+        return 1
+    except OSError as exc:  # the database's folder cannot be made or written, a full disk
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(
+            f"seda: not started: {where}{exc.strerror or exc} (database: {config.database})",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
+def _serve(config: Config) -> None:
+    """Listen, lock the database, build the app and serve until a signal stops it."""
+    from aiohttp import web
+
+    from gateway import launch
+    from gateway.server import create_app, freeze_heap
+
+    sockets = launch.listen(config.host, config.port)
+    try:
+        with launch.exclusive(config.database) as start:
+
+            async def app() -> web.Application:
+                built = await create_app(config)
+                built.on_startup.append(freeze_heap)
+                built.on_startup.append(launch.stop_on_hangup)
+                start.built = True
+                return built
+
+            web.run_app(app(), sock=sockets, print=None, access_log=None, shutdown_timeout=10)
+    finally:
+        for sock in sockets:  # a start that failed never handed them to a server
+            sock.close()
+
+
 def _validate(args: argparse.Namespace) -> int:
-    paths = args.paths or [Path("config/flows")]
+    paths = args.paths or [_flows(args.config)]
     problems = validate_paths(paths)
     problems += _channel_checks(args.config, paths)
     for problem in problems:
@@ -163,20 +202,32 @@ def _channel_checks(config_path: Path, paths: Sequence[Path]) -> list[Problem]:
     return found
 
 
+def _flows(config_path: Path) -> Path:
+    """The `flows` folder of the configuration, which `seda run` loads (config/flows without
+    one); the surveys need no secret, so unset variables do not matter here."""
+    return load_lenient(config_path).flows if config_path.exists() else Path("config/flows")
+
+
 def _simulate(args: argparse.Namespace) -> int:
-    flows = args.flows
-    if flows is None:
-        flows = load(args.config).flows if args.config.exists() else Path("config/flows")
+    flows = args.flows or _flows(args.config)
     try:
         surveys = load_surveys(flows)
     except SurveyError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 1
-    if args.survey not in surveys:
-        print(f"seda: no survey {args.survey!r} in {flows}", file=sys.stderr)
+    survey = surveys.get(args.survey)
+    if survey is None:
+        known = ", ".join(sorted(surveys)) or "none"
+        print(f"seda: no survey {args.survey!r} in {flows} (there: {known})", file=sys.stderr)
         return 1
-    return simulate(surveys[args.survey], args.lang, sys.stdin, sys.stdout)
+    if args.lang is not None and args.lang not in survey.languages:
+        languages = ", ".join(survey.languages)
+        print(
+            f"seda: survey {survey.id} has no language {args.lang!r} ({languages})", file=sys.stderr
+        )
+        return 1
+    return simulate(survey, args.lang, sys.stdin, sys.stdout)
 
 
 def simulate(survey_obj: object, language: str | None, stdin: TextIO, stdout: TextIO) -> int:
@@ -310,7 +361,10 @@ def _erase(args: argparse.Namespace) -> int:
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=60) as resp:
-            print(json.dumps(json.load(resp), indent=2))
+            erased = json.load(resp)
+            print(json.dumps(erased, indent=2))
+            if not erased.get("responses"):
+                print(_nothing_held(args.address), file=sys.stderr)
             return 0
     except urllib.error.HTTPError as exc:
         reason = exc.read().decode("utf-8", "replace")
@@ -321,6 +375,19 @@ def _erase(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 1
+
+
+def _nothing_held(address: str) -> str:
+    """Said when an erasure found no response: the address is perhaps written otherwise than
+    Seda stores it, and then the respondent's data is still there."""
+    note = f"seda: nothing was held under {address!r} as written"
+    number = address.removeprefix("tel:").removeprefix("whatsapp:")
+    if number != address and not number.startswith("+"):
+        note += (
+            "; sms and whatsapp store numbers with their country code"
+            " (tel:+989121234567, whatsapp:+989121234567): erase it written so too"
+        )
+    return note + " (see the README's HTTP API section: erasing a respondent)"
 
 
 def _outbox(args: argparse.Namespace) -> int:
@@ -352,8 +419,12 @@ def _backup(args: argparse.Namespace) -> int:
     from gateway.backup import BackupError, backup
 
     config = load_lenient(args.config)  # a backup needs no secret
+    destination: Path = args.destination
+    if destination.is_dir():  # `seda backup /backups/` from cron: a new name in that folder
+        stamp = system_clock().strftime("%Y%m%dT%H%M%SZ")
+        destination = destination / f"{config.database.stem}-{stamp}.db"
     try:
-        done = backup(config.database, args.destination)
+        done = backup(config.database, destination)
     except BackupError as exc:
         print(f"seda: not backed up: {exc}", file=sys.stderr)
         return 1

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
@@ -17,6 +18,7 @@ import yaml
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _DURATION = re.compile(r"^(\d+)([smhdw]?)\Z")
+Position = tuple[int, int]  # 1-based line and column in gateway.yaml
 _UNITS = {"": "seconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 DURATION_FORMS = "30s, 5m, 24h, 3d, 2w or a number of seconds"
 KEEP_DELIVERED = "30d"  # delivered outbox rows kept for replay, unless configured otherwise
@@ -33,6 +35,23 @@ class Config:
 
     path: Path
     data: dict[str, Any]
+    # Where each key starts in the file, by its path ("channels", "sms", "lines", ...).
+    positions: dict[tuple[str, ...], Position] = field(default_factory=dict, compare=False)
+
+    def locate(self, message: str) -> str:
+        """A problem found after loading (a channel's block), as `file:line:column: key: ...`
+        when the message starts with the dotted key it is about."""
+        rest = message.removeprefix(f"{self.path}: ")
+        backend = re.match(r"backend '([^']+)'", rest)  # the backends' own wording
+        dotted = re.match(r"[A-Za-z_][\w-]*(?:\.[\w-]+)*", rest)
+        if backend is not None:
+            key: tuple[str, ...] = ("backends", backend.group(1))
+        elif dotted is not None and dotted.group(0).split(".")[0] in self.data:
+            key = tuple(dotted.group(0).split("."))
+        else:
+            return message
+        line, column = _position(self.positions, key)
+        return f"{self.path}:{line}:{column}: {rest}"
 
     @property
     def host(self) -> str:
@@ -145,6 +164,19 @@ def load_lenient(path: Path) -> Config:
             raise first from None
 
 
+_BARE = re.compile(r"\$[A-Z_][A-Z0-9_]*\Z")  # the whole value: $NAME, a shell habit
+
+
+def _unsubstituted(value: str) -> str | None:
+    """What is wrong with a reference to the environment that would be taken literally (the
+    value itself is never quoted: it may be a secret)."""
+    if "${" in _ENV.sub("", value):
+        return "a ${ without its } or with a name that is not letters, digits and _"
+    if _BARE.match(value):
+        return "$NAME is taken literally here"
+    return None
+
+
 def substitute(value: Any, env: Mapping[str, str], where: str = "") -> Any:
     """Replace ${VAR} and ${VAR:-default} inside string values (never inside YAML syntax)."""
     if isinstance(value, dict):
@@ -155,6 +187,9 @@ def substitute(value: Any, env: Mapping[str, str], where: str = "") -> Any:
         return [substitute(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
+    wrong = _unsubstituted(value)
+    if wrong:
+        raise ConfigError(f"{where}: {wrong}: write ${{NAME}} or ${{NAME:-default}}")
 
     def one(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
@@ -190,13 +225,97 @@ def _schema_problem(error: jsonschema.ValidationError) -> str:
     return error.message
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """Where and what, without PyYAML's snippet of the offending line (it may hold a secret)."""
-    mark = getattr(exc, "problem_mark", None)
+def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
+    """`file:line:column: not valid YAML: what`, without PyYAML's snippet of the offending line
+    (it may hold a secret)."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     problem = getattr(exc, "problem", None) or "cannot be parsed"
     context = getattr(exc, "context", None)
-    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-    return f"{where}{problem}" + (f" ({context})" if context else "")
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    if "'\\t'" in problem:
+        problem += "; indent with spaces, not tabs"
+    return f"{where}: not valid YAML: {problem}" + (f" ({context})" if context else "")
+
+
+def _read(path: Path) -> str:
+    """The file's text; a folder, an unreadable file or one that is not UTF-8 is said plainly."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder; give the configuration file in it") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        lines = raw[: exc.start].split(b"\n")
+        column = len(lines[-1].decode("utf-8", "replace")) + 1
+        raise ConfigError(
+            f"{path}:{len(lines)}:{column}: not valid UTF-8 (byte {raw[exc.start]:#04x}):"
+            " save the file as UTF-8"
+        ) from None
+
+
+def _positions(text: str) -> tuple[dict[tuple[str, ...], Position], list[str]]:
+    """Where each key (and list item) starts, and the keys given twice: PyYAML keeps the last
+    of two without a word, so a second `backends:` would drop the first in silence."""
+    found: dict[tuple[str, ...], Position] = {(): (1, 1)}
+    twice: list[str] = []
+
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value in node.value:
+                key = (*path, str(key_node.value))
+                mark = key_node.start_mark
+                if key in found and isinstance(key_node, yaml.ScalarNode):
+                    first = found[key][0]
+                    twice.append(
+                        f"{mark.line + 1}:{mark.column + 1}: {'.'.join(key)}: given twice (first"
+                        f" at line {first}); YAML would keep only this one: merge them"
+                    )
+                    continue
+                found[key] = (mark.line + 1, mark.column + 1)
+                walk(value, key)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                found[(*path, str(index))] = (item.start_mark.line + 1, item.start_mark.column + 1)
+                walk(item, (*path, str(index)))
+
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if root is not None:
+        walk(root, ())
+    return found, twice
+
+
+def _position(positions: Mapping[tuple[str, ...], Position], path: tuple[str, ...]) -> Position:
+    while path and path not in positions:
+        path = path[:-1]
+    return positions.get(path, (1, 1))
+
+
+def _unknown_keys(error: jsonschema.ValidationError) -> list[str]:
+    """The keys an `additionalProperties: false` refused, in the file's order."""
+    if error.validator != "additionalProperties" or not isinstance(error.instance, dict):
+        return []
+    allowed = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+    return [str(key) for key in error.instance if key not in allowed]
+
+
+def _schema_line(path: Path, positions: Mapping[tuple[str, ...], Position], error: Any) -> str:
+    """One schema problem as `file:line:column: key: problem`, pointing at an unknown key
+    itself, with the known key it is closest to."""
+    at = tuple(str(p) for p in error.absolute_path)
+    problem = _schema_problem(error)
+    unknown = _unknown_keys(error)
+    line, column = _position(positions, (*at, *unknown[:1]))
+    if unknown:
+        allowed = list(error.schema.get("properties", {}))
+        close = difflib.get_close_matches(unknown[0], allowed, n=1)
+        if close:
+            problem += f" (did you mean {close[0]!r}?)"
+    return f"{path}:{line}:{column}: {'.'.join(at) or '(top)'}: {problem}"
 
 
 def schema() -> dict[str, Any]:
@@ -208,35 +327,39 @@ def schema() -> dict[str, Any]:
 
 def load(path: Path, env: Mapping[str, str] | None = None) -> Config:
     """Read, substitute and validate a gateway configuration file."""
+    text = _read(path)
     try:
-        raw = yaml.safe_load(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such configuration file") from None
+        raw = yaml.safe_load(text)
+        positions, twice = _positions(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
+        raise ConfigError(_yaml_problem(path, exc)) from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the configuration must be a mapping")
+        empty = "is empty" if raw is None else "must be a mapping (key: value lines)"
+        raise ConfigError(f"{path}: the configuration {empty}")
+    if twice:
+        raise ConfigError("\n".join(f"{path}:{problem}" for problem in twice))
     try:
         data = substitute(raw, os.environ if env is None else env)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        dotted = str(exc).split(":", 1)[0].replace("[", ".").replace("]", "")
+        line, column = _position(positions, tuple(dotted.split(".")))
+        raise ConfigError(f"{path}:{line}:{column}: {exc}") from None
     validator = jsonschema.Draft202012Validator(schema())
     problems = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     if problems:
-        lines = [
-            f"{path}: {'.'.join(str(p) for p in e.absolute_path) or '(top)'}: {_schema_problem(e)}"
-            for e in problems
-        ]
-        raise ConfigError("\n".join(lines))
-    if "retry" in data and "horizon" in data["retry"]:
-        try:
-            duration(data["retry"]["horizon"])
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: retry.horizon: {exc}") from None
-    for keep in (
-        data.get("outbox", {}).get("keep_delivered", KEEP_DELIVERED),
-        data.get("retention", {}).get("responses", KEEP_RESPONSES),
+        raise ConfigError("\n".join(_schema_line(path, positions, e) for e in problems))
+    config = Config(path=path, data=data, positions=positions)
+    port = str(data.get("server", {}).get("port", 8080))
+    if int(port) > 65535:  # the schema's maximum holds for a number, not for "${PORT}" text
+        raise ConfigError(config.locate(f"server.port: {port} is not a port: 0 to 65535"))
+    for key, value in (
+        ("retry.horizon", data.get("retry", {}).get("horizon", 0)),
+        ("outbox.keep_delivered", data.get("outbox", {}).get("keep_delivered", KEEP_DELIVERED)),
+        ("retention.responses", data.get("retention", {}).get("responses", KEEP_RESPONSES)),
     ):
-        if keep != "forever":
-            duration(keep)
-    return Config(path=path, data=data)
+        if value != "forever" or key == "retry.horizon":
+            try:
+                duration(value)
+            except ConfigError as exc:
+                raise ConfigError(config.locate(f"{key}: {exc}")) from None
+    return config

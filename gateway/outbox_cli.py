@@ -34,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     replay.add_argument("--backend", metavar="NAME", required=True)
     replay.add_argument("--since", metavar="ISO8601", help="events created at or after this time")
+    replay.add_argument("--until", metavar="ISO8601", help="events created before this time")
     replay.add_argument("--response", metavar="ID", help="only this response's events")
     replay.add_argument("--all", action="store_true", help="every delivered event still kept")
 
@@ -50,15 +51,12 @@ async def run(args: argparse.Namespace, store: Store) -> int:
         return _error(f"no backend named {backend!r} in the configuration (configured: {known})")
     if command == "list":
         return await _list(store, args.status, args.backend, args.limit)
+    if command == "replay":
+        return await _replay(store, args)
     if command == "stats":
         return await _stats(store)
     if command == "retry":
         return await _retry(store, args.backend, args.seqs)
-    if command == "replay":
-        if args.since is None and args.response is None and not args.all:
-            # Replaying every kept event by mistake would send weeks of answers again.
-            return _error("say what to replay: --since TIME, --response ID, or --all")
-        return await _replay(store, args.backend, args.since, args.response)
     if command == "enable":
         return await _enable(store, args.name)
     return _error(f"unknown outbox command {command!r}")
@@ -74,6 +72,10 @@ async def _list(store: Store, status: str | None, backend: str | None, limit: in
     if limit <= 0:
         return _error("--limit must be a positive number")
     rows = await store.list_outbox(status=status, backend=backend, limit=limit + 1)
+    if not rows and backend is not None and backend not in store.backend_names:
+        # A typo answered "no rows" as if all were well; a removed backend's rows still list.
+        known = ", ".join(store.backend_names) or "none"
+        return _error(f"no backend named {backend!r} in the configuration (configured: {known})")
     if not rows:
         print("no outbox rows match")
         return 0
@@ -130,21 +132,40 @@ async def _retry(store: Store, backend: str | None, seqs: list[int]) -> int:
     return 0
 
 
-async def _replay(store: Store, backend: str, since: str | None, response: str | None) -> int:
-    moment = None
-    if since is not None:
-        try:
-            moment = datetime.fromisoformat(since)
-        except ValueError:
-            return _error(f"--since {since!r} is not an ISO 8601 time")
-        if moment.tzinfo is None:
-            return _error("--since needs an offset, e.g. 2024-05-01T00:00:00+03:30 or ...Z")
+class _BadTime(ValueError):
+    """An option's time cannot be used; the message says why."""
+
+
+def _moment(option: str, text: str | None) -> datetime | None:
+    """An aware datetime from an option's ISO 8601 text."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise _BadTime(f"{option} {text!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise _BadTime(f"{option} needs an offset, e.g. 2024-05-01T00:00:00+03:30 or ...Z")
+    return moment
+
+
+async def _replay(store: Store, args: argparse.Namespace) -> int:
+    if args.since is None and args.until is None and args.response is None and not args.all:
+        # Replaying every kept event by mistake would send weeks of answers again.
+        return _error("say what to replay: --since TIME, --until TIME, --response ID, or --all")
+    try:
+        since, until = _moment("--since", args.since), _moment("--until", args.until)
+    except _BadTime as exc:
+        return _error(str(exc))
+    if since is not None and until is not None and until <= since:
+        return _error("--until must be later than --since: the range holds no event")
+    response = args.response
     if response is not None and await store.session(response) is None:
         # Its session lists a response's events: once the response is deleted (retention) its
         # events, if still kept, are replayed by time.
         return _error(f"no response {response!r} is stored; replay by --since instead")
-    count = await store.replay(backend, since=moment, response_id=response)
-    print(f"{count} delivered event(s) queued again for {backend}")
+    count = await store.replay(args.backend, since=since, response_id=response, until=until)
+    print(f"{count} delivered event(s) queued again for {args.backend}")
     return 0
 
 

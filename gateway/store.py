@@ -501,7 +501,11 @@ class Store:
         return await self._requeue(where, params)
 
     async def replay(
-        self, backend: str, since: datetime | None = None, response_id: str | None = None
+        self,
+        backend: str,
+        since: datetime | None = None,
+        response_id: str | None = None,
+        until: datetime | None = None,
     ) -> int:
         """Send delivered events again (same event ids, so receivers de-duplicate)."""
         where, params = where_equal(status="delivered", backend=backend)
@@ -516,6 +520,8 @@ class Store:
             params = (backend, *ids)
         if since is not None:
             where, params = f"{where} AND created_at >= ?", (*params, to_ts(since))
+        if until is not None:
+            where, params = f"{where} AND created_at < ?", (*params, to_ts(until))
         return await self._requeue(where, params)
 
     async def _finish(self, sql: str, rows: list[tuple[Any, ...]]) -> None:

@@ -309,6 +309,7 @@ def _child(path: str, backends: dict[str, frozenset[str] | None], sock: socket.s
     # what it has submitted and then closes the socket, which is what ends this process.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a closed terminal: the parent stops cleanly
     try:
         conn = open_writer(Path(path))
     except Exception as exc:

@@ -18,6 +18,7 @@ from prometheus_client.core import Metric
 
 from gateway import engine, metrics
 from gateway.backends import DeliveryError
+from gateway.config import ConfigError as GatewayConfigError
 from gateway.flows.loader import Problem
 from gateway.logs import fields
 from gateway.model import Inbound
@@ -70,8 +71,9 @@ EARLY_WAIT = 300.0  # seconds
 EARLY_CAP = 10_000
 
 
-class ConfigError(ValueError):
-    """The channels.sms section is wrong; the message says where."""
+class ConfigError(GatewayConfigError):
+    """The channels.sms section is wrong; the message says where (`seda run` says it as any
+    configuration error, not as a traceback)."""
 
 
 def make_line(name: str, spec: Mapping[str, Any], max_segments: int = MAX_SEGMENTS) -> Line:

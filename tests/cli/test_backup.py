@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sqlite3
 import stat
 import time
@@ -128,3 +129,18 @@ def test_a_backup_refuses_what_it_cannot_do_well_and_leaves_nothing(tmp_path: Pa
     broken = seda("--config", str(config), "backup", str(tmp_path / "copy.db"))
     assert broken.returncode == 1 and "no such table: answers" in broken.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gateway.yaml", "seda.db", "taken.db"]
+
+
+def test_a_backup_into_a_folder_is_named_by_the_time(tmp_path: Path) -> None:
+    """`seda backup /backups/` was refused as if the folder were a file that exists."""
+    config = write_config(tmp_path)
+    with sqlite3.connect(tmp_path / "seda.db") as conn:
+        for table in ("sessions", "answers", "outbox"):
+            conn.execute(f"CREATE TABLE {table} (x)")
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    done = seda("--config", str(config), "backup", str(folder))
+    assert done.returncode == 0, done.stderr
+    (made,) = folder.iterdir()
+    assert re.fullmatch(r"seda-\d{8}T\d{6}Z\.db", made.name), made.name
+    assert f"to {made} in" in done.stdout

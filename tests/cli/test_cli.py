@@ -146,6 +146,15 @@ async def test_erase_asks_the_running_seda_and_prints_what_went(tmp_path: Path) 
             )
             assert done.returncode == 0, done.stderr
             assert json.loads(done.stdout)["responses"] == 1
+            assert "nothing was held" not in done.stderr
+            # The same person written without the country code: nothing is there, and the
+            # operator must hear so (it answered like a success that had deleted nothing).
+            other = await asyncio.to_thread(
+                seda, "--config", str(config), "erase", "tel:0912 123 4567"
+            )
+            assert other.returncode == 0 and json.loads(other.stdout)["responses"] == 0
+            assert "seda: nothing was held under 'tel:0912 123 4567' as written" in other.stderr
+            assert "with their country code (tel:+989121234567" in other.stderr
             bad = await asyncio.to_thread(seda, "--config", str(config), "erase", "nobody")
             assert bad.returncode == 1
             assert "not erased: HTTP 422" in bad.stderr and "respondent must be" in bad.stderr
@@ -154,3 +163,36 @@ async def test_erase_asks_the_running_seda_and_prints_what_went(tmp_path: Path) 
     gone = seda("--config", str(config), "erase", "tel:+989121234567")  # nobody listens now
     assert gone.returncode == 1
     assert f"Seda does not answer at http://127.0.0.1:{port}/" in gone.stderr
+
+
+def test_validate_and_simulate_read_the_flows_folder_of_the_configuration(tmp_path: Path) -> None:
+    """`seda validate` without paths checked config/flows whatever `flows` said, so a survey that
+    `seda run` would refuse passed; `seda simulate` wanted every secret of the configuration."""
+    surveys = tmp_path / "surveys"
+    surveys.mkdir()
+    (surveys / "csat.yaml").write_text((ROOT / "config/flows/ticket_csat.yaml").read_text())
+    (surveys / "typo.yaml").write_text(
+        (ROOT / "config/flows/issue_resolved.yaml").read_text().replace("questions:", "qestions:")
+    )
+    config = write_config(
+        tmp_path,
+        flows="surveys",
+        backends={"crm": {"type": "webhook", "url": "http://127.0.0.1:9/hook",
+                          "secret": "${SEDA_TEST_UNSET_SECRET}"}},
+    )  # fmt: skip
+    done = seda("--config", str(config), "validate", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "surveys/typo.yaml:" in done.stdout and "unknown key 'qestions'" in done.stdout
+    (surveys / "typo.yaml").unlink()
+    asked = seda("--config", str(config), "simulate", "ticket_csat", "--lang", "en", cwd=tmp_path)
+    assert asked.returncode == 0 and "[prompt] From 1 to 5" in asked.stdout, asked.stderr
+
+
+def test_simulate_names_the_surveys_and_languages_there_are() -> None:
+    done = seda("simulate", "post_call_nsp")
+    assert done.returncode == 1
+    expected = "no survey 'post_call_nsp' in config/flows (there: issue_resolved, post_call_nps,"
+    assert expected in done.stderr
+    done = seda("simulate", "post_call_nps", "--lang", "de")
+    assert done.returncode == 1
+    assert "survey post_call_nps has no language 'de' (fa, ar, en)" in done.stderr

@@ -56,7 +56,10 @@ async def test_list_shows_rows_without_bodies(
     code, out = await run(store, capsys, "list", "--status", "dead", "--backend", "crm")
     assert (code, len(out.splitlines())) == (0, 1)
     code, out = await run(store, capsys, "list", "--backend", "gone")
-    assert (code, out) == (0, "no outbox rows match\n")
+    assert (code, out) == (
+        1,
+        "seda: no backend named 'gone' in the configuration (configured: crm)\n",
+    )
     code, out = await run(store, capsys, "list", "--limit", "2")
     assert code == 0 and len(out.splitlines()) == 3
     assert out.endswith("(the oldest 2 shown; more match: --limit, --status, --backend)\n")
@@ -109,7 +112,21 @@ async def test_replay_requeues_delivered_events(
         (["list", "--limit", "0"], "--limit must be a positive number"),
         (
             ["replay", "--backend", "crm"],
-            "say what to replay: --since TIME, --response ID, or --all",
+            "say what to replay: --since TIME, --until TIME, --response ID, or --all",
+        ),
+        (["replay", "--backend", "crm", "--until", "soon"], "--until 'soon' is not an ISO 8601"),
+        (["replay", "--backend", "crm", "--until", "2024-05-01T09:00"], "--until needs an offset"),
+        (
+            [
+                "replay",
+                "--backend",
+                "crm",
+                "--since",
+                "2024-05-02T00:00Z",
+                "--until",
+                "2024-05-01T00:00Z",
+            ],
+            "--until must be later than --since",
         ),
         (["retry", "2"], "1 of the given rows are not dead letters"),
     ],
@@ -121,6 +138,20 @@ async def test_bad_arguments_exit_1_with_a_reason(
     printed = capsys.readouterr()
     assert code == 1 and printed.err.startswith("seda: ") and message in printed.err
     assert "seda:" not in printed.out  # stdout holds only the command's output
+
+
+async def test_replay_a_range_sends_only_what_was_created_in_it(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A receiver that lost an afternoon wants that afternoon again, not everything since."""
+    await store.mark_delivered([row.seq for row in await store.list_outbox(status="pending")])
+    since, until = (T0 + timedelta(minutes=5)).isoformat(), (T0 + timedelta(minutes=15)).isoformat()
+    argv = ("replay", "--backend", "crm", "--since", since, "--until", until)
+    code, out = await run(store, capsys, *argv)
+    assert (code, out) == (0, "1 delivered event(s) queued again for crm\n")
+    assert [r.event_id for r in await store.list_outbox(status="pending")] == ["e1"]
+    code, out = await run(store, capsys, "replay", "--backend", "crm", "--until", since)
+    assert (code, out) == (0, "0 delivered event(s) queued again for crm\n")  # e0 is dead
 
 
 async def test_replay_all_sends_every_kept_event_again(
