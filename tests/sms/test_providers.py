@@ -169,3 +169,28 @@ async def test_kannel_reply_names_its_coding(
     assert resp.headers.get("X-Kannel-Coding") == coding
     receipt = await client.get(payload("kannel/dlr.http").path)
     assert await receipt.text() == "" and "X-Kannel-Coding" not in receipt.headers
+
+
+async def test_plivo_replay_with_the_uuid_stretched_over_the_next_field_is_refused(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    """Plivo V3 signs a POST's names and values run together, so a captured request still
+    verifies with the next field folded into MessageUUID: a new id that de-duplication does
+    not know. A MessageUUID is a UUID."""
+    client, fake = await start(tmp_path, aiohttp_client, aiohttp_server, lines())
+    invited = await invite(client, RESPONDENT, line="plivo1")
+    await fake.wait(1)
+    request = payload("plivo/inbound_fa.http")
+    path, headers, data = signed(request, "plivo1", False)
+    assert (await client.post(path, data=data, headers=headers)).status == 200
+    pairs = dict(request.form())
+    pairs["MessageUUID"] += "Text" + pairs.pop("Text")
+    stretched = urlencode(pairs).encode()
+    forged = parse_qsl(stretched.decode(), keep_blank_values=True)
+    assert plivo.base_string("POST", PUBLIC + path, forged) == plivo.base_string(
+        "POST", PUBLIC + path, request.form()
+    )  # the captured signature still verifies
+    replayed = await client.post(path, data=stretched, headers=headers)
+    assert replayed.status == 400, await replayed.text()
+    assert (await replayed.json())["reason"] == "MessageUUID is not a Plivo message UUID"
+    assert [a["value"] for a in (await answers(client, invited["response_id"]))["answers"]] == [6]

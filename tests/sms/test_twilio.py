@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 from xml.etree import ElementTree
 
 import pytest
@@ -206,3 +207,29 @@ async def test_api_reply_mode_sends_prompts_through_the_api(
     assert message_text(await resp.text()) is None
     sent = await fake.wait(2)
     assert sent[1]["body"]["Body"] == "آیا مشکل شما در این تماس حل شد؟ بله یا خیر"
+
+
+async def test_a_replay_with_the_sid_stretched_over_the_next_field_is_refused(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    """Twilio signs the names and values run together (`MessageSidSM…NumMedia0`), so a captured
+    request still verifies when the next field is folded into MessageSid: a new message id
+    that de-duplication does not know. A MessageSid is two letters and 32 hex digits."""
+    client, _ = await start(tmp_path, aiohttp_client, aiohttp_server, {"main": twilio_line()})
+    first = await invite(client, RESPONDENT)
+    request = payload("twilio/inbound_fa.http")
+    captured = signature(PUBLIC + request.path, request.form(), TWILIO_TOKEN)
+    headers = {**request.headers, "X-Twilio-Signature": captured}
+    assert (await client.post(request.path, data=request.body, headers=headers)).status == 200
+    again = await invite(client, RESPONDENT)  # a later survey replaces the first
+    assert again["response_id"] != first["response_id"]
+
+    pairs = dict(request.form())
+    pairs["MessageSid"] += "NumMedia" + pairs.pop("NumMedia")
+    stretched = urlencode(pairs).encode()
+    forged = parse_qsl(stretched.decode(), keep_blank_values=True)
+    assert signature(PUBLIC + request.path, forged, TWILIO_TOKEN) == captured  # still verifies
+    replayed = await client.post(request.path, data=stretched, headers=headers)
+    assert replayed.status == 400, await replayed.text()
+    assert (await replayed.json())["reason"] == "MessageSid is not a Twilio message SID"
+    assert (await answers(client, again["response_id"]))["answers"] == []
