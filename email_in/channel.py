@@ -10,9 +10,11 @@ answer links, and every email a one-click unsubscribe link (RFC 8058).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import re
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from email.utils import parseaddr
 from typing import Any
@@ -40,6 +42,7 @@ _ADDRESS = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9.-]{1,2
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(?:-[A-Za-z0-9]{1,8})?\Z")
 _MESSAGE_ID = re.compile(r"^[!-;=?-~]{1,200}@[!-;=?-~]{1,200}\Z")  # no <, > or spaces
 BUSY = b"421 4.3.2 Too many connections, try again later\r\n"
+BUSY_CLIENT = b"421 4.7.0 Too many connections from your address, try later\r\n"
 
 
 # A MAIL or RCPT path in its everyday form: <local@domain>, a dot-atom local part and a plain
@@ -55,16 +58,27 @@ _PLAIN_PATH = re.compile(
 
 
 class _Connection(SMTP):
-    """aiosmtpd's protocol, counted from creation until the connection is lost."""
+    """aiosmtpd's protocol, counted from creation until the connection is lost (in all, and
+    for its client's address)."""
 
-    def __init__(self, handler: Any, live: set[_Connection], **options: Any):
+    def __init__(
+        self, handler: Any, live: set[_Connection], clients: Counter[str], client: str,
+        **options: Any,
+    ) -> None:  # fmt: skip
         super().__init__(handler, **options)
         self._live = live
+        self._clients = clients
+        self._client = client
         live.add(self)
+        clients[client] += 1
 
     def connection_lost(self, error: Exception | None) -> None:
         """Stop counting this connection."""
-        self._live.discard(self)
+        if self in self._live:
+            self._live.discard(self)
+            self._clients[self._client] -= 1
+            if self._clients[self._client] <= 0:
+                del self._clients[self._client]
         super().connection_lost(error)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
@@ -79,13 +93,45 @@ class _Connection(SMTP):
 
 
 class _Busy(asyncio.Protocol):
-    """The answer to a connection beyond the cap: 421, then hang up (RFC 5321 section 3.1)."""
+    """The answer to a connection beyond a cap: 421, then hang up (RFC 5321 section 3.1)."""
+
+    def __init__(self, reply: bytes = BUSY) -> None:
+        self.reply = reply
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Say 421 and close."""
         assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(BUSY)
+        transport.write(self.reply)
         transport.close()
+
+
+class _Gate(asyncio.Protocol):
+    """Picks a connection's protocol once its peer is known (the factory is not told it), and
+    hands the transport over before any data can arrive."""
+
+    def __init__(self, admit: Callable[[str], asyncio.Protocol]) -> None:
+        self._admit = admit
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Admit the peer (an SMTP session) or refuse it (421)."""
+        protocol = self._admit(client_key(transport.get_extra_info("peername")))
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+
+
+def client_key(peer: Any) -> str:
+    """What one client is for the per-client cap: its IPv4 address, or its IPv6 /64 (one
+    host often holds a whole /64)."""
+    host = peer[0] if isinstance(peer, tuple) and peer else str(peer)
+    try:
+        address = ipaddress.ip_address(str(host).partition("%")[0])
+    except ValueError:
+        return str(host)
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 SMTP_VERBS = frozenset(
@@ -133,6 +179,8 @@ class EmailChannel:
         self._server: asyncio.Server | None = None
         self._live: set[_Connection] = set()
         self.refused_busy = 0  # connections answered 421 since start
+        self._clients: Counter[str] = Counter()  # open connections by client (client_key)
+        self.refused_client = 0  # connections answered 421 for their client's share
 
     @property
     def port(self) -> int | None:
@@ -161,15 +209,24 @@ class EmailChannel:
         settings = self.settings
         context = settings.tls_context()
 
-        def connection() -> asyncio.Protocol:
+        def admit(client: str) -> asyncio.Protocol:
             if len(self._live) >= settings.max_connections:
                 self.refused_busy += 1
                 if self.refused_busy in (1, 10, 100) or self.refused_busy % 1000 == 0:
                     log.warning("smtp busy", extra=fields(refused=self.refused_busy))
                 return _Busy()
+            if self._clients[client] >= settings.max_connections_per_client:
+                self.refused_client += 1
+                if self.refused_client in (1, 10, 100) or self.refused_client % 1000 == 0:
+                    log.warning(
+                        "smtp client over its share", extra=fields(refused=self.refused_client)
+                    )
+                return _Busy(BUSY_CLIENT)
             return _Connection(
                 self.handler,
                 self._live,
+                self._clients,
+                client,
                 data_size_limit=settings.data_size_limit,
                 enable_SMTPUTF8=True,
                 hostname=settings.hostname,
@@ -181,13 +238,14 @@ class EmailChannel:
                 loop=loop,
             )
 
-        self._server = await loop.create_server(connection, settings.host, settings.port)
+        self._server = await loop.create_server(lambda: _Gate(admit), settings.host, settings.port)
         log.info(
             "smtp listening",
             extra=fields(
                 port=self.port,
                 starttls=context is not None,
                 max_connections=settings.max_connections,
+                max_connections_per_client=settings.max_connections_per_client,
                 authenticity=settings.authenticity.policy,
             ),
         )

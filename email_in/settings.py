@@ -85,6 +85,7 @@ class EmailSettings:
     max_recipients: int = 10
     timeout: float = 300.0  # seconds a command (DATA included) may take before a hang-up
     max_connections: int = 100  # open SMTP connections; beyond: 421 and close
+    max_connections_per_client: int = 20  # of those, from one IPv4 address or IPv6 /64
     tls_cert: Path | None = None
     tls_key: Path | None = None
     require_starttls: bool = False
@@ -144,6 +145,7 @@ def parse(spec: Mapping[str, Any]) -> EmailSettings:
         max_recipients=_number(spec, "max_recipients", 10, 1, 1000),
         timeout=float(_number(spec, "timeout", 300, 1, 3600)),
         max_connections=_number(spec, "max_connections", 100, 1, 100_000),
+        max_connections_per_client=_number(spec, "max_connections_per_client", 20, 1, 100_000),
         tls_cert=cert,
         tls_key=key,
         require_starttls=require_tls,

@@ -280,11 +280,13 @@ def test_settings_mistakes() -> None:
     }
     assert parse(base).authenticity.policy == "record"
     assert parse(base).max_connections == 100
+    assert parse(base).max_connections_per_client == 20
     for change, message in [
         ({"authenticity": {"policy": "strict"}}, "off, record or require"),
         ({"authenticity": {"dns_server": "127.0.0.1"}}, "host:port"),
         ({"authenticity": {"authserv_id": "a b"}}, "authserv_id"),
         ({"max_connections": 0}, "max_connections"),
+        ({"max_connections_per_client": 0}, "max_connections_per_client"),
         ({"dkim": {"domain": "example.com", "selector": "s"}}, "private_key"),
         (
             {

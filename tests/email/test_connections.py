@@ -129,3 +129,46 @@ async def test_a_body_sent_after_a_refused_recipient_is_not_logged(
     warned = [r.getMessage() for r in caplog.records if r.name == "mail.log"]
     assert len([m for m in warned if m.endswith("unrecognised: <not an SMTP command>")]) == 2
     assert not any("MY-SECRET" in m or "EXPNX" in m for m in warned)
+
+
+def connect_from(port: int, source: str) -> smtplib.SMTP:
+    """An open SMTP session from another loopback address (any of 127/8 reaches the server)."""
+    smtp = smtplib.SMTP(
+        "127.0.0.1", port, local_hostname="held.test", timeout=5, source_address=(source, 0)
+    )
+    smtp.ehlo()
+    return smtp
+
+
+async def test_one_client_cannot_take_every_connection(make_seda: SedaFactory) -> None:
+    """A client holding its connections open (a NOOP now and then resets `timeout`) could take
+    every slot and shut everyone else out; each client address gets its own, smaller share."""
+    seda = await make_seda(max_connections=10, max_connections_per_client=3)
+    held = [await asyncio.to_thread(connect, seda.smtp_port) for _ in range(3)]
+    try:
+        code, text = await asyncio.to_thread(refused, seda.smtp_port)
+        assert (code, text) == (421, "4.7.0 Too many connections from your address, try later")
+        other = await asyncio.to_thread(connect_from, seda.smtp_port, "127.0.0.2")
+        held.append(other)
+        assert (await asyncio.to_thread(other.noop))[0] == 250  # another client is served
+        await asyncio.to_thread(held.pop(0).quit)
+        held.append(await eventually_accepted(seda.smtp_port))  # its slot comes back
+    finally:
+        for smtp in held:
+            await asyncio.to_thread(smtp.quit)
+
+
+@pytest.mark.parametrize(
+    ("peer", "client"),
+    [
+        (("203.0.113.7", 25), "203.0.113.7"),
+        (("::ffff:203.0.113.7", 25, 0, 0), "203.0.113.7"),  # IPv4 on a dual-stack socket
+        (("2001:db8:1:2:aaaa::1", 25, 0, 0), "2001:db8:1:2::/64"),
+        (("2001:db8:1:2:bbbb::9", 25, 0, 0), "2001:db8:1:2::/64"),  # the same host's /64
+        (("fe80::1%eth0", 25, 0, 2), "fe80::/64"),
+    ],
+)
+def test_what_one_client_is(peer: tuple[object, ...], client: str) -> None:
+    from email_in.channel import client_key
+
+    assert client_key(peer) == client

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -53,7 +54,7 @@ def protocols() -> Iterator[tuple[SMTP, _Connection]]:
         pass
 
     loop = asyncio.new_event_loop()  # the protocols want one; they are never connected
-    yield SMTP(Handler(), loop=loop), _Connection(Handler(), set(), loop=loop)
+    yield SMTP(Handler(), loop=loop), _Connection(Handler(), set(), Counter(), "-", loop=loop)
     loop.close()
 
 
