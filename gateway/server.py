@@ -20,6 +20,7 @@ from prometheus_client.core import Metric
 from gateway import registry
 from gateway.api import JSON, check_token, erasure_route
 from gateway.backends import Backend, build_backend, event_types
+from gateway.bodies import BodyTimeout, body_deadline, body_timed_out
 from gateway.config import Config, ConfigError, duration
 from gateway.flows.loader import SurveyError, load_surveys
 from gateway.flows.model import Survey
@@ -104,9 +105,13 @@ async def create_app(config: Config, clock: Clock = system_clock) -> web.Applica
         try:
             if request.path.startswith("/api/"):
                 check_token(request, token)
-            response = await handler(request)
+            with body_deadline(request):
+                response = await handler(request)
             status = response.status
             return response
+        except BodyTimeout:
+            status = 408
+            return body_timed_out()
         except web.HTTPException as exc:
             status = exc.status
             if status >= 400 and exc.content_type != JSON and request.path.startswith("/api/"):
