@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import os
@@ -34,6 +33,7 @@ from gateway.flows.model import SCALES, Question, Survey
 from gateway.logs import fields
 from gateway.model import Inbound, Outbound
 from gateway.router import Gateway, Rejected, Result
+from gateway.secret import same_secret
 from ivr_flows import kamailio, recordings, sipmsg
 from ivr_flows.prompts import PromptCache, PromptError, wav_seconds
 from ivr_flows.settings import allowed, parse
@@ -325,13 +325,14 @@ class IvrChannel:
     async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if not allowed(request.remote or "", self.settings.control_allow):
             return _refuse(403, "not from an allowed network")
-        given = request.headers.get("Authorization", "")
-        expected = f"Bearer {self._token}"
-        if not self._token or not hmac.compare_digest(given.encode(), expected.encode()):
+        given = request.headers.get("Authorization")
+        # same_secret: bytes of a header that are not UTF-8 (kept as surrogates) do not match,
+        # where str.encode() raised, a 500 before the token was even checked.
+        if not self._token or not same_secret(given, f"Bearer {self._token}"):
             return _refuse(401, "wrong token")
         try:
             body = await request.json()
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             return _refuse(400, "the body must be JSON")
         if not isinstance(body, dict):
             return _refuse(400, "the body must be a JSON object")

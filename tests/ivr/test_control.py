@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -81,3 +82,27 @@ async def test_an_unusable_recorded_prompt_is_an_error_at_start_up(
     }
     assert ("missing", "No such file or directory") in found
     assert {q for q, _ in found} == {"missing", "not_audio"}
+
+
+async def test_the_workers_api_refuses_what_no_worker_sends(channel: IvrChannel) -> None:
+    """Without the token (none, wrong, or bytes that are not UTF-8) 401; with it, a body that
+    is not JSON (nested past reason too) 400; never a 500 and a traceback in the log."""
+    host, port = channel.control_url.removeprefix("http://").rsplit(":", 1)
+    body = b'{"call": "c1"}'
+    cases = [
+        (b"", body, 401),
+        (b"Authorization: Bearer wrong\r\n", body, 401),
+        (b"Authorization: Bearer \xff\xfe\r\n", body, 401),
+        (b"Authorization: Bearer t\r\n", b"[" * 5_000, 400),
+        (b"Authorization: Bearer t\r\n", b"\xff", 400),
+    ]
+    for header, payload, status in cases:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            b"POST /ivr/v1/calls HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\n%sContent-Length: %d\r\n\r\n%s"
+            % (header, len(payload), payload)
+        )
+        answer = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        assert answer.split(b" ", 2)[1] == str(status).encode(), (header, answer[:200])
