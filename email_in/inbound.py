@@ -51,6 +51,16 @@ NOT_MATCHED = (
 )
 NOT_AUTHENTIC = "550 5.7.26 Sender not authenticated: no DKIM signature or SPF pass for its domain"
 NOT_CHECKED = "451 4.4.3 Sender authentication could not be completed, try again later"
+TOO_COMPLEX = "554 5.6.0 Message structure too complex to read"
+# The email package checks every line against every open multipart boundary, on the event loop:
+# 900 nested multiparts over 440,000 empty lines (under 1 MiB) took 34 s of CPU, 86 ns a check.
+# Mail nests a few levels (a forwarded message in a signed one); past NESTING boundaries, a
+# message is read only if boundaries x lines stays under STRUCTURE (about 0.3 s). Each part
+# costs about 18 us: a message is read only with at most PARTS lines that may open one.
+NESTING = 8
+STRUCTURE = 4_000_000
+PARTS = 1000
+_BOUNDARY = re.compile(rb"boundary", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -114,6 +124,9 @@ class InboundHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         """Read the message and hand it to the gateway; 250 only once it is stored."""
         raw = envelope.original_content or b""
+        if too_complex(raw):
+            log.warning("email refused", extra=fields(reason="structure too complex to read"))
+            return TOO_COMPLEX
         try:
             reading = read(raw, envelope.mail_from)
         except Exception:
@@ -316,6 +329,15 @@ def read(raw: bytes, mail_from: str | None) -> Reading:
         message=message,
         full_text=full_text,
     )
+
+
+def too_complex(raw: bytes) -> bool:
+    """Whether parsing would cost more than any real reply can (every nested multipart needs a
+    `boundary` parameter: counting the word bounds the nesting from above)."""
+    boundaries = len(_BOUNDARY.findall(raw))
+    if boundaries > NESTING and boundaries * raw.count(b"\n") > STRUCTURE:
+        return True
+    return boundaries > 0 and raw.count(b"\n--") > PARTS
 
 
 def parse(raw: bytes) -> Message:

@@ -228,3 +228,39 @@ async def test_a_reply_to_an_open_response_needs_no_store_read(seda: Seda) -> No
     done = await send(seda, plain_reply(rid, "yes", "cache2@mail.example"), [reply_to(rid)])
     assert done.data == 250 and reads == [rid]  # the closed one: read, and answers nothing
     assert [a["value"] for a in await seda.answers(rid)] == [10]
+
+
+def nested(token_address: str, depth: int, lines: int) -> bytes:
+    """A reply whose answer sits `depth` multiparts deep, followed by `lines` empty lines: the
+    email package checks every line against every open boundary (depth x lines)."""
+    raw = (
+        f"From: someone@example.org\r\nTo: {token_address}\r\nSubject: Re: survey\r\n"
+        "Message-ID: <deep@mail.example>\r\nMIME-Version: 1.0\r\n"
+    ).encode()
+    for level in range(depth):
+        raw += b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (level, level)
+    return raw + b"Content-Type: text/plain\r\n\r\n9\r\n" + b"\r\n" * lines
+
+
+async def test_a_message_too_costly_to_parse_is_refused_at_once(seda: Seda) -> None:
+    """300 nested multiparts over 100,000 lines (216 KB) kept the event loop, and so every
+    channel, busy for 2.5 s; 900 over 440,000 lines (under 1 MiB) for 34 s."""
+    rid = await seda.invite(ADDRESS)
+    began = time.monotonic()
+    done = await send(seda, nested(reply_to(rid), 300, 100_000), [reply_to(rid)])
+    assert done.data == 554
+    assert time.monotonic() - began < 1.0
+    assert await seda.answers(rid) == []
+    # 20,000 parts of one multipart: 0.36 s to parse.
+    head, _, _ = nested(reply_to(rid), 0, 0).partition(b"Content-Type: text/plain")
+    parts = b"".join(b"--b\r\nContent-Type: text/plain\r\n\r\n9\r\n" for _ in range(20_000))
+    raw = head + b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + parts + b"--b--\r\n"
+    began = time.monotonic()
+    assert (await send(seda, raw, [reply_to(rid)])).data == 554
+    assert time.monotonic() - began < 1.0
+    assert await seda.answers(rid) == []
+    assert await seda.status(rid) == "open"
+    # Ordinary nesting (a forwarded message in a signed one) over as many lines is read.
+    done = await send(seda, nested(reply_to(rid), 4, 100_000), [reply_to(rid)])
+    assert done.data == 250
+    assert [a["value"] for a in await seda.answers(rid)] == [9]
