@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from email_in.html_text import html_to_text
@@ -172,6 +174,35 @@ def test_an_attachment_only_message_has_no_answer() -> None:
 def test_html_quotes_become_marked_lines() -> None:
     text = html_to_text("<div>a</div><div><br></div><blockquote><div>b</div></blockquote><hr>c")
     assert text.splitlines() == ["a", "", "> b", "", "_" * 32, "c"]
+
+
+HTML_EDGES = [
+    ("a > inside a quoted value", '<a title="x>y">9</a>', "9"),
+    ("a lone < is text", "a < b and c > d", "a < b and c > d"),
+    ("a comment", "<p>9</p><!-- note <p>x</p> --><p>ok</p>", "9\n\nok"),
+    ("an unterminated comment hides the rest", "<p>9</p><!-- open <p>gone", "9"),
+    ("declarations are not text", "<!DOCTYPE html><![CDATA[x]]><?xml v?><p>9</p>", "9"),
+    ("outlook conditional comments", "<!--[if mso]><p>x</p><![endif]--><p>9</p>", "9"),
+    ("a tag left open is text", "<p>1<2</p>", "1<2"),
+    ("a quote left open is text", "<p>9</p><a x='<p>ok</p>", "9\n\n<a x='\n\nok"),
+]
+
+
+@pytest.mark.parametrize(("label", "html", "text"), HTML_EDGES, ids=[c[0] for c in HTML_EDGES])
+def test_html_edges(label: str, html: str, text: str) -> None:
+    assert html_to_text(html) == text
+
+
+def test_hostile_nesting_is_not_followed_past_its_caps() -> None:
+    # 5,000 open elements and quote levels: each stray end tag looked through all of them,
+    # and each line carried a "> " per level (quadratic time and memory: a MiB of this HTML
+    # made lines of 100,000 levels, gigabytes).
+    html = "<blockquote><a x=1>9" * 5_000 + "</style>" * 20_000
+    began = time.process_time()
+    lines = html_to_text(html).splitlines()
+    assert time.process_time() - began < 2.0
+    depths = [(len(line) - len(line.lstrip("> "))) // 2 for line in lines]
+    assert max(depths) == 16  # html_text.MAX_QUOTES
 
 
 def test_a_message_without_message_id_gets_a_stable_digest() -> None:

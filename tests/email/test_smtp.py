@@ -264,3 +264,31 @@ async def test_a_message_too_costly_to_parse_is_refused_at_once(seda: Seda) -> N
     done = await send(seda, nested(reply_to(rid), 4, 100_000), [reply_to(rid)])
     assert done.data == 250
     assert [a["value"] for a in await seda.answers(rid)] == [9]
+
+
+def html_reply(token_address: str, html: str) -> bytes:
+    """An HTML-only reply (its body read with the standard library's html.parser), in lines
+    of 76 characters."""
+    html = "\r\n".join(html[i : i + 76] for i in range(0, len(html), 76))
+    return (
+        f"From: someone@example.org\r\nTo: {token_address}\r\nSubject: Re: survey\r\n"
+        "Message-ID: <html@mail.example>\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: text/html; charset="utf-8"\r\n\r\n' + html + "\r\n"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    "junk",
+    ["<a x" * 8_000, "<!--" * 20_000, "<![CDATA[>" * 10_000, "</x" * 30_000],
+    ids=["open tags", "open comments", "open cdata", "open end tags"],
+)
+async def test_html_that_never_closes_its_tags_is_read_at_once(seda: Seda, junk: str) -> None:
+    """html.parser (Python 3.11.7) rescans to the end for every construct left open: 8,000
+    `<a x` (32 KB) took over 5 s of the event loop, 250,000 (1 MiB) would take hours; 20,000
+    `<!--` 2.5 s; a `<![` that is no CDATA made the whole message unreadable (554)."""
+    rid = await seda.invite(ADDRESS)
+    began = time.monotonic()
+    done = await send(seda, html_reply(reply_to(rid), "<p>9</p>" + junk), [reply_to(rid)])
+    assert done.data == 250
+    assert time.monotonic() - began < 1.0
+    assert [a["value"] for a in await seda.answers(rid)] == [9]
