@@ -19,6 +19,8 @@ from gateway.flows.model import NUMERIC, SCALES, Question
 from gateway.model import QUESTION_TYPES, InputMode
 
 WINDOW = 8  # numbers and yes/no words count only among the reply's first words
+# No answer is longer; int() refuses more than 4,300 digits and orjson more than 64 bits.
+MAX_DIGITS = 18
 
 ControlWord = Literal["opt_out", "opt_in"]
 V = TypeVar("V")
@@ -288,6 +290,8 @@ def _number(question: Question, raw: str) -> Interpretation:
             whole = token.translate({ord(c): None for c in _THOUSANDS})
             if not (whole.isascii() and whole.isdigit()):
                 return _invalid("not a whole number")
+            if len(whole.lstrip("0")) > MAX_DIGITS:
+                continue  # no answer is so long (an order number at most): not read
             digits.append((at, at + 1, int(whole)))
     # Words count where no digit does, and before "out of" digits: the scale's top goes in
     # "هفت از ۱۰" as in "۸ از ده". Most replies have digits and no "out of": no word lookup.

@@ -15,6 +15,7 @@ from gateway.server import create_app
 from tests.conftest import write_config
 
 JSON = {"Content-Type": "application/json"}
+PHONE = "tel:+989121234567"
 
 
 async def started(tmp_path: Path, aiohttp_server: Any, body_timeout: float = 0.5) -> Any:
@@ -105,3 +106,23 @@ async def test_json_nested_beyond_reason_is_a_400(tmp_path: Path, aiohttp_server
         async with http.post(url, data="[" * 100_000, headers=JSON) as resp:
             assert resp.status == 400
             assert await resp.json() == {"error": "the body is not valid JSON"}
+
+
+async def test_a_reply_of_thousands_of_digits_is_an_invalid_answer(
+    tmp_path: Path, aiohttp_server: Any
+) -> None:
+    """4,096 keycap tens are 8,192 digits: int() refuses more than 4,300 (a 500 before)."""
+    server = await started(tmp_path, aiohttp_server)
+    async with ClientSession() as http:
+        base = f"http://127.0.0.1:{server.port}/api/v1"
+        invitation = {"survey": "post_call_nps", "respondent": PHONE, "language": "en"}
+        async with http.post(f"{base}/invitations", json=invitation) as resp:
+            assert resp.status == 201
+            response_id = (await resp.json())["response_id"]
+        for text in ("🔟" * 4096, "9" * 19):
+            reply = {"respondent": PHONE, "text": text}
+            async with http.post(f"{base}/messages", json=reply) as resp:
+                assert resp.status == 200, await resp.text()
+                assert (await resp.json())["status"] == "rejected"
+        async with http.get(f"{base}/responses/{response_id}") as resp:
+            assert (await resp.json())["answers"] == []
