@@ -15,7 +15,6 @@ import datetime as dtm
 import json
 import logging
 import re
-import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +46,7 @@ from social.common import (
 from social.notices import REASONS, Kind, Notices
 from social.telegram_bots import TelegramBot, build_bot
 from social.telegram_inline import Pending
+from social.telegram_polling import ALLOWED_UPDATES, RETRY_CAP, Polling, not_understood
 from social.telegram_send import MAX_CALLBACK_DATA, delivery_error, keyboard
 from social.telegram_updates import PlainText, Unreadable, parse_update, plain_text
 from social.voice import Refused, VoiceNotes
@@ -59,8 +59,6 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 _START = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 # my_chat_member: in a private chat, Telegram sends it only when the user blocks the bot (or
 # deletes the chat, which blocks it) and when they unblock it (Bot API, Update).
-ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
-RETRY_CAP = 60.0
 ANSWERED_MEMORY = 10_000  # button presses remembered as answered (a redelivery is not again)
 ALBUMS = 10_000  # media groups remembered: the rest of an album brings no second reply
 # What a respondent sends that is no answer but deserves a notice (a service message, such as a
@@ -94,7 +92,7 @@ class TelegramChannel:
         ptb.setLevel(max(ptb.getEffectiveLevel(), logging.INFO))
         self.bots = {name: build_bot(name, e) for name, e in entries(spec, "bots", CHANNEL).items()}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._poll_failing: dict[str, float] = {}  # bot -> epoch seconds of its first failure
+        self._polling = Polling(self.process)
         self._progress = Progress()
         self._answered: dict[str, None] = {}  # callback query ids answered, oldest first
         self._albums: Memory[bool] = Memory(ALBUMS)  # media_group_id of albums seen
@@ -117,7 +115,7 @@ class TelegramChannel:
         bots: dict[str, dict[str, Any]] = {}
         for name, bot in self.bots.items():
             found: dict[str, Any] = {"mode": bot.mode, "ready": bot.ready}
-            since = self._poll_failing.get(name)
+            since = self._polling.failing.get(name)
             if since is not None:
                 at = dtm.datetime.fromtimestamp(since, dtm.UTC).isoformat()
                 found.update(polling="failing", since=at)
@@ -170,7 +168,7 @@ class TelegramChannel:
         except Unreadable as exc:
             # With the secret, so from Telegram, but not readable here (a Bot API newer than
             # PTB?): refused, so that getWebhookInfo shows it too, and logged by its id.
-            _not_understood(bot, exc)
+            not_understood(bot, exc)
             return refuse(400, "the update could not be read")
         except (ValueError, RecursionError, OverflowError):  # PTB: a date past year 9999
             return refuse(400, "the body is not a Telegram update in JSON")
@@ -536,7 +534,7 @@ class TelegramChannel:
             return False
         bot.ready = True
         if bot.mode == "polling":
-            self._spawn(self._poll(bot))
+            self._spawn(self._polling.run(bot))
         log.info("telegram bot ready", extra=fields(bot=bot.name, mode=bot.mode))
         return True
 
@@ -550,70 +548,6 @@ class TelegramChannel:
                 delay = min(delay * 2, RETRY_CAP)
         except ConfigError as exc:
             log.error("telegram bot disabled", extra=fields(bot=bot.name, error=str(exc)))
-
-    async def _poll(self, bot: TelegramBot) -> None:
-        """getUpdates in a loop; an offset moves past an update only once it was processed (or
-        skipped as unreadable)."""
-        offset: int | None = None
-        delay = 1.0
-        while True:
-            try:
-                updates = await self._updates(bot, offset)
-            except Exception as exc:  # whatever it is, the loop goes on: it is the bot's ears
-                self._poll_failing.setdefault(bot.name, time.time())
-                log.warning(
-                    "getUpdates failed, will retry",
-                    extra=fields(bot=bot.name, error=type(exc).__name__),
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_CAP)
-                continue
-            self._poll_failing.pop(bot.name, None)
-            delay = 1.0
-            for update in updates:
-                if isinstance(update, int):  # unreadable, logged: move past it
-                    offset = update + 1
-                    continue
-                try:
-                    await self.process(bot, update)
-                except Exception:
-                    log.exception(
-                        "telegram update failed, fetching it again", extra=fields(bot=bot.name)
-                    )
-                    await asyncio.sleep(delay)
-                    break
-                offset = update.update_id + 1
-
-    async def _updates(self, bot: TelegramBot, offset: int | None) -> list[Update | int]:
-        """The next updates; the id alone of each that PTB cannot read (it is logged). PTB
-        reads a whole batch at once, and one update it cannot read (a newer Bot API) fails the
-        batch: then the batch is fetched again as JSON and read update by update."""
-        try:
-            return list(
-                await bot.app.bot.get_updates(
-                    offset=offset, timeout=bot.poll_timeout, allowed_updates=ALLOWED_UPDATES
-                )
-            )
-        except TelegramError:
-            raise
-        except Exception:  # PTB could not read the batch: one by one below, each failure logged
-            pass
-        asked: dict[str, Any] = {"allowed_updates": list(ALLOWED_UPDATES)}
-        if offset is not None:
-            asked["offset"] = offset
-        # Bot API method names are case-insensitive: "getupdates" reaches getUpdates without
-        # PTB's warning that get_updates exists (it parses the batch, which just failed).
-        raw = await bot.app.bot.do_api_request("getupdates", api_kwargs=asked)
-        found: list[Update | int] = []
-        for data in raw if isinstance(raw, list) else []:
-            try:
-                found.append(parse_update(data, bot))
-            except Unreadable as exc:
-                _not_understood(bot, exc)
-                found.append(exc.update_id)
-            except ValueError:
-                continue  # no update_id: nothing to move the offset past
-        return found
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -683,10 +617,3 @@ def _handled(bot: TelegramBot, inbound: Inbound, result: Result) -> Handled:
         assert inbound.message_id is not None
         pending = Pending(bot.name, inbound.address, inbound.message_id, result)
     return Handled(status, reason, pending)
-
-
-def _not_understood(bot: TelegramBot, exc: Unreadable) -> None:
-    log.warning(
-        "telegram update not understood: skipped",
-        extra=fields(bot=bot.name, update_id=exc.update_id, problem=exc.problem),
-    )
