@@ -20,18 +20,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from telegram import ChatMember, ChatMemberUpdated, MaybeInaccessibleMessage, Message, Update
+from telegram import ChatMember, ChatMemberUpdated, Message, Update
 from telegram.error import BadRequest, Forbidden, InvalidToken, TelegramError
 
-from gateway import engine
 from gateway.backends import DeliveryError
 from gateway.config import ConfigError
-from gateway.flows.model import Question
 from gateway.logs import fields
 from gateway.model import Inbound, InputMode
 from gateway.router import NO_OPEN_SURVEY, Gateway, Rejected, Result, dedupe_key
 from gateway.secret import same_secret
-from gateway.session import Session
 from social import telegram_inline
 from social.common import (
     Memory,
@@ -48,7 +45,16 @@ from social.telegram_bots import TelegramBot, build_bot
 from social.telegram_inline import Pending
 from social.telegram_polling import ALLOWED_UPDATES, RETRY_CAP, Polling, not_understood
 from social.telegram_send import MAX_CALLBACK_DATA, delivery_error, keyboard
-from social.telegram_updates import PlainText, Unreadable, parse_update, plain_text
+from social.telegram_updates import (
+    PlainText,
+    Unreadable,
+    app_language,
+    asks_current,
+    forwarded,
+    parse_update,
+    plain_text,
+    seconds,
+)
 from social.voice import Refused, VoiceNotes
 
 log = logging.getLogger("seda.telegram")
@@ -260,7 +266,7 @@ class TelegramChannel:
             return Handled("ignored", "surveys run in private chats only")
         address = f"telegram:{message.chat.id}"
         message_id = f"{bot.name}:{update.update_id}"
-        if _forwarded(message):  # someone else's words, whatever they say
+        if forwarded(message):  # someone else's words, whatever they say
             return await self._notice(bot, message.chat.id, message_id, "forwarded", inline)
         # A photo, document or video with the answer as its caption: the caption is the reply
         # (the attachment is not fetched); on a voice note too, which is then not heard.
@@ -287,7 +293,7 @@ class TelegramChannel:
                 return await self._start(bot, message, address, message_id, argument.strip())
             if command != "stop":
                 return Handled("ignored", "unknown command")
-            reply, language = "STOP", _language(message)  # the opt-out word, in any channel
+            reply, language = "STOP", app_language(message)  # the opt-out word, in any channel
         inbound = self._inbound(bot, address, reply, "text", message_id, inline, language)
         return _handled(bot, inbound, await self.gateway.receive(inbound))
 
@@ -311,7 +317,7 @@ class TelegramChannel:
             respondent = self.gateway.respondent(address)
             if await self.gateway.store.is_suppressed(respondent.id):
                 inbound = self._inbound(
-                    bot, address, "START", "text", message_id, False, _language(message)
+                    bot, address, "START", "text", message_id, False, app_language(message)
                 )
                 return _handled(bot, inbound, await self.gateway.receive(inbound))
             return Handled("ignored", "no survey named after /start")
@@ -321,8 +327,8 @@ class TelegramChannel:
         if "__" in argument:
             survey_id, _, language = argument.rpartition("__")
         survey = self.gateway.surveys.get(survey_id)
-        if language is None and survey is not None and _language(message) in survey.languages:
-            language = _language(message)  # the respondent's Telegram app language
+        if language is None and survey is not None and app_language(message) in survey.languages:
+            language = app_language(message)  # the respondent's Telegram app language
         inbound = Inbound(
             "start",
             CHANNEL,
@@ -362,7 +368,7 @@ class TelegramChannel:
             codes = button_codes(current)
             if code not in codes:
                 return Handled("ignored", "the button does not answer the current question")
-            if current is not None and not _asks(query.message, current, codes):
+            if current is not None and not asks_current(query.message, current, codes):
                 # An earlier question's button whose data the current one also takes (a
                 # double tap on 1-5 stars when 1-7 is asked next): not an answer to this one.
                 return Handled("ignored", "the button is on an earlier question's message")
@@ -391,7 +397,7 @@ class TelegramChannel:
             return Handled("ignored", "no open survey for this respondent")
         question, session = current
         try:
-            self.voice.refuse_early(_seconds(voice.duration), voice.file_size)
+            self.voice.refuse_early(seconds(voice.duration), voice.file_size)
             audio = await self._download(bot, voice.file_id)
             if audio is None:
                 return Handled("ignored", "the voice note could not be fetched")
@@ -555,55 +561,11 @@ class TelegramChannel:
         task.add_done_callback(self._tasks.discard)
 
 
-def _asks(
-    held: MaybeInaccessibleMessage | None, current: tuple[Question, Session], codes: frozenset[str]
-) -> bool:
-    """Whether the message a button is on asks the current question: its keyboard sends the
-    current question's codes and its text ends with that question's prompt or invalid-reply
-    prompt (a reply answered inline joins a step's messages, the keyboard on the last). What
-    the update does not show (a message over 48 hours old has neither) counts as current."""
-    if not isinstance(held, Message):
-        return True
-    question, session = current
-    markup = held.reply_markup
-    if markup is not None:
-        sent = {b.callback_data for row in markup.inline_keyboard for b in row}
-        if sent != codes:
-            return False
-    text = held.text.strip() if isinstance(held.text, str) else ""
-    if not text:
-        return True
-    asked = (
-        engine.prompt_for(question, session.language),
-        engine.invalid_prompt(question, session.language),
-    )
-    return any(p.text.strip() and text.endswith(p.text.strip()) for p in asked)
-
-
-def _forwarded(message: Message) -> bool:
-    """A forwarded message: forward_origin (Bot API 7.0), or the older forward_date that
-    Telegram may still send (PTB keeps it in api_kwargs)."""
-    return message.forward_origin is not None or "forward_date" in message.api_kwargs
-
-
 def _chat_id(address: str) -> int:
     scheme, _, chat = address.partition(":")
     if scheme != CHANNEL or not re.fullmatch(r"-?[0-9]{1,20}", chat):
         raise DeliveryError("not a telegram:<chat id> address", retryable=False)
     return int(chat)
-
-
-def _seconds(duration: int | dtm.timedelta | None) -> float | None:
-    """A Telegram duration (seconds, or a timedelta with PTB_TIMEDELTA) in seconds."""
-    if isinstance(duration, dtm.timedelta):
-        return duration.total_seconds()
-    return None if duration is None else float(duration)
-
-
-def _language(message: Message) -> str | None:
-    user = message.from_user
-    code = user.language_code if user is not None else None
-    return code.split("-", 1)[0].lower() if code else None
 
 
 def _handled(bot: TelegramBot, inbound: Inbound, result: Result) -> Handled:

@@ -1,5 +1,7 @@
 """Telegram updates as Seda reads them: the fast path for plain text (no PTB objects), and
-PTB's Update checked for the types Seda relies on (PTB builds objects without checking them).
+PTB's Update checked for the types Seda relies on (PTB builds objects without checking them),
+and what a message says about itself (forwarded? the app's language, a voice note's length,
+whether a pressed button's message asks the current question).
 """
 
 from __future__ import annotations
@@ -7,8 +9,11 @@ from __future__ import annotations
 import datetime as dtm
 from typing import Any, NamedTuple
 
-from telegram import Update
+from telegram import MaybeInaccessibleMessage, Message, Update
 
+from gateway import engine
+from gateway.flows.model import Question
+from gateway.session import Session
 from social.telegram_bots import TelegramBot
 
 
@@ -116,3 +121,47 @@ def _shape_problem(update: Update) -> str | None:
         if member.new_chat_member is None or not isinstance(member.new_chat_member.status, str):
             return "my_chat_member.new_chat_member.status"
     return None
+
+
+def asks_current(
+    held: MaybeInaccessibleMessage | None, current: tuple[Question, Session], codes: frozenset[str]
+) -> bool:
+    """Whether the message a button is on asks the current question: its keyboard sends the
+    current question's codes and its text ends with that question's prompt or invalid-reply
+    prompt (a reply answered inline joins a step's messages, the keyboard on the last). What
+    the update does not show (a message over 48 hours old has neither) counts as current."""
+    if not isinstance(held, Message):
+        return True
+    question, session = current
+    markup = held.reply_markup
+    if markup is not None:
+        sent = {b.callback_data for row in markup.inline_keyboard for b in row}
+        if sent != codes:
+            return False
+    text = held.text.strip() if isinstance(held.text, str) else ""
+    if not text:
+        return True
+    asked = (
+        engine.prompt_for(question, session.language),
+        engine.invalid_prompt(question, session.language),
+    )
+    return any(p.text.strip() and text.endswith(p.text.strip()) for p in asked)
+
+
+def forwarded(message: Message) -> bool:
+    """A forwarded message: forward_origin (Bot API 7.0), or the older forward_date that
+    Telegram may still send (PTB keeps it in api_kwargs)."""
+    return message.forward_origin is not None or "forward_date" in message.api_kwargs
+
+
+def seconds(duration: int | dtm.timedelta | None) -> float | None:
+    """A Telegram duration (seconds, or a timedelta with PTB_TIMEDELTA) in seconds."""
+    if isinstance(duration, dtm.timedelta):
+        return duration.total_seconds()
+    return None if duration is None else float(duration)
+
+
+def app_language(message: Message) -> str | None:
+    user = message.from_user
+    code = user.language_code if user is not None else None
+    return code.split("-", 1)[0].lower() if code else None
