@@ -290,15 +290,17 @@ class SmsChannel:
         held = self.held.get(line.name)
         if held is None:
             raise Refused(503, "the channel is not started")
-        whole = await held.hold(part)
-        if isinstance(whole, str):
-            return self._ignore(line, provider, whole)
-        try:
-            await self._receive(line, whole.message)
-        except BaseException:
-            held.release(whole)  # still on disk: a retry of this part, or the sweep, records it
-            raise
-        await held.recorded_whole(whole)
+        wholes = await held.hold(part)
+        if isinstance(wholes, str):
+            return self._ignore(line, provider, wholes)
+        for n, whole in enumerate(wholes):  # in order: a message set apart comes first
+            try:
+                await self._receive(line, whole.message)
+            except BaseException:
+                for left in wholes[n:]:  # still on disk: a retry of this part, or the sweep
+                    held.release(left)
+                raise
+            await held.recorded_whole(whole)
         return provider.answer(None)  # providers that post parts reply through their API
 
     async def _record_receipt(self, line: Line, receipt: Receipt, held: bool = False) -> None:
