@@ -328,28 +328,60 @@ def check_token(request: web.Request, line: Line) -> None:
         raise Refused(403, "missing or wrong token")
 
 
-async def fail_for(response: aiohttp.ClientResponse, provider: str) -> DeliveryError:
-    """A typed delivery error for an HTTP failure: 429 and 5xx can be retried, 4xx not."""
+class AccountRefused(DeliveryError):
+    """The provider refused the line's account, not the message: credentials, credit, a
+    suspended account, a sender the account may not use. Every message of the line would fail
+    the same way until the operator acts, so it is retried (nothing waiting is lost), and the
+    channel holds the line, logs an error and says so in /healthz (see channel.py)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True)
+
+
+async def fail_for(
+    response: aiohttp.ClientResponse, provider: str, account: frozenset[int] = frozenset()
+) -> DeliveryError:
+    """A typed delivery error for an HTTP failure: 401, 402 and 403 (and the provider's own
+    `account` codes) refuse the account (AccountRefused, retried); 408, 425, 429 and 5xx can be
+    retried; any other 4xx is about the message (the dead letter)."""
     retry_after = None
     header = response.headers.get("Retry-After", "")
     if header.isdigit():
         retry_after = float(header)
     status = response.status
+    code = await _error_code(response) if account else None
+    if status in (401, 402, 403) or (code is not None and code in account):
+        what = f" (code {code})" if code is not None else ""
+        return AccountRefused(f"{provider} refused the account: HTTP {status}{what}")
     retryable = status in (408, 425, 429) or status >= 500
+    what = f", code {code}" if code is not None else ""
     return DeliveryError(
-        f"{provider} answered {status}", retryable=retryable, retry_after=retry_after
+        f"{provider} answered {status}{what}", retryable=retryable, retry_after=retry_after
     )
+
+
+async def _error_code(response: aiohttp.ClientResponse) -> int | None:
+    """The numeric `code` of a JSON error body (Twilio's), None when there is none."""
+    try:
+        body = json.loads(await response.read())
+    except (ValueError, aiohttp.ClientError, TimeoutError):
+        return None
+    code = body.get("code") if isinstance(body, dict) else None
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
 
 
 async def post_checked(
     http: aiohttp.ClientSession, provider: str, url: str, **kwargs: Any
 ) -> tuple[int, str]:
-    """POST (or GET with method='GET'), raising DeliveryError for failures; returns status, body."""
+    """POST (or GET with method='GET'), raising DeliveryError for failures; returns status, body.
+
+    `account`: the provider's error codes (a JSON body's `code`) that refuse the account."""
     method = kwargs.pop("method", "POST")
+    account: frozenset[int] = kwargs.pop("account", frozenset())
     try:
         async with http.request(method, url, timeout=TIMEOUT, **kwargs) as response:
             if response.status >= 300:
-                raise await fail_for(response, provider)
+                raise await fail_for(response, provider, account)
             return response.status, await response.text()
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise DeliveryError(
@@ -358,11 +390,15 @@ async def post_checked(
 
 
 class TokenBucket:
-    """A send rate limit: `rate` messages per second, bursts up to `rate` (at least one)."""
+    """A send rate limit: `rate` messages per second, evenly spaced (1/rate apart).
+
+    A bucket of one: a bucket of `rate` let a burst of `rate` go at once and then `rate` more
+    within the same second, nearly twice what the provider allows (its limit counts any
+    second, and it refuses or queues the excess)."""
 
     def __init__(self, rate: float, clock: Any = time.monotonic) -> None:
         self.rate = rate
-        self.capacity = max(1.0, rate)
+        self.capacity = 1.0
         self.tokens = self.capacity
         self._clock = clock
         self._stamp = clock()

@@ -8,7 +8,7 @@ import importlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from gateway.model import Inbound
 from gateway.router import NO_OPEN_SURVEY, Gateway, Rejected, Result
 from gateway.store_schema import StoreError, delivery_moves
 from sms.base import (
+    AccountRefused,
     Concatenating,
     Ignored,
     Line,
@@ -69,6 +70,10 @@ STATUS_BATCHES = 10  # status requests per line per round at most
 # this long, and applied when its message is recorded. At most EARLY_CAP are held.
 EARLY_WAIT = 300.0  # seconds
 EARLY_CAP = 10_000
+# After a provider refuses a line's account (credentials, credit), the line sends nothing for
+# this long (`account_hold`): its messages wait in the outbox instead of each asking the
+# provider to refuse it again. The first message after the hold tries again.
+ACCOUNT_HOLD = 60.0  # seconds
 
 
 class ConfigError(GatewayConfigError):
@@ -95,6 +100,9 @@ def make_line(name: str, spec: Mapping[str, Any], max_segments: int = MAX_SEGMEN
     segments = spec.get("max_segments", max_segments)
     if not isinstance(segments, int) or isinstance(segments, bool) or segments < 1:
         raise ConfigError(f"{where}.max_segments must be a whole number of SMS parts (1 or more)")
+    hold = spec.get("account_hold", ACCOUNT_HOLD)
+    if not isinstance(hold, int | float) or isinstance(hold, bool) or hold < 0:
+        raise ConfigError(f"{where}.account_hold must be a number of seconds (0 or more)")
     default_country = "98" if provider in IRANIAN else None
     default_survey = spec.get("default_survey")
     if default_survey is not None and (not isinstance(default_survey, str) or not default_survey):
@@ -173,6 +181,10 @@ class SmsChannel:
         self._http: aiohttp.ClientSession | None = None
         self._polls: list[PollLoop] = []
         self.held: dict[str, HeldParts] = {}  # line -> parts of long messages (started lines)
+        # Lines whose provider refused the account: line -> (since, until by the monotonic
+        # clock, the provider's reason); a send that goes through clears it.
+        self.refused: dict[str, tuple[datetime, float, str]] = {}
+        self.send_failures: dict[tuple[str, str], int] = {}  # (line, kind) -> count
 
     def _now(self) -> float:
         return self.gateway.clock().timestamp()
@@ -290,15 +302,17 @@ class SmsChannel:
         held = self.held.get(line.name)
         if held is None:
             raise Refused(503, "the channel is not started")
-        whole = await held.hold(part)
-        if isinstance(whole, str):
-            return self._ignore(line, provider, whole)
-        try:
-            await self._receive(line, whole.message)
-        except BaseException:
-            held.release(whole)  # still on disk: a retry of this part, or the sweep, records it
-            raise
-        await held.recorded_whole(whole)
+        wholes = await held.hold(part)
+        if isinstance(wholes, str):
+            return self._ignore(line, provider, wholes)
+        for n, whole in enumerate(wholes):  # in order: a message set apart comes first
+            try:
+                await self._receive(line, whole.message)
+            except BaseException:
+                for left in wholes[n:]:  # still on disk: a retry of this part, or the sweep
+                    held.release(left)
+                raise
+            await held.recorded_whole(whole)
         return provider.answer(None)  # providers that post parts reply through their API
 
     async def _record_receipt(self, line: Line, receipt: Receipt, held: bool = False) -> None:
@@ -366,9 +380,14 @@ class SmsChannel:
         provider) or its loop has stopped; lines that are pushed to say nothing here."""
         lines = {loop.line.name: loop.health() for loop in self._polls}
         troubled = any(line["polling"] != "ok" for line in lines.values())
-        found: dict[str, Any] = {"status": "degraded" if troubled else "ok"}
+        found: dict[str, Any] = {"status": "degraded" if troubled or self.refused else "ok"}
         if lines:
             found["polled_lines"] = lines
+        if self.refused:  # the provider refused the account: nothing goes out on these lines
+            found["refused_lines"] = {
+                name: {"sending": "refused", "since": since.isoformat(), "reason": reason}
+                for name, (since, _, reason) in sorted(self.refused.items())
+            }
         return found
 
     def metric_families(self) -> Iterable[Metric]:
@@ -380,6 +399,14 @@ class SmsChannel:
             " then and counted again under its status)",
             ["line", "status"],
             {k: float(v) for k, v in self.receipts.items()},
+        )
+        yield metrics.counter_family(
+            "seda_sms_send_failures",
+            "SMS sends that failed, by line and kind (account: the provider refused the line's"
+            " account, retried; message: refused for good, to the dead letter; retried:"
+            " throttled, unreachable or a 5xx)",
+            ["line", "kind"],
+            {k: float(v) for k, v in self.send_failures.items()},
         )
 
     async def _receive_polled(self, line: Line, message: Received) -> Any:
@@ -457,10 +484,26 @@ class SmsChannel:
                 " (shorten the survey text or raise max_segments)",
                 retryable=False,
             )
+        refused = self.refused.get(line.name)
+        if refused is not None and time.monotonic() < refused[1]:
+            self._count_failure(line, "account")
+            raise AccountRefused(f"line {line.name} is held: {refused[2]}")
         bucket = self.buckets.get(line.name)
         if bucket is not None:
             await bucket.take()
-        sent = await self.providers[line.name].send(self.http(), data["address"], text, event["id"])
+        try:
+            sent = await self.providers[line.name].send(
+                self.http(), data["address"], text, event["id"]
+            )
+        except AccountRefused as exc:
+            self._refuse(line, exc)
+            raise
+        except DeliveryError as exc:
+            self._count_failure(line, "retried" if exc.retryable else "message")
+            raise
+        if self.refused.pop(line.name, None) is not None:
+            log.warning("sms line sends again", extra=fields(line=line.name,
+                                                             provider=line.provider))  # fmt: skip
         log.info(
             "sms sent",
             extra=fields(line=line.name, provider=line.provider, segments=parts,
@@ -468,6 +511,24 @@ class SmsChannel:
                          provider_ids=sent),
         )  # fmt: skip
         await self._record_sent(line, event, sent)
+
+    def _refuse(self, line: Line, exc: AccountRefused) -> None:
+        """The provider refused the line's account: hold the line, say so (once a streak)."""
+        self._count_failure(line, "account")
+        hold = float(line.spec.get("account_hold", ACCOUNT_HOLD))
+        before = self.refused.get(line.name)
+        since = before[0] if before is not None else self.gateway.clock()
+        self.refused[line.name] = (since, time.monotonic() + hold, str(exc))
+        if before is None:
+            log.error(
+                "sms line refused by its provider: its messages wait; check the line's"
+                " credentials, credit and sender number",
+                extra=fields(line=line.name, provider=line.provider, error=str(exc), hold=hold),
+            )
+
+    def _count_failure(self, line: Line, kind: str) -> None:
+        key = (line.name, kind)
+        self.send_failures[key] = self.send_failures.get(key, 0) + 1
 
     async def _record_sent(self, line: Line, event: Mapping[str, Any], ids: list[str]) -> None:
         """One deliveries row per provider id, status sent (its receipts update it)."""

@@ -13,6 +13,7 @@ import aiohttp
 from gateway.backends import DeliveryError
 from gateway.logs import fields
 from sms.base import (
+    AccountRefused,
     Known,
     Line,
     PolledOnly,
@@ -168,10 +169,9 @@ class Ghasedak(PolledOnly):
 def _failure(status: int, code: object) -> DeliveryError:
     """A typed error for a refused send; the key, the receptor and the text never appear."""
     if status in (401, 403) or code in (401, 403):
-        return DeliveryError(
+        return AccountRefused(
             f"ghasedak refused the API key (HTTP {status}, statusCode {code}); "
-            "fix the line's api_key, the send is retried",
-            retryable=True,
+            "fix the line's api_key, the send is retried"
         )
     if status in (400, 404, 422) or code in (400, 422):
         return DeliveryError(f"ghasedak refused the message (HTTP {status}, statusCode {code})",

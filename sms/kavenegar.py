@@ -12,6 +12,7 @@ import aiohttp
 
 from gateway.backends import DeliveryError
 from sms.base import (
+    AccountRefused,
     Known,
     Line,
     PolledOnly,
@@ -38,6 +39,7 @@ STATUSES = {1: "queued", 2: "queued", 4: "sent", 5: "sent", 6: "failed", 10: "de
 # 4xx is about the message itself (411 recipient, 413 empty or too long, 422 characters, ...):
 # the dead letter. Kavenegar's REST reference, "general result codes" (kavenegar.com/rest.html).
 CURABLE = frozenset({401, 403, 409, 412, 416, 418, 429, 451, 501})
+ACCOUNT = frozenset({401, 403, 412, 416, 418, 501})  # of those, the account's (the line held)
 
 
 class Kavenegar(PolledOnly):
@@ -104,9 +106,10 @@ def _failure(http_status: int, status: object) -> DeliveryError:
     # No status: an unreadable body, judged by its HTTP status alone.
     code = status if isinstance(status, int) and not isinstance(status, bool) else http_status
     what = f"kavenegar answered HTTP {http_status}, status {status}"
+    if code in ACCOUNT:
+        return AccountRefused(f"{what}; check the line's api_key, number and credit")
     if code in CURABLE or code == 200 or code >= 500 or http_status >= 500:
-        hint = "; check the line's api_key, number and credit" if code in CURABLE else ""
-        return DeliveryError(f"{what}{hint}; the send is retried", retryable=True)
+        return DeliveryError(f"{what}; the send is retried", retryable=True)
     return DeliveryError(f"{what}: the message was refused", retryable=False)
 
 

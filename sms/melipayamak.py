@@ -12,6 +12,7 @@ import aiohttp
 from gateway.backends import DeliveryError
 from gateway.logs import fields
 from sms.base import (
+    AccountRefused,
     Known,
     Line,
     PolledOnly,
@@ -128,10 +129,9 @@ class Melipayamak(PolledOnly):
             return [value]  # the RecId (GetDeliveries2 reports on it)
         if status in (401, 403) or (status == 200 and value == "0"):
             return_code = f"HTTP {status}, RetStatus {ret}, Value {value or '-'}"
-            raise DeliveryError(
+            raise AccountRefused(
                 f"melipayamak refused the credentials ({return_code}); fix the line's username "
-                "and password, the send is retried",
-                retryable=True,
+                "and password, the send is retried"
             )
         if 400 <= status < 500 and status not in (408, 429):
             raise DeliveryError(f"melipayamak answered HTTP {status}", retryable=False)

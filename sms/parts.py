@@ -50,6 +50,7 @@ class _Message:
     first_at: float  # when its first part came (the gateway clock, epoch seconds)
     parts: dict[int, Part] = field(default_factory=dict)
     recording: bool = False  # handed to the core, not committed yet
+    closed: bool = False  # a new message took its reference: recorded as it is, no more parts
 
     def complete(self) -> bool:
         return len(self.parts) == next(iter(self.parts.values())).total
@@ -78,6 +79,7 @@ class HeldParts:
         self.interval = min(MAX_SWEEP, timeout / 4)
         self.held: dict[Key, _Message] = {}
         self.recorded: dict[str, float] = {}  # part id -> when its message was recorded
+        self.holding: set[str] = set()  # the ids of the parts held now
         self._done_files: dict[str, tuple[float, list[str]]] = {}  # name -> when, part ids
         self._task: asyncio.Task[None] | None = None
         if folder is None:
@@ -97,10 +99,15 @@ class HeldParts:
                 await self._task
             self._task = None
 
-    async def hold(self, part: Part) -> Whole | str:
-        """Keep one part (on disk when this returns): the whole message once all its parts are
-        here, else why there is nothing to record yet (HELD, or REPEATED for a part already
-        held or recorded)."""
+    async def hold(self, part: Part) -> tuple[Whole, ...] | str:
+        """Keep one part (on disk when this returns): the messages to record now, in order,
+        else why there is nothing to record yet (HELD, or REPEATED for a part already held or
+        recorded).
+
+        A part whose place (sender, reference, total, number) is held already under another
+        id belongs to a new message: phones reuse references, so the held parts are another,
+        earlier message. They are recorded as they are, first (as if their time had run out),
+        and the part starts the new message; neither message's text is lost or mixed."""
         if self._repeated(part):
             return REPEATED
         key = (part.sender, part.ref, part.total)
@@ -118,21 +125,33 @@ class HeldParts:
         message = self.held.setdefault(key, _Message(at))
         if message.recording:  # its message went to the core while this part was written
             raise Refused(503, "this part's message is being recorded: send the part again")
-        replaced = message.parts.get(part.number)
+        wholes: list[Whole] = []
+        if part.number in message.parts:  # another id in the same place: a new message
+            wholes.append(self._take(self._close(key)))
+            log.warning("sms parts: a new message reuses a held reference; the held parts are"
+                        " recorded as they are", extra=fields(line=self.line.name))  # fmt: skip
+            message = self.held.setdefault(key, _Message(at))
         message.parts[part.number] = part
-        whole = self._take(key) if message.complete() else HELD  # before any other await
-        if replaced is not None:  # another id for the same place: the later one is kept
-            log.warning("sms part replaced by another with the same reference and number",
-                        extra=fields(line=self.line.name))  # fmt: skip
-            with contextlib.suppress(OSError):  # at worst it comes back at the next start
-                await asyncio.to_thread(self._remove, [_name(replaced.message_id, ".part")])
-        return whole
+        self.holding.add(part.message_id)
+        if message.complete():  # before any other await
+            wholes.append(self._take(key))
+        return tuple(wholes) if wholes else HELD
+
+    def _close(self, key: Key) -> Key:
+        """Set the open message at `key` apart (closed) under a key of its own; that key."""
+        message = self.held.pop(key)
+        message.closed = True
+        first = message.parts[min(message.parts)].message_id
+        closed = (key[0], f"{key[1]}\x00{first}", key[2])  # no reference holds a NUL
+        self.held[closed] = message
+        return closed
 
     async def recorded_whole(self, whole: Whole) -> None:
         """The core committed this message: remember its part ids, remove its parts' files."""
         at = self.now()
         ids = [p.message_id for p in whole.parts]
         self.recorded.update(dict.fromkeys(ids, at))
+        self.holding.difference_update(ids)
         self.held.pop(whole.key, None)
         name = _name(ids[0], ".done")
         self._done_files[name] = (at, ids)
@@ -157,7 +176,7 @@ class HeldParts:
         due = [
             key
             for key, m in self.held.items()
-            if not m.recording and (m.complete() or now - m.first_at >= self.timeout)
+            if not m.recording and (m.complete() or m.closed or now - m.first_at >= self.timeout)
         ]
         done = 0
         for key in due:
@@ -186,11 +205,7 @@ class HeldParts:
             await asyncio.sleep(self.interval)
 
     def _repeated(self, part: Part) -> bool:
-        if part.message_id in self.recorded:
-            return True
-        message = self.held.get((part.sender, part.ref, part.total))
-        held = message.parts.get(part.number) if message is not None else None
-        return held is not None and held.message_id == part.message_id
+        return part.message_id in self.recorded or part.message_id in self.holding
 
     def _take(self, key: Key) -> Whole:
         """The message as the core gets it, marked as being recorded."""
@@ -251,6 +266,7 @@ class HeldParts:
         for at, name, ids in sorted(done):
             self._done_files[name] = (at, ids)
             self.recorded.update(dict.fromkeys(ids, at))
+        found: list[tuple[float, Part]] = []
         for path in sorted(self.folder.glob("*.part")):
             data = self._read(path)
             if data is None:
@@ -259,10 +275,15 @@ class HeldParts:
             if part.message_id in self.recorded:  # recorded just before the restart
                 path.unlink(missing_ok=True)
                 continue
+            found.append((at, part))
+        for at, part in sorted(found, key=lambda f: f[0]):  # as they came: who came later
             key = (part.sender, part.ref, part.total)
+            if key in self.held and part.number in self.held[key].parts:
+                self._close(key)  # a new message under a held reference (see hold)
             message = self.held.setdefault(key, _Message(at))
             message.first_at = min(message.first_at, at)
             message.parts[part.number] = part
+            self.holding.add(part.message_id)
         log.info("sms parts loaded", extra=fields(line=self.line.name, messages=len(self.held)))
 
     def _read(self, path: Path) -> dict[str, Any] | None:

@@ -13,6 +13,7 @@ import aiohttp
 from gateway.backends import DeliveryError
 from gateway.logs import fields
 from sms.base import (
+    AccountRefused,
     Known,
     Line,
     PolledOnly,
@@ -155,10 +156,9 @@ class SmsIr(PolledOnly):
 def _failure(status: int, code: object) -> DeliveryError:
     """A typed error for a refused send; the key, the mobile and the text never appear."""
     if status == 401 or code in KEY_PROBLEMS:
-        return DeliveryError(
+        return AccountRefused(
             f"smsir refused the API key or the account (HTTP {status}, status {code}); "
-            "fix the line's api_key, the send is retried",
-            retryable=True,
+            "fix the line's api_key, the send is retried"
         )
     if code in PERMANENT:
         return DeliveryError(f"smsir refused the message (status {code})", retryable=False)

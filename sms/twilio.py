@@ -40,6 +40,11 @@ STATUSES = {"accepted": "queued", "scheduled": "queued", "queued": "queued",
 # shape because the signature runs names and values together: a captured request still
 # verifies with the next field folded into MessageSid, which would be an id never seen.
 _SID = re.compile(r"[A-Z]{2}[0-9a-fA-F]{32}")
+# Error codes of a refused send that are about the line, not the respondent (twilio.com/docs/
+# api/errors): 20003 the credentials or a suspended account (HTTP 401), 21606 the line's number
+# cannot send SMS. Other 4xx codes are about the message (21211 invalid To, 21610 opted out,
+# 21614 not a mobile): the dead letter. 20429 comes as HTTP 429: retried.
+ACCOUNT_CODES = frozenset({20003, 21606})
 
 
 def signature(url: str, params: Iterable[tuple[str, str]], token: str) -> str:
@@ -137,7 +142,9 @@ class Twilio:
         if callback:
             data["StatusCallback"] = callback
         auth = basic_auth(self.account, self.token)
-        _, body = await post_checked(http, self.name, url, data=data, headers=auth)
+        _, body = await post_checked(
+            http, self.name, url, data=data, headers=auth, account=ACCOUNT_CODES
+        )
         try:  # accepted (2xx): an answer without a sid is no reason to send again
             sid = json.loads(body).get("sid")
         except (ValueError, AttributeError):

@@ -18,6 +18,7 @@ from multidict import MultiDict
 
 from gateway.backends import DeliveryError
 from sms.base import (
+    AccountRefused,
     Ignored,
     Line,
     Params,
@@ -41,6 +42,14 @@ API = "https://rest.nexmo.com"
 # DLR `status` values (Vonage SMS API delivery receipts) -> Seda's normalised statuses.
 STATUSES = {"accepted": "sent", "buffered": "sent", "delivered": "delivered",
             "expired": "undelivered", "failed": "failed", "rejected": "failed"}  # fmt: skip
+# A send's messages[].status (developer.vonage.com/en/api-errors/sms), always in a 200 answer:
+# 1 throttled, 5 internal error, 10 too many binds: retried. 4 invalid credentials, 8 account
+# suspended, 9 not enough credit, 11 account not enabled for the SMS API, 14 invalid request
+# signature, 15 a sender the account may not use: the account (retried, the line held). Any
+# other code is about the message (3 invalid parameters such as the number, 6 unroutable
+# number, 7 barred number, 12 too long): the dead letter.
+RETRY = frozenset({"1", "5", "10"})
+ACCOUNT = frozenset({"4", "8", "9", "11", "14", "15"})
 METHODS = ("md5hash", "md5", "sha1", "sha256", "sha512")
 
 
@@ -142,8 +151,10 @@ class Vonage:
         ids: list[str] = []
         for message in messages:
             status = str(message.get("status"))
+            if status in ACCOUNT:
+                raise AccountRefused(f"vonage refused the account: status {status}")
             if status != "0":
-                retry = status in ("1", "5")  # throttled, internal error
+                retry = status in RETRY
                 raise DeliveryError(f"vonage status {status}", retryable=retry)
             if message.get("message-id"):
                 ids.append(str(message["message-id"]))

@@ -77,7 +77,8 @@ class FakeProviders:
 
     sent: list[dict[str, Any]] = field(default_factory=list)
     inbox: list[dict[str, Any]] = field(default_factory=list)  # messages not yet polled
-    fail: list[int] = field(default_factory=list)  # statuses to answer first, one per send
+    # Answers to the next sends, one each: a status, or a status and the JSON body to give.
+    fail: list[int | tuple[int, Any]] = field(default_factory=list)
     fail_polls: list[int] = field(default_factory=list)  # statuses answered to the next polls
     fail_after_accept: list[int] = field(default_factory=list)  # accept, then answer this status
     keeps_read: bool = False  # the provider returns read messages again
@@ -86,6 +87,7 @@ class FakeProviders:
     served: list[tuple[float, int]] = field(default_factory=list)  # when, how many messages
     checks: list[dict[str, str]] = field(default_factory=list)  # Ghasedak CheckSmsStatus queries
     send_status: dict[str, tuple[int, str]] = field(default_factory=dict)  # provider -> answer
+    refused: list[dict[str, Any]] = field(default_factory=list)  # sends answered with an error
 
     def app(self) -> web.Application:
         """The aiohttp application."""
@@ -109,10 +111,14 @@ class FakeProviders:
                   "body": body, "headers": dict(request.headers)}  # fmt: skip
         if self.fail:
             status = self.fail.pop(0)
+            if isinstance(status, tuple):  # the provider's own error body
+                self.refused.append(record)
+                return web.json_response(status[1], status=status[0])
             if path.endswith("/sms/send.json"):  # Kavenegar repeats its code in return.status
                 ret = {"status": status, "message": "failing as asked"}
                 return web.json_response({"return": ret, "entries": None}, status=status)
             return web.Response(status=status, text="failing as asked")
+        record["at"] = time.monotonic()  # when the provider got it (rate limit tests)
         self.sent.append(record)
         if self.fail_after_accept:  # accepted, but the answer is lost on the way back
             return web.Response(status=self.fail_after_accept.pop(0), text="answer lost")
@@ -198,9 +204,9 @@ class FakeProviders:
         return web.Response(status=status, body=(DATA / name).read_bytes(),
                             content_type="application/json")  # fmt: skip
 
-    async def wait(self, count: int) -> list[dict[str, Any]]:
-        """The sends, once at least `count` arrived (fails after about 4 s)."""
-        for _ in range(200):
+    async def wait(self, count: int, seconds: float = 4.0) -> list[dict[str, Any]]:
+        """The sends, once at least `count` arrived (fails after about `seconds`)."""
+        for _ in range(int(seconds / 0.02)):
             if len(self.sent) >= count:
                 return self.sent
             await asyncio.sleep(0.02)

@@ -251,9 +251,9 @@ async def test_send_failures(
     label: str, provider: str, fail: list[int], refusal: tuple[int, str] | None, dead: int,
     tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any,
 ) -> None:  # fmt: skip
-    client, fake = await start(
-        tmp_path, aiohttp_client, aiohttp_server, {"l1": line(tmp_path, provider)}
-    )
+    # A refused key holds the line (account_hold): short here, so the retry comes at once.
+    spec = {**line(tmp_path, provider), "account_hold": 0.05}
+    client, fake = await start(tmp_path, aiohttp_client, aiohttp_server, {"l1": spec})
     fake.fail.extend(fail)
     if refusal is not None:
         fake.send_status[provider] = refusal

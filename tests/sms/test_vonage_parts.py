@@ -162,3 +162,27 @@ async def test_repeated_parts_add_no_text(
     state = await answers(client, response_id)
     assert recorded(state) == [("nps", 3), ("reason", REASON)]
     assert not fake.sent  # nothing answered the next question (resolved) after the restart
+
+
+async def test_a_new_message_under_a_held_reference_does_not_replace_the_held_parts(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    """The reason comes in parts 1 and 2 of 3 (the third is lost); then the respondent's next
+    message comes under the same concat-ref (phones reuse references) with other ids. The
+    held parts are another message: recorded as they are, first (they answer the reason), not
+    overwritten by the new message's parts."""
+    client, _, response_id = await reason_asked(tmp_path, aiohttp_client, aiohttp_server)
+    for request in (part(1, total=3), part(2, total=3)):
+        await post(client, request)
+    answer = ("بله", "0B00000000000B01")  # the next message: one part of 3 carries it all
+    pieces = [(answer[0], answer[1]), ("", "0B00000000000B02"), ("", "0B00000000000B03")]
+    for number, (text, message_id) in enumerate(pieces, start=1):
+        await post(client, part(1, total=3).with_form(
+            text=text, keyword=text, messageId=message_id, **{"concat-part": str(number)}))  # fmt: skip
+    state = await wait_answers(client, response_id, 3)
+    values = recorded(state)
+    assert values[:2] == [("nps", 3), ("reason", REASON)], values
+    assert state["answers"][1]["message_id"] == IDS[0]
+    assert state["answers"][2]["message_id"] == answer[1]
+    spool = Path(client.app[GATEWAY].store.folder) / "spool" / "sms-vonage1.parts"
+    assert not list(spool.glob("*.part"))  # nothing left held
