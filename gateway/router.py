@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
@@ -348,8 +349,25 @@ class Gateway:
         """Abandon open responses whose expiry has passed; returns how many."""
         rows = await self.store.expired_sessions(self.clock(), limit)
         for row in rows:
-            await self.end(row.channel, row.address, "expired")
-        return len(rows)
+            # The query read each session: no second read. A session the cache knows is as
+            # new as the query's or newer (every step updates the cache after its commit).
+            key = (row.channel, row.address)
+            if key not in self._sessions:
+                self._remember(key, Session.from_json(row.data))
+        # Together, so that the store writer commits them in a few group commits.
+        ended = await asyncio.gather(*(self._expire(row) for row in rows))
+        return sum(ended)
+
+    async def _expire(self, row: SessionRow) -> bool:
+        async with self._lock(row.channel, row.address):
+            session = await self._open_session(row.channel, row.address)
+            if session is None or session.response_id != row.response_id:
+                return False  # answered, ended or replaced since the query
+            if session.expires_at is None or session.expires_at > self.clock():
+                return False
+            step = self._end(session, self.respondent(row.address), "expired")
+            await self._commit(row.channel, row.address, self._write(step), step.session)
+            return True
 
     def _reply(
         self, inbound: Inbound, session: Session | None
