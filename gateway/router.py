@@ -345,6 +345,24 @@ class Gateway:
         zone = self.quiet.zone_for(session.address, session.context)
         return self.quiet.allowed_from(now, zone)
 
+    async def quiet_until(self, data: Mapping[str, Any]) -> datetime | None:
+        """When an `outbound.<channel>` event that Seda started (invitation, reminder) may go,
+        if the respondent's quiet hours have begun since it was queued; None: it may go now."""
+        if self.quiet is None or not data.get("unprompted"):
+            return None
+        if data.get("channel") not in self.quiet.channels or data.get("response_id") is None:
+            return None
+        session = self.cached_open_response(str(data["response_id"]))
+        if session is not None:
+            context = session.context
+        else:
+            row = await self.store.session(str(data["response_id"]))
+            context = dict(row.data.get("context") or {}) if row is not None else {}
+        now = self.clock()
+        zone = self.quiet.zone_for(str(data.get("address", "")), context)
+        later = self.quiet.allowed_from(now, zone)
+        return later if later > now else None
+
     async def expire_due(self, limit: int = 100) -> int:
         """Abandon open responses whose expiry has passed; returns how many."""
         rows = await self.store.expired_sessions(self.clock(), limit)
@@ -551,7 +569,7 @@ class Gateway:
     ) -> Event:
         session = step.session
         response_id = session.response_id if session else None
-        data = {
+        data: dict[str, Any] = {
             "channel": channel,
             "provider": session.provider if session else channel,
             "line": session.line if session and session.line else (inbound and inbound.line),
@@ -564,6 +582,8 @@ class Gateway:
         }
         if not_before is not None:
             data["not_before"] = iso(not_before)
+        if inbound is None:
+            data["unprompted"] = True  # Seda starts it (invitation, reminder): quiet hours apply
         return Event(self.new_id(), f"outbound.{channel}", response_id, self.clock(), data)
 
     def _lock(self, channel: str, address: str) -> Turn:
