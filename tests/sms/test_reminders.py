@@ -316,3 +316,50 @@ async def test_invitations_held_at_night_go_once_each_in_the_morning_after_a_res
     await asyncio.sleep(0.3)
     assert sorted(s["body"]["To"] for s in fake.sent) == numbers  # each once
     assert all(s["body"]["Body"].startswith("از صفر تا ده") for s in sent)
+
+
+async def test_a_reminder_survives_a_restart_and_is_sent_once(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    clock = Clock(tehran(10))
+    client, fake = await start(tmp_path, aiohttp_client, aiohttp_server, clock)
+    await invite(client)
+    opted = await invite(client, respondent="tel:+989121234599")
+    await fake.wait(2)
+    await client.close()
+    clock.now = tehran(14, 1)  # both due at 14:00, while Seda was down
+    client, fake = await start(tmp_path, aiohttp_client, aiohttp_server, clock)
+    gateway = client.app[GATEWAY]
+    other = payload("twilio/inbound_fa.http").with_form(
+        Body="لغو", MessageSid="SM" + "9" * 32, From="+989121234599"
+    )
+    headers = dict(other.headers)
+    headers["X-Twilio-Signature"] = signature(PUBLIC + other.path, other.form(), TWILIO_TOKEN)
+    assert (await client.post(other.path, data=other.body, headers=headers)).status == 200
+    assert (await answers(client, opted["response_id"]))["status"] == "abandoned"
+    assert await gateway.remind_due() == 1  # the one who opted out gets none
+    (sent,) = await fake.wait(1)
+    assert sent["body"]["To"] == "+989121234567" and sent["body"]["Body"].startswith(REMINDER)
+    await client.close()
+    client, fake = await start(tmp_path, aiohttp_client, aiohttp_server, clock)
+    clock.now = tehran(20)
+    assert await client.app[GATEWAY].remind_due() == 0  # not again after another restart
+    with pytest.raises(AssertionError):
+        await fake.wait(1)
+
+
+async def test_no_reminder_after_expiry(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    clock = Clock(tehran(10))
+    client, fake = await start(tmp_path, aiohttp_client, aiohttp_server, clock)
+    invited = await invite(client)
+    await fake.wait(1)
+    clock.now = tehran(10, 1, day=3)  # no sweep ran: reminder and expiry are both due
+    gateway = client.app[GATEWAY]
+    assert await gateway.remind_due() == 1  # looked at, found expired, cleared
+    assert await gateway.remind_due() == 0
+    with pytest.raises(AssertionError):
+        await fake.wait(2)
+    assert await gateway.expire_due() == 1
+    assert (await answers(client, invited["response_id"]))["status"] == "abandoned"
