@@ -306,8 +306,8 @@ class Gateway:
         """Send the reminders that are due (or move them past quiet hours); returns how many
         sessions were looked at."""
         rows = await self.store.reminders_due(self.clock(), limit)
-        for row in rows:
-            await self._remind(row.channel, row.address, row.response_id)
+        self._prime(rows)
+        await asyncio.gather(*(self._remind(r.channel, r.address, r.response_id) for r in rows))
         return len(rows)
 
     async def _remind(self, channel: str, address: str, response_id: str) -> None:
@@ -366,15 +366,19 @@ class Gateway:
     async def expire_due(self, limit: int = 100) -> int:
         """Abandon open responses whose expiry has passed; returns how many."""
         rows = await self.store.expired_sessions(self.clock(), limit)
-        for row in rows:
-            # The query read each session: no second read. A session the cache knows is as
-            # new as the query's or newer (every step updates the cache after its commit).
-            key = (row.channel, row.address)
-            if key not in self._sessions:
-                self._remember(key, Session.from_json(row.data))
+        self._prime(rows)
         # Together, so that the store writer commits them in a few group commits.
         ended = await asyncio.gather(*(self._expire(row) for row in rows))
         return sum(ended)
+
+    def _prime(self, rows: Sequence[SessionRow]) -> None:
+        """Cache the open sessions a sweep's query read: no second read for each. A session
+        the cache knows is as new as the query's or newer (every step updates the cache after
+        its commit)."""
+        for row in rows:
+            key = (row.channel, row.address)
+            if key not in self._sessions:
+                self._remember(key, Session.from_json(row.data))
 
     async def _expire(self, row: SessionRow) -> bool:
         async with self._lock(row.channel, row.address):
