@@ -217,6 +217,10 @@ class Forwarder:
             del inflight[seq]
 
     async def _failed(self, name: str, row: OutboxRow, error: DeliveryError) -> None:
+        if error.not_before is not None:
+            await self._store.mark_retry(row.seq, error.not_before, str(error))
+            log.info("delivery postponed", extra=_fields(name, seq=row.seq, reason=str(error)))
+            return
         self.failures[name] += 1
         now = self._clock()
         reason = str(error)

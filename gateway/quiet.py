@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -111,8 +111,31 @@ class QuietHours:
             end_day = local.date() + timedelta(days=1) if now >= self.start else local.date()
         if not quiet:
             return moment
-        end = datetime.combine(end_day, self.end, tzinfo=zone)
-        return end.astimezone(moment.tzinfo)
+        return _reached(datetime.combine(end_day, self.end), zone, moment).astimezone(moment.tzinfo)
+
+
+def _reached(wall: datetime, zone: ZoneInfo, after: datetime) -> datetime:
+    """The first moment after `after` when the clocks in `zone` read `wall` (naive) or later.
+
+    Around a change of clocks a wall time may come twice (autumn: the later pass when the
+    earlier is past) or never (spring: the moment the clocks jump past it).
+    """
+    passes = []
+    for fold in (0, 1):
+        moment = wall.replace(tzinfo=zone, fold=fold).astimezone(UTC)
+        if moment.astimezone(zone).replace(tzinfo=None) == wall:
+            passes.append(moment)
+    if passes:
+        return min((m for m in passes if m > after), default=after)
+    # Skipped: the two offsets put `wall` either side of the jump; find the jump (whole seconds).
+    low, high = sorted(int(wall.replace(tzinfo=zone, fold=f).timestamp()) for f in (0, 1))
+    while high - low > 1:
+        middle = (low + high) // 2
+        if datetime.fromtimestamp(middle, zone).replace(tzinfo=None) >= wall:
+            high = middle
+        else:
+            low = middle
+    return max(datetime.fromtimestamp(high, UTC), after)
 
 
 def _clock_time(spec: Mapping[str, Any], key: str) -> time:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
@@ -305,8 +306,8 @@ class Gateway:
         """Send the reminders that are due (or move them past quiet hours); returns how many
         sessions were looked at."""
         rows = await self.store.reminders_due(self.clock(), limit)
-        for row in rows:
-            await self._remind(row.channel, row.address, row.response_id)
+        self._prime(rows)
+        await asyncio.gather(*(self._remind(r.channel, r.address, r.response_id) for r in rows))
         return len(rows)
 
     async def _remind(self, channel: str, address: str, response_id: str) -> None:
@@ -344,12 +345,51 @@ class Gateway:
         zone = self.quiet.zone_for(session.address, session.context)
         return self.quiet.allowed_from(now, zone)
 
+    async def quiet_until(self, data: Mapping[str, Any]) -> datetime | None:
+        """When an `outbound.<channel>` event that Seda started (invitation, reminder) may go,
+        if the respondent's quiet hours have begun since it was queued; None: it may go now."""
+        if self.quiet is None or not data.get("unprompted"):
+            return None
+        if data.get("channel") not in self.quiet.channels or data.get("response_id") is None:
+            return None
+        session = self.cached_open_response(str(data["response_id"]))
+        if session is not None:
+            context = session.context
+        else:
+            row = await self.store.session(str(data["response_id"]))
+            context = dict(row.data.get("context") or {}) if row is not None else {}
+        now = self.clock()
+        zone = self.quiet.zone_for(str(data.get("address", "")), context)
+        later = self.quiet.allowed_from(now, zone)
+        return later if later > now else None
+
     async def expire_due(self, limit: int = 100) -> int:
         """Abandon open responses whose expiry has passed; returns how many."""
         rows = await self.store.expired_sessions(self.clock(), limit)
+        self._prime(rows)
+        # Together, so that the store writer commits them in a few group commits.
+        ended = await asyncio.gather(*(self._expire(row) for row in rows))
+        return sum(ended)
+
+    def _prime(self, rows: Sequence[SessionRow]) -> None:
+        """Cache the open sessions a sweep's query read: no second read for each. A session
+        the cache knows is as new as the query's or newer (every step updates the cache after
+        its commit)."""
         for row in rows:
-            await self.end(row.channel, row.address, "expired")
-        return len(rows)
+            key = (row.channel, row.address)
+            if key not in self._sessions:
+                self._remember(key, Session.from_json(row.data))
+
+    async def _expire(self, row: SessionRow) -> bool:
+        async with self._lock(row.channel, row.address):
+            session = await self._open_session(row.channel, row.address)
+            if session is None or session.response_id != row.response_id:
+                return False  # answered, ended or replaced since the query
+            if session.expires_at is None or session.expires_at > self.clock():
+                return False
+            step = self._end(session, self.respondent(row.address), "expired")
+            await self._commit(row.channel, row.address, self._write(step), step.session)
+            return True
 
     def _reply(
         self, inbound: Inbound, session: Session | None
@@ -533,7 +573,7 @@ class Gateway:
     ) -> Event:
         session = step.session
         response_id = session.response_id if session else None
-        data = {
+        data: dict[str, Any] = {
             "channel": channel,
             "provider": session.provider if session else channel,
             "line": session.line if session and session.line else (inbound and inbound.line),
@@ -546,6 +586,8 @@ class Gateway:
         }
         if not_before is not None:
             data["not_before"] = iso(not_before)
+        if inbound is None:
+            data["unprompted"] = True  # Seda starts it (invitation, reminder): quiet hours apply
         return Event(self.new_id(), f"outbound.{channel}", response_id, self.clock(), data)
 
     def _lock(self, channel: str, address: str) -> Turn:

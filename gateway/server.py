@@ -19,7 +19,7 @@ from prometheus_client.core import Metric
 
 from gateway import registry
 from gateway.api import JSON, check_token, erasure_route
-from gateway.backends import Backend, build_backend, event_types
+from gateway.backends import Backend, DeliveryError, build_backend, event_types
 from gateway.bodies import BodyTimeout, body_deadline, body_timed_out
 from gateway.config import Config, ConfigError, duration
 from gateway.flows.loader import SurveyError, load_surveys
@@ -200,6 +200,9 @@ class StillAsked:
     async def deliver(self, event: dict[str, Any]) -> None:
         data = event.get("data") or {}
         if await self.gateway.still_asks(data):
+            later = await self.gateway.quiet_until(data)
+            if later is not None:  # queued before the night, kept back (an outage) until in it
+                raise DeliveryError("quiet hours", retryable=True, not_before=later)
             await self.channel.deliver(event)
             return
         log.info(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from gateway.ids import Clock
@@ -59,11 +60,14 @@ class DeliveryError(Exception):
         retryable: bool,
         retry_after: float | None = None,
         disable: bool = False,
+        not_before: datetime | None = None,
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after  # seconds, from the receiver (Retry-After)
         self.disable = disable  # the receiver is gone for good (HTTP 410): stop this backend
+        # Not a failure: this event may not go before then (quiet hours); nothing else waits.
+        self.not_before = not_before
 
 
 def build_backend(name: str, spec: Mapping[str, Any], *, clock: Clock) -> Backend:

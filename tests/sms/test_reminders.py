@@ -6,6 +6,7 @@ runs the same call every 30 seconds).
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -253,3 +254,112 @@ async def test_quiet_hours_on_a_channel_that_holds_nothing_are_reported(
     (record,) = [r for r in caplog.records if r.getMessage().startswith("quiet hours hold")]
     assert record.levelname == "WARNING"
     assert record.fields == {"channels": ["api", "email"], "holding": ["sms"]}  # type: ignore[attr-defined]
+
+
+async def test_an_invitation_and_a_reminder_the_provider_delays_into_the_night_wait_for_morning(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    """Quiet hours are checked when a message Seda starts goes out, not only when it is
+    queued: a provider that refuses it until the window has begun must not wake anyone."""
+    clock = Clock(tehran(20, 58))
+    client, fake = await start(tmp_path, aiohttp_client, aiohttp_server, clock, quiet_hours=QUIET)
+    fake.fail = [503] * 3  # the invitation is refused, then retried (the clock stands still)
+    invited = await invite(client)
+    assert "send_at" not in invited  # queued before the window
+    for _ in range(200):
+        if not fake.fail:
+            break
+        await asyncio.sleep(0.02)
+    fake.fail = [503] * 1000  # down for longer, then back within the window
+    clock.now = tehran(21, 30)
+    await asyncio.sleep(0.3)
+    fake.fail = []
+    with pytest.raises(AssertionError):
+        await fake.wait(1)  # back at 21:30, but the respondent's night has begun
+    clock.now = tehran(8, day=3)
+    (sent,) = await fake.wait(1)
+    assert sent["body"]["Body"].startswith("از صفر تا ده")
+
+    # The reminder (due 12:00) meets an outage too, and the provider comes back at night.
+    gateway = client.app[GATEWAY]
+    fake.fail = [503] * 1000
+    clock.now = tehran(12, day=3)
+    assert await gateway.remind_due() == 1
+    await asyncio.sleep(0.3)
+    clock.now = tehran(22, day=3)
+    fake.fail = []
+    with pytest.raises(AssertionError):
+        await fake.wait(2)
+    clock.now = tehran(8, 1, day=4)
+    sent_then = await fake.wait(2)
+    assert sent_then[1]["body"]["Body"].startswith(REMINDER)
+    await asyncio.sleep(0.3)
+    assert len(fake.sent) == 2  # each once
+    assert (await answers(client, invited["response_id"]))["status"] == "open"
+
+
+async def test_invitations_held_at_night_go_once_each_in_the_morning_after_a_restart(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    clock = Clock(tehran(23))
+    client, fake = await start(tmp_path, aiohttp_client, aiohttp_server, clock, quiet_hours=QUIET)
+    numbers = [f"+98912555000{n}" for n in range(3)]
+    for number in numbers:
+        assert "send_at" in await invite(client, respondent=f"tel:{number}")
+    await client.close()  # Seda stops in the middle of the night
+    clock.now = tehran(2, day=3)
+    client, fake = await start(tmp_path, aiohttp_client, aiohttp_server, clock, quiet_hours=QUIET)
+    with pytest.raises(AssertionError):
+        await fake.wait(1)
+    clock.now = tehran(8, day=3)
+    sent = await fake.wait(3)
+    await asyncio.sleep(0.3)
+    assert sorted(s["body"]["To"] for s in fake.sent) == numbers  # each once
+    assert all(s["body"]["Body"].startswith("از صفر تا ده") for s in sent)
+
+
+async def test_a_reminder_survives_a_restart_and_is_sent_once(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    clock = Clock(tehran(10))
+    client, fake = await start(tmp_path, aiohttp_client, aiohttp_server, clock)
+    await invite(client)
+    opted = await invite(client, respondent="tel:+989121234599")
+    await fake.wait(2)
+    await client.close()
+    clock.now = tehran(14, 1)  # both due at 14:00, while Seda was down
+    client, fake = await start(tmp_path, aiohttp_client, aiohttp_server, clock)
+    gateway = client.app[GATEWAY]
+    other = payload("twilio/inbound_fa.http").with_form(
+        Body="لغو", MessageSid="SM" + "9" * 32, From="+989121234599"
+    )
+    headers = dict(other.headers)
+    headers["X-Twilio-Signature"] = signature(PUBLIC + other.path, other.form(), TWILIO_TOKEN)
+    assert (await client.post(other.path, data=other.body, headers=headers)).status == 200
+    assert (await answers(client, opted["response_id"]))["status"] == "abandoned"
+    assert await gateway.remind_due() == 1  # the one who opted out gets none
+    (sent,) = await fake.wait(1)
+    assert sent["body"]["To"] == "+989121234567" and sent["body"]["Body"].startswith(REMINDER)
+    await client.close()
+    client, fake = await start(tmp_path, aiohttp_client, aiohttp_server, clock)
+    clock.now = tehran(20)
+    assert await client.app[GATEWAY].remind_due() == 0  # not again after another restart
+    with pytest.raises(AssertionError):
+        await fake.wait(1)
+
+
+async def test_no_reminder_after_expiry(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    clock = Clock(tehran(10))
+    client, fake = await start(tmp_path, aiohttp_client, aiohttp_server, clock)
+    invited = await invite(client)
+    await fake.wait(1)
+    clock.now = tehran(10, 1, day=3)  # no sweep ran: reminder and expiry are both due
+    gateway = client.app[GATEWAY]
+    assert await gateway.remind_due() == 1  # looked at, found expired, cleared
+    assert await gateway.remind_due() == 0
+    with pytest.raises(AssertionError):
+        await fake.wait(2)
+    assert await gateway.expire_due() == 1
+    assert (await answers(client, invited["response_id"]))["status"] == "abandoned"
