@@ -19,7 +19,7 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC
 from pathlib import Path
@@ -36,7 +36,7 @@ from gateway.router import Gateway, Rejected, Result
 from gateway.secret import same_secret
 from ivr_flows import kamailio, recordings, sipmsg
 from ivr_flows.prompts import PromptCache, PromptError, wav_seconds
-from ivr_flows.settings import allowed, parse
+from ivr_flows.settings import IvrSettings, allowed, parse
 from ivr_flows.turns import Expect, Prompt, Turn, max_digits_for
 
 log = logging.getLogger("seda.ivr")
@@ -75,10 +75,9 @@ class IvrChannel:
     def __init__(self, gateway: Gateway, spec: Mapping[str, Any]) -> None:
         self.gateway = gateway
         self.settings = parse(spec)
-        wanted = {self.settings.default_survey, *self.settings.surveys.values()} - {""}
-        unknown = sorted(s for s in wanted if s not in gateway.surveys)
-        if unknown:
-            raise ConfigError(f"channels.ivr names surveys that do not exist: {', '.join(unknown)}")
+        missing = _missing_surveys(self.settings, gateway.surveys)
+        if missing:
+            raise ConfigError(missing[0])
         self.prompts = PromptCache(
             Path(self.settings.prompts_dir), self.settings.espeak, self.settings.voices
         )
@@ -95,6 +94,11 @@ class IvrChannel:
         self._all_ready = asyncio.Event()
         self.control_url = ""
         gateway.file_keepers.append(self.forget_recordings)
+
+    @staticmethod
+    def check_settings(spec: Mapping[str, Any], surveys: Collection[str] | None) -> list[str]:
+        """`seda validate` and `seda run`: the block as the channel reads it at start."""
+        return [] if surveys is None else _missing_surveys(parse(spec), surveys)
 
     def routes(self) -> list[web.RouteDef]:
         """None on the public server: the workers' API has its own loopback listener."""
@@ -593,3 +597,11 @@ def _confidence(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0.0
     return min(max(float(value), 0.0), 1.0)
+
+
+def _missing_surveys(settings: IvrSettings, surveys: Collection[str]) -> list[str]:
+    wanted = {settings.default_survey, *settings.surveys.values()} - {""}
+    unknown = sorted(s for s in wanted if s not in surveys)
+    if unknown:
+        return [f"channels.ivr names surveys that do not exist: {', '.join(unknown)}"]
+    return []
