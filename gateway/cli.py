@@ -177,8 +177,8 @@ def _serve(config: Config) -> None:
 
 def _validate(args: argparse.Namespace) -> int:
     lines, config = _config_lines(args.config)
-    flows = config.flows if config is not None else Path("config/flows")
-    paths = args.paths or [flows]
+    flows = [config.flows] if config is not None else [] if lines else [Path("config/flows")]
+    paths = args.paths or flows  # none: where the surveys are is not known
     problems = validate_paths(paths)
     problems += _channel_checks(config, paths)
     for line in lines:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import registry
-from gateway.backends import build_backend
+from gateway.backends import build_backend, event_types
 from gateway.config import Config, ConfigError, LenientEnv, load
 from gateway.flows.loader import SurveyError, load_surveys
 from gateway.ids import system_clock
@@ -40,6 +40,7 @@ class Reading(Mapping[str, Any]):
         self.where = where
         self.looked: set[str] = set()
         self.listed = False
+        self.copied = False
         self.children: dict[str, Reading] = {}
         self.trail = trail if trail is not None else [where]  # the last key looked up
 
@@ -48,10 +49,21 @@ class Reading(Mapping[str, Any]):
         self.trail[0] = f"{self.where}.{key}"
         value = self._data[key]
         if isinstance(value, Mapping):
-            if key not in self.children:
-                self.children[key] = Reading(value, f"{self.where}.{key}", self.trail)
-            return self.children[key]
+            return self._child(str(key), value)
+        if isinstance(value, list):  # a list of mappings: rules, ...
+            return [
+                self._child(f"{key}.{i}", item) if isinstance(item, Mapping) else item
+                for i, item in enumerate(value)
+            ]
         return value
+
+    def _child(self, key: str, value: Mapping[str, Any]) -> Reading:
+        if key not in self.children:
+            self.children[key] = Reading(value, f"{self.where}.{key}", self.trail)
+            # Reached by going through this block as a whole: copied (dict(block)) or parsed
+            # on its own (a line of `lines`); only in the second case is something looked up.
+            self.children[key].copied = self.listed
+        return self.children[key]
 
     def __iter__(self) -> Iterator[str]:
         self.listed = True
@@ -73,7 +85,7 @@ class Reading(Mapping[str, Any]):
         """`where.key: unknown key` for each key never looked up. Where the parser stopped at a
         problem in this block or above it (`failed`), what it did not reach yet is not unknown:
         only a near miss of a key it looked for and did not find is said then."""
-        if self.listed:
+        if self.listed or (self.copied and not self.looked):
             return []
         absent = sorted(k for k in self.looked if k not in self._data)
         found = []
@@ -98,16 +110,24 @@ def problems(
     found: list[str] = []
     with _quiet():
         found += _quiet_hours(config)
-        for name, spec in config.backends.items():
-            try:
-                build_backend(name, spec, clock=system_clock)
-            except (ValueError, TypeError) as exc:  # a bad secret, timeout...
-                found.append(str(exc))
+        for name in config.backends:
+            found += backend_problems(config, name)
         for name in config.channels:
             found += channel_problems(config, name, surveys)
     kept = [line for line in found if not _under(line, skip)]
     located = [config.locate(line) for line in kept]
     return sorted(located, key=lambda line: _where(config, line))
+
+
+def backend_problems(config: Config, name: str) -> list[str]:
+    """A backend built as `seda run` builds it (not started), and the keys it never read."""
+    spec = Reading(config.backends[name], f"backends.{name}")
+    try:
+        event_types(spec)
+        build_backend(name, spec, clock=system_clock)
+    except (ValueError, TypeError) as exc:  # a bad secret, timeout...
+        return [str(exc)]
+    return [line for block in spec.blocks() for line in block.unknown(False)]
 
 
 def channel_problems(config: Config, name: str, surveys: Collection[str] | None) -> list[str]:

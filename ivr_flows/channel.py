@@ -30,6 +30,7 @@ from aiohttp import web
 from gateway import replies
 from gateway.config import ConfigError
 from gateway.flows.model import SCALES, Question, Survey
+from gateway.launch import NotStarted
 from gateway.logs import fields
 from gateway.model import Inbound, Outbound
 from gateway.router import Gateway, Rejected, Result
@@ -211,7 +212,8 @@ class IvrChannel:
             exited.cancel()
             code = self._pool.returncode
             reason = f"exited with status {code}" if code is not None else "is not ready in time"
-            raise RuntimeError(f"the voice pool {reason} (see its log lines above)")
+            # Said by `seda run` in one line, after the pool's own words (a missing model...).
+            raise NotStarted(f"the voice pool {reason} (see its log lines above)")
         exited.cancel()
 
     async def _stop_pool(self) -> None:

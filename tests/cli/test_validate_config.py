@@ -4,6 +4,7 @@ before it starts anything."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -195,3 +196,69 @@ def test_every_channel_checks_its_own_settings() -> None:
     never, and its mistakes found only by `seda run`."""
     for name in registry.CHANNELS:
         assert registry.checks_settings(registry.load(name)), name
+
+
+def test_a_sip_host_that_is_not_this_machine_is_refused_in_a_line(tmp_path: Path) -> None:
+    """The voice channel's README block names a SIP address of its own network: copied as it
+    is, `seda run` ended in a traceback (KamailioError: Cannot assign requested address)."""
+    config(tmp_path, "  ivr: {default_survey: post_call_nps, sip: {host: 192.0.2.1, port: 5060}}\n")
+    assert seda(tmp_path, "validate").returncode == 0  # the machine's addresses: known at start
+    started = seda(tmp_path, "run")
+    assert started.returncode == 2, started.stderr
+    assert "Traceback" not in started.stderr
+    assert started.stderr.splitlines()[-2:] == [
+        "seda: configuration error:",
+        "gateway.yaml:5:46: channels.ivr.sip.host: 192.0.2.1 is not an address of this machine"
+        " (Cannot assign requested address): give one it has (`ip -brief address`)",
+    ]
+
+
+def test_a_voice_pool_that_cannot_start_is_said_without_a_traceback(tmp_path: Path) -> None:
+    """The voice channel's README block names a speech model folder that a new machine does
+    not have: the pool said so clearly, then `seda run` ended in a RuntimeError traceback."""
+    free = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()
+    config(
+        tmp_path,
+        f"  ivr: {{default_survey: post_call_nps, sip: {{host: 127.0.0.1, port: {port}}},"
+        " speech: {models: {fa: var/models/fa}}}\n",
+    )
+    started = seda(tmp_path, "run")
+    assert started.returncode == 1, started.stderr
+    assert "Traceback" not in started.stderr, started.stderr
+    assert "speech model for 'fa': " in started.stderr  # the pool's own words, as before
+    assert started.stderr.splitlines()[-1] == (
+        "seda: the voice pool exited with status 2 (see its log lines above)"
+    )
+
+
+def test_a_misspelt_backend_setting_is_refused(tmp_path: Path) -> None:
+    """The schema takes any key in a backend (each type has its own): `timout` and `event`
+    were ignored, and every event went to the file."""
+    config(
+        tmp_path,
+        "  api: {enabled: true}\n",
+        head="backends:\n"
+        "  crm: {type: webhook, url: 'http://127.0.0.1:9/hook', timout: 5}\n"
+        "  file: {type: jsonl, path: var/answers.jsonl, event: [answer.recorded]}\n",
+    )
+    refused_alike(
+        tmp_path,
+        [
+            "gateway.yaml:5:56: backends.crm.timout: unknown key (did you mean 'timeout'?)",
+            "gateway.yaml:6:48: backends.file.event: unknown key (did you mean 'events'?)",
+        ],
+    )
+
+
+def test_a_configuration_that_cannot_be_read_is_said_once(tmp_path: Path) -> None:
+    """Not also `config/flows: no such file or directory`: where the surveys are is unknown."""
+    (tmp_path / "gateway.yaml").write_text("channels:\n  sms: [a\n", "utf-8")
+    done = seda(tmp_path, "validate")
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        "gateway.yaml:3:1: not valid YAML: expected ',' or ']', but got '<stream end>'"
+        " (while parsing a flow sequence)"
+    ]
