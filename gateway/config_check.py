@@ -146,7 +146,7 @@ def channel_problems(config: Config, name: str, surveys: Collection[str] | None)
         found: list[str] = list(check(spec, surveys))
     except ConfigError as exc:
         found = str(exc).split("\n")
-    except (ValueError, TypeError, KeyError) as exc:  # a value the parser did not expect
+    except Exception as exc:  # a value of a type the parser did not expect: said, at its key
         reason = str(exc).split(":")[0]  # not the value itself: it may be a secret
         found = [f"{spec.trail[0]}: not a valid value ({type(exc).__name__}: {reason})"]
     failed = {_deepest(spec, line) for line in found}

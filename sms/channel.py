@@ -123,7 +123,7 @@ def load_provider(line: Line, now: Callable[[], float]) -> Provider:
     )
     try:
         return factory(line, now)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         if str(exc).startswith("channels."):
             raise ConfigError(str(exc)) from None
         # int() or float() of a setting: its message quotes the value, which may be a secret.

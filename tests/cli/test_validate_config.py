@@ -262,3 +262,23 @@ def test_a_configuration_that_cannot_be_read_is_said_once(tmp_path: Path) -> Non
         "gateway.yaml:3:1: not valid YAML: expected ',' or ']', but got '<stream end>'"
         " (while parsing a flow sequence)"
     ]
+
+
+def test_a_value_of_the_wrong_type_is_said_and_the_next_line_checked(tmp_path: Path) -> None:
+    config(
+        tmp_path,
+        """\
+  sms:
+    lines:
+      ir: {provider: smsir, number: '3000', api_key: s3cr3t, page_size: [1, 2]}
+      kv: {provider: kavenegar, number: '3000', api_key: s3cr3t, poll_interval: soon}
+""",
+    )
+    refused_alike(
+        tmp_path,
+        [
+            "gateway.yaml:7:7: channels.sms.lines.ir: a setting of this smsir line: int() argument"
+            " must be a string, a bytes-like object or a real number, not 'list'",
+            "gateway.yaml:8:66: channels.sms.lines.kv.poll_interval: a number of seconds above 0",
+        ],
+    )
