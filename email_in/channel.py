@@ -14,7 +14,7 @@ import ipaddress
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from email.utils import parseaddr
 from typing import Any
@@ -181,6 +181,12 @@ class EmailChannel:
         self.refused_busy = 0  # connections answered 421 since start
         self._clients: Counter[str] = Counter()  # open connections by client (client_key)
         self.refused_client = 0  # connections answered 421 for their client's share
+
+    @staticmethod
+    def check_settings(spec: Mapping[str, Any], surveys: Collection[str] | None) -> list[str]:
+        """`seda validate` and `seda run`: the block as the channel reads it at start."""
+        parse(spec)
+        return []
 
     @property
     def port(self) -> int | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -36,6 +36,11 @@ class ApiChannel:
     def __init__(self, gateway: Gateway, spec: Mapping[str, Any]):
         self.gateway = gateway
         self.spec = spec
+
+    @staticmethod
+    def check_settings(spec: Mapping[str, Any], surveys: Collection[str] | None) -> list[str]:
+        """The API channel has no settings of its own (only `enabled`)."""
+        return []
 
     def routes(self) -> list[web.RouteDef]:
         """The API's routes."""

@@ -51,7 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="start every enabled channel")
     run.set_defaults(handler=_run)
 
-    validate = sub.add_parser("validate", help="check survey files; every error at once")
+    validate = sub.add_parser(
+        "validate", help="check the configuration and survey files; every error at once"
+    )
     validate.add_argument("paths", nargs="*", type=Path, help="files or folders (config/flows)")
     validate.set_defaults(handler=_validate)
 
@@ -119,8 +121,11 @@ def _config_after_commands(parser: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from gateway import launch
+    from gateway.config_check import check_file
 
-    config = load(args.config)
+    lines, config, surveys = check_file(args.config)
+    if lines or surveys or config is None:  # as `seda validate` says them, before anything
+        raise ConfigError("\n".join(lines + surveys))
     logs.setup(config.log_level)
     try:
         _serve(config)
@@ -171,25 +176,35 @@ def _serve(config: Config) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    paths = args.paths or [_flows(args.config)]
+    lines, config = _config_lines(args.config)
+    flows = [config.flows] if config is not None else [] if lines else [Path("config/flows")]
+    paths = args.paths or flows  # none: where the surveys are is not known
     problems = validate_paths(paths)
-    problems += _channel_checks(args.config, paths)
+    problems += _channel_checks(config, paths)
+    for line in lines:
+        print(line)
     for problem in problems:
         print(problem)
-    errors = sum(1 for p in problems if p.severity == "error")
-    warnings = len(problems) - errors
+    errors = len(lines) + sum(1 for p in problems if p.severity == "error")
+    warnings = len(lines) + len(problems) - errors
     print(f"{errors} error(s), {warnings} warning(s)", file=sys.stderr)
     return 1 if errors else 0
 
 
-def _channel_checks(config_path: Path, paths: Sequence[Path]) -> list[Problem]:
+def _config_lines(path: Path) -> tuple[list[str], Config | None]:
+    """The configuration's problems, as `seda run` would refuse it (none for a missing
+    config/gateway.yaml: surveys can be checked without one)."""
+    from gateway.config_check import check_file
+
+    if path is DEFAULT_CONFIG and not path.exists():
+        return [], None
+    lines, config, _ = check_file(path)
+    return lines, config
+
+
+def _channel_checks(config: Config | None, paths: Sequence[Path]) -> list[Problem]:
     """Warnings from enabled channels that check surveys against their limits (SMS parts)."""
-    if not config_path.exists():
-        return []
-    try:
-        config = load_lenient(config_path)  # perhaps only secrets unset here: checks need none
-    except ConfigError as exc:
-        print(f"seda: channel checks skipped: {exc}", file=sys.stderr)
+    if config is None:
         return []
     found: list[Problem] = []
     for name, spec in config.channels.items():

@@ -26,7 +26,12 @@ KEEP_RESPONSES = "180d"  # finished responses, receipts and message ids (retenti
 
 
 class ConfigError(ValueError):
-    """The configuration cannot be used; the message says where and why."""
+    """The configuration cannot be used; the message says where and why (a line each).
+    `unset`: the keys whose values name an unset variable (their dotted paths)."""
+
+    def __init__(self, message: str, unset: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.unset = unset
 
 
 @dataclass(frozen=True)
@@ -177,14 +182,19 @@ def _unsubstituted(value: str) -> str | None:
     return None
 
 
-def substitute(value: Any, env: Mapping[str, str], where: str = "") -> Any:
-    """Replace ${VAR} and ${VAR:-default} inside string values (never inside YAML syntax)."""
+def substitute(
+    value: Any, env: Mapping[str, str], where: str = "", unset: list[str] | None = None
+) -> Any:
+    """Replace ${VAR} and ${VAR:-default} inside string values (never inside YAML syntax).
+    With `unset`, a variable that is not set (and has no default) reads as empty and its
+    problem is added there, so that every one is said at once."""
     if isinstance(value, dict):
         return {
-            k: substitute(v, env, f"{where}.{k}" if where else str(k)) for k, v in value.items()
+            k: substitute(v, env, f"{where}.{k}" if where else str(k), unset)
+            for k, v in value.items()
         }
     if isinstance(value, list):
-        return [substitute(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [substitute(v, env, f"{where}[{i}]", unset) for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
     wrong = _unsubstituted(value)
@@ -199,7 +209,11 @@ def substitute(value: Any, env: Mapping[str, str], where: str = "") -> Any:
             return default
         if isinstance(env, LenientEnv):
             return ""
-        raise ConfigError(f"{where}: environment variable {name} is not set (and has no default)")
+        problem = f"{where}: environment variable {name} is not set (and has no default)"
+        if unset is None:
+            raise ConfigError(problem)
+        unset.append(problem)
+        return ""
 
     return _ENV.sub(one, value)
 
@@ -338,20 +352,50 @@ def load(path: Path, env: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(f"{path}: the configuration {empty}")
     if twice:
         raise ConfigError("\n".join(f"{path}:{problem}" for problem in twice))
+    unset: list[str] = []
     try:
-        data = substitute(raw, os.environ if env is None else env)
+        data = substitute(raw, os.environ if env is None else env, unset=unset)
     except ConfigError as exc:
-        dotted = str(exc).split(":", 1)[0].replace("[", ".").replace("]", "")
-        line, column = _position(positions, tuple(dotted.split(".")))
-        raise ConfigError(f"{path}:{line}:{column}: {exc}") from None
+        raise ConfigError(_at(path, positions, str(exc))) from None
     validator = jsonschema.Draft202012Validator(schema())
-    problems = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
-    if problems:
-        raise ConfigError("\n".join(_schema_line(path, positions, e) for e in problems))
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    unset_keys = tuple(problem.split(":", 1)[0] for problem in unset)
+    lines = [_at(path, positions, problem) for problem in unset]
+    # A value left empty by an unset variable is said as such, not as a schema problem too.
+    lines += [
+        _schema_line(path, positions, e)
+        for e in errors
+        if _dotted(e.absolute_path) not in unset_keys
+    ]
     config = Config(path=path, data=data, positions=positions)
+    if not errors:
+        lines += [config.locate(problem) for problem in _values(data)]
+    if lines:
+        raise ConfigError("\n".join(lines), unset_keys)
+    return config
+
+
+def _dotted(parts: Any) -> str:
+    """A schema error's path as substitute() writes it: `backends.crm.secret[0]`."""
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _at(path: Path, positions: Mapping[tuple[str, ...], Position], problem: str) -> str:
+    """`file:line:column: problem` for a problem that starts with its dotted key."""
+    dotted = problem.split(":", 1)[0].replace("[", ".").replace("]", "")
+    line, column = _position(positions, tuple(dotted.split(".")))
+    return f"{path}:{line}:{column}: {problem}"
+
+
+def _values(data: Mapping[str, Any]) -> list[str]:
+    """What the schema cannot say about values (a port from ${PORT} text, a duration)."""
+    found = []
     port = str(data.get("server", {}).get("port", 8080))
     if int(port) > 65535:  # the schema's maximum holds for a number, not for "${PORT}" text
-        raise ConfigError(config.locate(f"server.port: {port} is not a port: 0 to 65535"))
+        found.append(f"server.port: {port} is not a port: 0 to 65535")
     for key, value in (
         ("retry.horizon", data.get("retry", {}).get("horizon", 0)),
         ("outbox.keep_delivered", data.get("outbox", {}).get("keep_delivered", KEEP_DELIVERED)),
@@ -361,5 +405,5 @@ def load(path: Path, env: Mapping[str, str] | None = None) -> Config:
             try:
                 duration(value)
             except ConfigError as exc:
-                raise ConfigError(config.locate(f"{key}: {exc}")) from None
-    return config
+                found.append(f"{key}: {exc}")
+    return found

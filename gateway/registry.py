@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -99,6 +99,24 @@ class ChannelFactory(Protocol):
     def __call__(self, gateway: Gateway, spec: Mapping[str, Any]) -> Channel:
         """A ready (not yet started) channel."""
         ...
+
+
+class SettingsCheck(Protocol):
+    """What every channel factory offers as well: its block checked without starting anything,
+    with the same parsing the channel starts with (`seda validate`, and `seda run` before it
+    starts: gateway/config_check.py). The block it gets remembers which keys were looked up:
+    the keys never looked up are reported as unknown, so the check must look at every setting
+    the channel would use, also those used only later (when sending)."""
+
+    def check_settings(self, spec: Mapping[str, Any], surveys: Collection[str] | None) -> list[str]:
+        """Every problem found, one `channels.<name>.<key>: problem` line each (a ConfigError
+        for the first also does); `surveys`: the survey ids there are (None: not known)."""
+        ...
+
+
+def checks_settings(factory: ChannelFactory) -> bool:
+    """Whether a channel can check its block without starting (SettingsCheck)."""
+    return callable(getattr(factory, "check_settings", None))
 
 
 class UnknownChannel(LookupError):

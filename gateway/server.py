@@ -22,6 +22,7 @@ from gateway.api import JSON, check_token, erasure_route
 from gateway.backends import Backend, DeliveryError, build_backend, event_types
 from gateway.bodies import BodyTimeout, body_deadline, body_timed_out
 from gateway.config import Config, ConfigError, duration
+from gateway.config_check import unknown_quiet_channel
 from gateway.flows.loader import SurveyError, load_surveys
 from gateway.flows.model import Survey
 from gateway.forwarder import Forwarder, RetryPolicy
@@ -175,12 +176,9 @@ def _check_quiet_channels(config: Config, quiet: QuietHours, senders: frozenset[
     """A name that is no channel is a typo: refused. A channel that is not enabled, or does not
     send its own messages (its prompts go back in the request's answer), never holds anything
     back: said at start-up, since the operator expects it to."""
-    unknown = sorted(quiet.channels - set(registry.CHANNELS))
+    unknown = unknown_quiet_channel(quiet)
     if unknown:
-        known = ", ".join(sorted(registry.CHANNELS))
-        raise ConfigError(
-            f"{config.path}: quiet_hours.channels: no channel {unknown[0]!r} ({known})"
-        )
+        raise ConfigError(f"{config.path}: {unknown}")
     idle = sorted(quiet.channels - senders)
     if idle and "channels" in config.quiet_hours:
         log.warning(

@@ -19,7 +19,7 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC
 from pathlib import Path
@@ -30,13 +30,14 @@ from aiohttp import web
 from gateway import replies
 from gateway.config import ConfigError
 from gateway.flows.model import SCALES, Question, Survey
+from gateway.launch import NotStarted
 from gateway.logs import fields
 from gateway.model import Inbound, Outbound
 from gateway.router import Gateway, Rejected, Result
 from gateway.secret import same_secret
 from ivr_flows import kamailio, recordings, sipmsg
 from ivr_flows.prompts import PromptCache, PromptError, wav_seconds
-from ivr_flows.settings import allowed, parse
+from ivr_flows.settings import IvrSettings, allowed, parse
 from ivr_flows.turns import Expect, Prompt, Turn, max_digits_for
 
 log = logging.getLogger("seda.ivr")
@@ -75,10 +76,9 @@ class IvrChannel:
     def __init__(self, gateway: Gateway, spec: Mapping[str, Any]) -> None:
         self.gateway = gateway
         self.settings = parse(spec)
-        wanted = {self.settings.default_survey, *self.settings.surveys.values()} - {""}
-        unknown = sorted(s for s in wanted if s not in gateway.surveys)
-        if unknown:
-            raise ConfigError(f"channels.ivr names surveys that do not exist: {', '.join(unknown)}")
+        missing = _missing_surveys(self.settings, gateway.surveys)
+        if missing:
+            raise ConfigError(missing[0])
         self.prompts = PromptCache(
             Path(self.settings.prompts_dir), self.settings.espeak, self.settings.voices
         )
@@ -95,6 +95,11 @@ class IvrChannel:
         self._all_ready = asyncio.Event()
         self.control_url = ""
         gateway.file_keepers.append(self.forget_recordings)
+
+    @staticmethod
+    def check_settings(spec: Mapping[str, Any], surveys: Collection[str] | None) -> list[str]:
+        """`seda validate` and `seda run`: the block as the channel reads it at start."""
+        return [] if surveys is None else _missing_surveys(parse(spec), surveys)
 
     def routes(self) -> list[web.RouteDef]:
         """None on the public server: the workers' API has its own loopback listener."""
@@ -207,7 +212,8 @@ class IvrChannel:
             exited.cancel()
             code = self._pool.returncode
             reason = f"exited with status {code}" if code is not None else "is not ready in time"
-            raise RuntimeError(f"the voice pool {reason} (see its log lines above)")
+            # Said by `seda run` in one line, after the pool's own words (a missing model...).
+            raise NotStarted(f"the voice pool {reason} (see its log lines above)")
         exited.cancel()
 
     async def _stop_pool(self) -> None:
@@ -593,3 +599,11 @@ def _confidence(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0.0
     return min(max(float(value), 0.0), 1.0)
+
+
+def _missing_surveys(settings: IvrSettings, surveys: Collection[str]) -> list[str]:
+    wanted = {settings.default_survey, *settings.surveys.values()} - {""}
+    unknown = sorted(s for s in wanted if s not in surveys)
+    if unknown:
+        return [f"channels.ivr names surveys that do not exist: {', '.join(unknown)}"]
+    return []

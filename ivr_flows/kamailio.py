@@ -47,6 +47,11 @@ class PortInUse(KamailioError, ConfigError):
     """The SIP port is taken: `seda run` says so as a configuration error, no traceback."""
 
 
+class NotThisMachine(KamailioError, ConfigError):
+    """sip.host is not an address of this machine (copied from an example, say): said as a
+    configuration error, no traceback."""
+
+
 @dataclass(frozen=True)
 class Front:
     """What the Kamailio configuration is made from."""
@@ -220,6 +225,11 @@ def check_port(host: str, port: int) -> None:
                 raise PortInUse(
                     f"the SIP port {host}:{port} (UDP) is already in use: another Kamailio or"
                     " SIP server may be running there; stop it or set channels.ivr.sip.port"
+                ) from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise NotThisMachine(
+                    f"channels.ivr.sip.host: {host} is not an address of this machine"
+                    f" ({exc.strerror}): give one it has (`ip -brief address`)"
                 ) from None
             raise KamailioError(
                 f"cannot listen on the SIP port {host}:{port} (UDP): {exc}"

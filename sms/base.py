@@ -57,6 +57,12 @@ class Line:
             )
         return str(value)
 
+    def used_to_send(self, *keys: str) -> None:
+        """Settings a provider reads only when it sends (its send API's credentials): looked up
+        now, so that a check of the line's block knows them; a missing one is said then."""
+        for key in keys:
+            self.spec.get(key)
+
 
 @dataclass(frozen=True)
 class Received:

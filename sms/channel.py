@@ -7,7 +7,7 @@ import functools
 import importlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from sms.base import (
     tel,
 )
 from sms.parts import HeldParts
-from sms.polling import PollLoop
+from sms.polling import PollLoop, poll_settings
 from sms.segments import encoding, segments
 
 log = logging.getLogger("seda.sms")
@@ -131,8 +131,13 @@ def load_provider(line: Line, now: Callable[[], float]) -> Provider:
     )
     try:
         return factory(line, now)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    except (ValueError, TypeError) as exc:
+        if str(exc).startswith("channels."):
+            raise ConfigError(str(exc)) from None
+        # int() or float() of a setting: its message quotes the value, which may be a secret.
+        reason = str(exc).split(":")[0]
+        where = f"channels.sms.lines.{line.name}"
+        raise ConfigError(f"{where}: a setting of this {line.provider} line: {reason}") from None
 
 
 def render(prompts: list[Mapping[str, Any]]) -> str:
@@ -145,6 +150,59 @@ def render(prompts: list[Mapping[str, Any]]) -> str:
     return "\n".join(parts)
 
 
+@dataclasses.dataclass(frozen=True)
+class SmsSettings:
+    """The channel's block, read: its lines and each line's provider (not started)."""
+
+    lines: dict[str, Line]
+    providers: dict[str, Provider]
+    default_line: str
+    max_body: int
+
+
+def parse(
+    spec: Mapping[str, Any], surveys: Collection[str] | None, now: Callable[[], float]
+) -> SmsSettings:
+    """Read `channels.sms`; ConfigError with one line for each problem (of every line).
+    `surveys`: the survey ids a default_survey may name (None: not checked)."""
+    lines = spec.get("lines")
+    if not isinstance(lines, Mapping) or not lines:
+        raise ConfigError("channels.sms.lines must name at least one line")
+    problems: list[str] = []
+    max_body = spec.get("max_body", MAX_BODY)
+    if isinstance(max_body, str) and max_body.isdigit():
+        max_body = int(max_body)  # ${ENV} substitution yields strings
+    if not isinstance(max_body, int) or isinstance(max_body, bool) or max_body < 1024:
+        problems.append("channels.sms.max_body must be a whole number of bytes (1024 or more)")
+    segments = spec.get("max_segments", MAX_SEGMENTS)
+    if not isinstance(segments, int) or isinstance(segments, bool) or segments < 1:
+        problems.append("channels.sms.max_segments must be a whole number of SMS parts")
+        segments = MAX_SEGMENTS
+    made: dict[str, Line] = {}
+    providers: dict[str, Provider] = {}
+    for key, line_spec in lines.items():
+        name = str(key)
+        try:
+            line = make_line(name, line_spec or {}, segments)
+            if surveys is not None and line.default_survey not in (None, *surveys):
+                raise ConfigError(
+                    f"channels.sms.lines.{name}.default_survey: no survey"
+                    f" {line.default_survey!r} (surveys: {', '.join(sorted(surveys))})"
+                )
+            providers[name] = load_provider(line, now)
+            if isinstance(providers[name], Poller):
+                poll_settings(line)
+            made[name] = line
+        except (ConfigError, ValueError) as exc:
+            problems.append(str(exc))
+    default_line = str(spec.get("default_line", next(iter(lines))))
+    if default_line not in lines:
+        problems.append("channels.sms.default_line must name a configured line")
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return SmsSettings(made, providers, default_line, max_body)
+
+
 class SmsChannel:
     """SMS lines at Twilio, Vonage, Plivo, Kannel, Jasmin, the Iranian providers (Kavenegar,
     SMS.ir, Ghasedak, Melipayamak; polled) or a generic gateway."""
@@ -153,25 +211,11 @@ class SmsChannel:
 
     def __init__(self, gateway: Gateway, spec: Mapping[str, Any]) -> None:
         self.gateway = gateway
-        lines = spec.get("lines")
-        if not isinstance(lines, Mapping) or not lines:
-            raise ConfigError("channels.sms.lines must name at least one line")
-        self.max_body = int(spec.get("max_body", MAX_BODY))
-        segments = spec.get("max_segments", MAX_SEGMENTS)
-        if not isinstance(segments, int) or isinstance(segments, bool) or segments < 1:
-            raise ConfigError("channels.sms.max_segments must be a whole number of SMS parts")
-        self.lines = {str(n): make_line(str(n), s or {}, segments) for n, s in lines.items()}
-        for line in self.lines.values():
-            if line.default_survey is not None and line.default_survey not in gateway.surveys:
-                raise ConfigError(
-                    f"channels.sms.lines.{line.name}.default_survey: no survey"
-                    f" {line.default_survey!r} (surveys: {', '.join(sorted(gateway.surveys))})"
-                )
-        self.default_line = str(spec.get("default_line", next(iter(self.lines))))
-        if self.default_line not in self.lines:
-            raise ConfigError("channels.sms.default_line must name a configured line")
-        now = self._now
-        self.providers = {n: load_provider(line, now) for n, line in self.lines.items()}
+        settings = parse(spec, gateway.surveys, self._now)
+        self.max_body = settings.max_body
+        self.lines = settings.lines
+        self.default_line = settings.default_line
+        self.providers = settings.providers
         self.buckets = {n: TokenBucket(x.rate) for n, x in self.lines.items() if x.rate}
         self.ignored: dict[tuple[str, str], int] = {}  # (line, reason) -> count
         self.receipts: dict[tuple[str, str], int] = {}  # (line, status) -> count
@@ -558,6 +602,15 @@ class SmsChannel:
     @staticmethod
     def _with_footer(line: Line, text: str) -> str:
         return with_footer(line.footer, text)
+
+    @staticmethod
+    def check_settings(spec: Mapping[str, Any], surveys: Collection[str] | None) -> list[str]:
+        """`seda validate` and `seda run`: every problem of the block, line by line."""
+        try:
+            parse(spec, surveys, time.time)
+        except ConfigError as exc:
+            return str(exc).split("\n")
+        return []
 
     @staticmethod
     def check_surveys(spec: Mapping[str, Any], paths: Sequence[Path]) -> list[Problem]:

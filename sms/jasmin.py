@@ -49,6 +49,7 @@ class Jasmin:
         self.base = line.setting("base_url", API).rstrip("/")
         if line.verify:
             line.setting("token")
+        line.used_to_send("username", "password")
 
     async def parse(self, request: web.Request, url: str) -> Received | Receipt:
         """Check the token; read a DLR, or id, from and content (UCS-2 from the hex `binary`)."""

@@ -51,6 +51,7 @@ class Kannel:
         self.base = line.setting("base_url", API).rstrip("/")
         if line.verify:
             line.setting("token")
+        line.used_to_send("username", "password", "smsc")
 
     async def parse(self, request: web.Request, url: str) -> Received | Receipt:
         """Check the token; read a DLR (Seda's id and %d), or %I (id), %p (from) and %b or the

@@ -42,6 +42,31 @@ SEEN = 5000  # provider ids remembered per line (the core's de-duplication is th
 MAX_BACKOFF = 300.0  # seconds between polls at most while the provider keeps failing
 
 
+def poll_settings(line: Line) -> dict[str, Any]:
+    """A polled line's own settings, checked: poll_interval (10 s), poll_max_backoff (300 s),
+    status_interval (60 s) and spool (a file, or false for none; None: the default file)."""
+    where = f"channels.sms.lines.{line.name}"
+    found: dict[str, Any] = {}
+    for key, default in (
+        ("poll_interval", 10.0),
+        ("poll_max_backoff", MAX_BACKOFF),
+        ("status_interval", 60.0),
+    ):
+        value = line.spec.get(key, default)
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            seconds = -1.0
+        if isinstance(value, bool) or not seconds > 0:
+            raise ValueError(f"{where}.{key}: a number of seconds above 0")
+        found[key] = seconds
+    spool = line.spec.get("spool")
+    if spool is not None and spool is not False and not isinstance(spool, str):
+        raise ValueError(f"{where}.spool: a file, or false for none")
+    found["spool"] = spool
+    return found
+
+
 class PollLoop:
     """Fetches a line's new messages every `poll_interval` seconds (10).
 
@@ -63,16 +88,17 @@ class PollLoop:
     ) -> None:
         self.line = line
         self.statuses = statuses
-        self.status_interval = float(line.spec.get("status_interval", 60))
+        settings = poll_settings(line)
+        self.status_interval: float = settings["status_interval"]
         self._statuses_at = float("-inf")  # loop time of the last status round
         self.provider = provider
         self.receive = receive
         self.http = http
-        self.interval = float(line.spec.get("poll_interval", 10))
-        self.max_backoff = float(line.spec.get("poll_max_backoff", MAX_BACKOFF))
+        self.interval: float = settings["poll_interval"]
+        self.max_backoff: float = settings["poll_max_backoff"]
         # Fetched messages are spooled unless the line says `spool: false`: by default next to
         # the database, as the provider may have marked them read already.
-        spool = line.spec.get("spool", default_spool)
+        spool = default_spool if settings["spool"] is None else settings["spool"]
         self.spool = Path(spool) if spool else None
         self.pending: OrderedDict[str, Received] = OrderedDict()
         self.seen: OrderedDict[str, None] = OrderedDict()

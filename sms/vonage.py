@@ -85,6 +85,7 @@ class Vonage:
         self.concat_timeout = float(line.spec.get("concat_timeout", 300))
         if not self.concat_timeout > 0:
             raise ValueError(f"channels.sms.lines.{line.name}: concat_timeout: seconds, above 0")
+        line.used_to_send("api_key", "api_secret")
 
     async def parse(self, request: web.Request, url: str) -> Received | Part | Receipt | Ignored:
         """Verify `sig`; read a receipt, a part of a long message, or msisdn, text, messageId."""

@@ -15,7 +15,7 @@ import datetime as dtm
 import json
 import logging
 import re
-from collections.abc import Coroutine, Mapping
+from collections.abc import Collection, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +104,15 @@ class TelegramChannel:
         self._albums: Memory[bool] = Memory(ALBUMS)  # media_group_id of albums seen
         self.voice = VoiceNotes(spec, f"channels.{CHANNEL}")
         self.notices = Notices(gateway)
+
+    @staticmethod
+    def check_settings(spec: Mapping[str, Any], surveys: Collection[str] | None) -> list[str]:
+        """`seda validate` and `seda run`: the block as the channel reads it at start (each
+        bot's application is built, not started: nothing is asked of the Bot API)."""
+        for name, entry in entries(spec, "bots", CHANNEL).items():
+            build_bot(name, entry)
+        VoiceNotes(spec, f"channels.{CHANNEL}")
+        return []
 
     def invitation_address(self, address: str, line: str | None) -> str:
         """telegram:<chat id>, as the bot's updates write it; ValueError for anything else or

@@ -12,7 +12,7 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -94,6 +94,15 @@ class WhatsAppChannel:
         self._asked: Memory[tuple[object, object]] = Memory(100_000)
         # Status callbacks by line and status (sent, delivered, read, failed), for /metrics.
         self.statuses: dict[tuple[str, str], int] = {}
+
+    @staticmethod
+    def check_settings(spec: Mapping[str, Any], surveys: Collection[str] | None) -> list[str]:
+        """`seda validate` and `seda run`: the block as the channel reads it at start."""
+        for name, entry in entries(spec, "lines", CHANNEL).items():
+            _line(name, entry)
+        number(spec, "timeout", f"channels.{CHANNEL}", 10.0)
+        VoiceNotes(spec, f"channels.{CHANNEL}")
+        return []
 
     def invitation_address(self, address: str, line: str | None) -> str:
         """whatsapp:+<number>, as the line's webhooks write the sender; ValueError for anything

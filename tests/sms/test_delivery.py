@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
-from gateway.router import Gateway
 from gateway.server import GATEWAY
 from sms.base import TokenBucket
-from sms.channel import ConfigError as SmsConfigError
 from sms.channel import SmsChannel
 from tests.sms.helpers import invite, start
 
@@ -105,14 +103,12 @@ async def test_token_bucket_limits_the_rate() -> None:
     ],
 )
 def test_configuration_errors(lines: dict[str, Any], message: str) -> None:
-    # Checked on the channel itself: the core opens its store before it builds the channels.
-    with pytest.raises(SmsConfigError) as caught:
-        SmsChannel(cast(Gateway, None), {"enabled": True, "lines": lines})
-    assert message in str(caught.value)
+    # Checked by the channel itself, as `seda validate` and `seda run` ask it before starting.
+    found = SmsChannel.check_settings({"enabled": True, "lines": lines}, None)
+    assert len(found) == 1 and message in found[0]
 
 
 def test_channel_wide_max_segments_must_be_a_number() -> None:
     lines = {"x": {"provider": "generic", "number": "1", "secret": "s"}}
-    with pytest.raises(SmsConfigError) as caught:
-        SmsChannel(cast(Gateway, None), {"lines": lines, "max_segments": "2"})
-    assert "channels.sms.max_segments must be" in str(caught.value)
+    found = SmsChannel.check_settings({"lines": lines, "max_segments": "2"}, None)
+    assert found == ["channels.sms.max_segments must be a whole number of SMS parts"]
