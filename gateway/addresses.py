@@ -6,6 +6,10 @@ and whatsapp `whatsapp:+<number>`, while the api channel keeps a `tel:` number a
 put it in the call. An erasure is about a person, not a spelling: `spellings` gives every form
 under which Seda may hold the same number, or the same email address in another case.
 
+An opt-out is kept under the pseudonym of the address as stored and, when there is one, of its
+`canonical` spelling too, so that the same person invited under another spelling is still
+refused.
+
 A national number (`0912...`) names a number only with its country: the calling codes of the
 sms lines (`country`) are the ones Seda knows. Without one, a national number is searched as
 written only, and `Spellings.note` says what was not searched.
@@ -57,3 +61,23 @@ def spellings(address: str, countries: Iterable[str] = ()) -> Spellings:
         found += [f"tel:+{number}", f"tel:{number}", f"tel:00{number}", f"whatsapp:+{number}"]
         found += [f"tel:0{number[len(c) :]}" for c in codes if number.startswith(c)]
     return Spellings(tuple(dict.fromkeys(found)), note)
+
+
+def canonical(address: str, countries: Iterable[str] = ()) -> str | None:
+    """The one spelling of a respondent's address under which an opt-out is also kept: a
+    tel: number as tel:+<country code><number>, a mailto: address in lower case. None when
+    there is no other (a national number whose country is not known for certain; an address
+    of another scheme, which each channel writes one way only)."""
+    scheme, _, rest = address.partition(":")
+    if scheme == "mailto":
+        return address.lower()
+    match = _NUMBER.match(rest) if scheme == "tel" else None
+    if match is None:
+        return None
+    prefix, digits = match.groups()
+    if prefix is None and digits.startswith("0"):
+        codes = {c for c in countries if c}
+        if len(codes) != 1:
+            return None
+        digits = codes.pop() + digits[1:]
+    return f"tel:+{digits}"

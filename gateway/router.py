@@ -149,6 +149,16 @@ class Gateway:
         self._respondents[address] = respondent
         return respondent
 
+    def opt_out_ids(self, address: str) -> list[str]:
+        """The pseudonyms an opt-out of this address may be kept under: the address's own
+        and, last, its canonical spelling's if it is spelled otherwise (addresses.canonical),
+        under which an opt-out is kept since; the own one holds older opt-outs."""
+        ids = [self.respondent(address).id]
+        canonical = addresses.canonical(address, self.countries)
+        if canonical is not None and canonical != address:
+            ids.append(self.respondent(canonical).id)
+        return ids
+
     def invitation_address(self, channel: str, address: str, line: str | None) -> str:
         """An invitation's address as `channel` writes it; Rejected (422) if it cannot reach it."""
         check = self.addressers.get(channel)
@@ -185,7 +195,7 @@ class Gateway:
                             409,
                         )
                     return Result.from_json(seen)
-            if await self.store.is_suppressed(respondent.id):
+            if await self.store.is_suppressed(*self.opt_out_ids(inbound.address)):
                 raise Rejected("the respondent has opted out of surveys", 409)
             now = self.clock()
             old = await self._open_session(inbound.channel, inbound.address)
@@ -581,10 +591,15 @@ class Gateway:
             events.append((key, prompts.to_json()))
         suppress: tuple[tuple[str, str], ...] = ()
         unsuppress: tuple[str, ...] = ()
-        if step.control == "opt_out" and respondent_id:
-            suppress = ((respondent_id, "opted_out"),)
-        if step.control == "opt_in" and respondent_id:
-            unsuppress = (respondent_id,)
+        if step.control is not None and respondent_id:
+            # Kept under the canonical spelling's pseudonym when the address has another one,
+            # so that an invitation under any spelling finds it (opt_out_ids).
+            address = step.session.address if step.session else inbound and inbound.address
+            ids = self.opt_out_ids(address) if address else [respondent_id]
+            if step.control == "opt_out":
+                suppress = ((ids[-1], "opted_out"),)
+            else:
+                unsuppress = tuple(dict.fromkeys([respondent_id, *ids]))
         return StepWrite(
             session=row,
             # The answer.recorded events already carry each answer as JSON: encode it once.
