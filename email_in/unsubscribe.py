@@ -123,8 +123,7 @@ class Unsubscribe:
         return _say(target.language, texts.UNSUBSCRIBE_DONE)
 
     async def _opted_out(self, target: Target) -> bool:
-        respondent = self.gateway.respondent(target.row.address)
-        return await self.gateway.store.is_suppressed(respondent.id)
+        return await self.gateway.store.is_suppressed(*self.gateway.opt_out_ids(target.row.address))
 
     async def _target(self, request: web.Request) -> Target | web.Response:
         token = request.match_info["token"]

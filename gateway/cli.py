@@ -378,6 +378,8 @@ def _erase(args: argparse.Namespace) -> int:
         with urllib.request.urlopen(request, timeout=60) as resp:
             erased = json.load(resp)
             print(json.dumps(erased, indent=2))
+            if erased.get("warning"):
+                print(f"seda: warning: {erased['warning']}", file=sys.stderr)
             if not erased.get("responses"):
                 print(_nothing_held(args.address), file=sys.stderr)
             return 0
@@ -393,16 +395,12 @@ def _erase(args: argparse.Namespace) -> int:
 
 
 def _nothing_held(address: str) -> str:
-    """Said when an erasure found no response: the address is perhaps written otherwise than
-    Seda stores it, and then the respondent's data is still there."""
-    note = f"seda: nothing was held under {address!r} as written"
-    number = address.removeprefix("tel:").removeprefix("whatsapp:")
-    if number != address and not number.startswith("+"):
-        note += (
-            "; sms and whatsapp store numbers with their country code"
-            " (tel:+989121234567, whatsapp:+989121234567): erase it written so too"
-        )
-    return note + " (see the README's HTTP API section: erasing a respondent)"
+    """Said when an erasure found no response, so that an operator who mistyped the address
+    does not take the answer for a deletion."""
+    return (
+        f"seda: nothing was held under {address!r} or another spelling of it (see the"
+        " README's HTTP API section: erasing a respondent)"
+    )
 
 
 def _outbox(args: argparse.Namespace) -> int:

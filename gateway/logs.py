@@ -55,6 +55,19 @@ def _clean(value: Any, key: str = "") -> Any:
     return value
 
 
+# Seda's own loggers; what they log is written for the log (fields, never message text).
+_OWN = ("seda", "gateway", "sms", "email_in", "social", "ivr_flows", "asr_models")
+
+
+def _event(record: logging.LogRecord) -> str:
+    """The record's message. A library's arguments can hold anything it was handed (PTB logs
+    an update it cannot parse with the whole update: names, chat ids, message text), so for
+    other loggers only the message as the library wrote it is kept, without its arguments."""
+    if record.args and not record.name.startswith(_OWN):
+        return f"{record.msg} (arguments withheld)"
+    return record.getMessage()
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, event, and redacted fields."""
 
@@ -64,7 +77,7 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "event": redact(record.getMessage()),
+            "event": redact(_event(record)),
         }
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from gateway import engine, jsoncodec, replies
+from gateway import addresses, engine, jsoncodec, replies
 from gateway.flows.model import Survey
 from gateway.ids import Clock, IdFactory
 from gateway.logs import fields
@@ -127,6 +127,14 @@ class Gateway:
         # the answers (at least `channel` and the file's key, `recording`) and returns how
         # many files it deleted.
         self.file_keepers: list[Callable[[Sequence[Mapping[str, Any]]], Awaitable[int]]] = []
+        # Channels that hold something about an address outside the store (messages not yet
+        # recorded, such as the parts of a long SMS) drop it here when a respondent is erased;
+        # each is given the erased spellings (lower-case) and returns how many files it
+        # deleted.
+        self.erasers: list[Callable[[frozenset[str]], Awaitable[int]]] = []
+        # Calling codes of national numbers (0912... -> +98912...), from the sms lines: an
+        # erasure searches a number's national spelling for these.
+        self.countries: set[str] = set()
 
     def respondent(self, address: str) -> Respondent:
         """The stable pseudonymous respondent for an address."""
@@ -140,6 +148,16 @@ class Gateway:
             self._respondents.clear()  # crude but bounded; a miss only costs one HMAC
         self._respondents[address] = respondent
         return respondent
+
+    def opt_out_ids(self, address: str) -> list[str]:
+        """The pseudonyms an opt-out of this address may be kept under: the address's own
+        and, last, its canonical spelling's if it is spelled otherwise (addresses.canonical),
+        under which an opt-out is kept since; the own one holds older opt-outs."""
+        ids = [self.respondent(address).id]
+        canonical = addresses.canonical(address, self.countries)
+        if canonical is not None and canonical != address:
+            ids.append(self.respondent(canonical).id)
+        return ids
 
     def invitation_address(self, channel: str, address: str, line: str | None) -> str:
         """An invitation's address as `channel` writes it; Rejected (422) if it cannot reach it."""
@@ -177,7 +195,7 @@ class Gateway:
                             409,
                         )
                     return Result.from_json(seen)
-            if await self.store.is_suppressed(respondent.id):
+            if await self.store.is_suppressed(*self.opt_out_ids(inbound.address)):
                 raise Rejected("the respondent has opted out of surveys", 409)
             now = self.clock()
             old = await self._open_session(inbound.channel, inbound.address)
@@ -256,34 +274,55 @@ class Gateway:
             return Result("accepted", reason, response_id=session.response_id)
 
     async def erase(self, address: str) -> Erased:
-        """Forget everything Seda holds about an address (the right to erasure): its responses
-        on every channel, answers, queued and delivered events, receipts, message ids and the
-        channels' files, then tell the backends with a `respondent.erased` event (the
-        pseudonym and the response ids: nothing personal). An opt-out stays in force."""
-        respondent = self.respondent(address)
-        channels = {channel for _, channel in await self.store.retention.sessions_of(address)}
+        """Forget everything Seda holds about the respondent of an address (the right to
+        erasure), under every spelling of it (gateway.addresses): their responses on every
+        channel, answers, queued and delivered events, receipts, message ids, the channels'
+        files and what channels hold outside the store; then tell the backends with a
+        `respondent.erased` event per pseudonym (the pseudonym and the response ids: nothing
+        personal). An opt-out stays in force."""
+        searched = addresses.spellings(address, self.countries)
+        found = await self.store.retention.sessions_of(searched.addresses)
         async with contextlib.AsyncExitStack() as turns:
-            for channel in sorted(channels):  # no step of this address runs meanwhile
-                await turns.enter_async_context(self._lock(channel, address))
-            # The event is stored first, in a queue of its own that the erasure leaves alone:
-            # a crash in between leaves data to erase again, never an erasure untold.
-            held = await self.store.retention.sessions_of(address)
-            data = {
-                "respondent": {"id": respondent.id},
-                "responses": [response_id for response_id, _ in held],
-            }
-            event = Event(self.new_id(), "respondent.erased", None, self.clock(), data)
-            key = f"{ERASED_PREFIX}{respondent.id}"
-            await self.store.commit(StepWrite(events=((key, event.to_json()),)))
-            forgotten = await self.store.retention.forget(address, respondent.id, held)
-            for channel in channels:
-                self._sessions.pop((channel, address), None)
-            for response_id, _ in forgotten.responses:
+            # No step of these addresses runs meanwhile (turns taken in one order: no deadlock).
+            for channel, stored in sorted({(channel, a) for _, channel, a in found}):
+                await turns.enter_async_context(self._lock(channel, stored))
+            held = await self.store.retention.sessions_of(searched.addresses)
+            # One event per pseudonym, stored first, in a queue of its own that the erasure
+            # leaves alone: a crash in between leaves data to erase again, never an erasure
+            # untold. One per spelling that held responses; the address as asked when none did
+            # (a backend may hold something of it all the same).
+            spelled = dict.fromkeys([a for _, _, a in held] or [address])
+            respondents = {a: self.respondent(a) for a in spelled}
+            ids = list(dict.fromkeys(r.id for r in respondents.values()))
+            events = []
+            for respondent_id in ids:
+                data = {
+                    "respondent": {"id": respondent_id},
+                    "responses": [
+                        response_id
+                        for response_id, _, a in held
+                        if respondents[a].id == respondent_id
+                    ],
+                }
+                event = Event(self.new_id(), "respondent.erased", None, self.clock(), data)
+                events.append((f"{ERASED_PREFIX}{respondent_id}", event.to_json()))
+            await self.store.commit(StepWrite(events=tuple(events)))
+            everyone = [self.respondent(a).id for a in searched.addresses]
+            owners = list(dict.fromkeys([*ids, *everyone]))
+            forgotten = await self.store.retention.forget(searched.addresses, owners, held)
+            for _, channel, stored in held:
+                self._sessions.pop((channel, stored), None)
+            for response_id, _, _ in forgotten.responses:
                 self._open_ids.pop(response_id, None)
-        self._respondents.pop(address, None)
+        asked = self.respondent(address).id
+        for spelling in (address, *spelled, *searched.addresses):
+            self._respondents.pop(spelling, None)
         files = 0
         for keeper in self.file_keepers:
             files += await keeper(forgotten.answers)
+        reached = frozenset({*searched.addresses, *(a.lower() for a in spelled)})
+        for eraser in self.erasers:
+            files += await eraser(reached)
         log.info(
             "respondent erased",
             extra=fields(
@@ -291,15 +330,18 @@ class Gateway:
                 answers=len(forgotten.answers),
                 events=forgotten.events,
                 files=files,
+                spellings=len(spelled),
             ),
         )
         return Erased(
-            respondent.id,
+            asked,
             len(forgotten.responses),
             len(forgotten.answers),
             forgotten.events,
             forgotten.message_ids,
             files,
+            tuple(dict.fromkeys(a for _, _, a in held)),
+            searched.note,
         )
 
     async def remind_due(self, limit: int = 100) -> int:
@@ -549,10 +591,15 @@ class Gateway:
             events.append((key, prompts.to_json()))
         suppress: tuple[tuple[str, str], ...] = ()
         unsuppress: tuple[str, ...] = ()
-        if step.control == "opt_out" and respondent_id:
-            suppress = ((respondent_id, "opted_out"),)
-        if step.control == "opt_in" and respondent_id:
-            unsuppress = (respondent_id,)
+        if step.control is not None and respondent_id:
+            # Kept under the canonical spelling's pseudonym when the address has another one,
+            # so that an invitation under any spelling finds it (opt_out_ids).
+            address = step.session.address if step.session else inbound and inbound.address
+            ids = self.opt_out_ids(address) if address else [respondent_id]
+            if step.control == "opt_out":
+                suppress = ((ids[-1], "opted_out"),)
+            else:
+                unsuppress = tuple(dict.fromkeys([respondent_id, *ids]))
         return StepWrite(
             session=row,
             # The answer.recorded events already carry each answer as JSON: encode it once.
@@ -604,18 +651,24 @@ class Erased:
     answers: int
     events: int  # outbox rows: delivered, pending and dead
     message_ids: int
-    files: int  # the channels' own, such as call recordings
+    files: int  # the channels' own: call recordings, parts of a long SMS not yet whole
+    addresses: tuple[str, ...] = ()  # the spellings that held responses, as stored
+    note: str | None = None  # what could not be searched (addresses.Spellings.note)
 
     def to_json(self) -> dict[str, Any]:
         """The API's answer."""
-        return {
+        out: dict[str, Any] = {
             "respondent_id": self.respondent_id,
             "responses": self.responses,
             "answers": self.answers,
             "events": self.events,
             "message_ids": self.message_ids,
             "files": self.files,
+            "addresses": list(self.addresses),
         }
+        if self.note is not None:
+            out["warning"] = self.note
+        return out
 
 
 def dedupe_key(address: str, message_id: str) -> str:

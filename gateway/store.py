@@ -343,10 +343,11 @@ class Store:
         seen = jsoncodec.loads(row["seen"]) if row["seen"] is not None else None
         return seen, session_row(row) if row["response_id"] is not None else None
 
-    async def is_suppressed(self, respondent_id: str) -> bool:
-        """Whether this respondent opted out."""
+    async def is_suppressed(self, *respondent_ids: str) -> bool:
+        """Whether this respondent opted out (under any of these pseudonyms)."""
+        marks = ", ".join("?" * len(respondent_ids))
         rows = await self._read(
-            "SELECT 1 FROM suppressions WHERE respondent_id = ?", (respondent_id,)
+            f"SELECT 1 FROM suppressions WHERE respondent_id IN ({marks}) LIMIT 1", respondent_ids
         )
         return bool(rows)
 

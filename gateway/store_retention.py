@@ -13,17 +13,18 @@ only for as long as the operator says.
   same `retention.responses`.
 Each call deletes at most `limit` rows in one transaction, so replies' commits get in between.
 
-On request (`forget`, the right to erasure), everything Seda holds about one address goes at
-once: its sessions of every status, their answers, receipts and outbox rows (delivered,
-pending and dead), the respondent's own events, and the de-duplication ids of its messages
-(whose keys start with the address, router.dedupe_key). The opt-out stays: it is keyed by the
-pseudonym, and honouring it is the reason to keep it.
+On request (`forget`, the right to erasure), everything Seda holds about one respondent goes at
+once, under every spelling of their address (gateway.addresses): the sessions of every status,
+their answers, receipts and outbox rows (delivered, pending and dead), the respondents' own
+events, and the de-duplication ids of their messages (whose keys start with the address,
+router.dedupe_key). The opt-out stays: it is keyed by the pseudonym, and honouring it is the
+reason to keep it.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -41,13 +42,14 @@ class Change(Protocol):
 
 
 Read = Callable[[str, Iterable[Any]], Awaitable[list[sqlite3.Row]]]
+Held = tuple[str, str, str]  # a session of an erased respondent: response_id, channel, address
 
 
 @dataclass(frozen=True)
 class Forgotten:
     """What `forget` deleted: the responses (by id, with their channels) and their answers."""
 
-    responses: tuple[tuple[str, str], ...]  # (response_id, channel)
+    responses: tuple[Held, ...]
     answers: tuple[dict[str, Any], ...]
     events: int  # outbox rows
     message_ids: int
@@ -84,32 +86,40 @@ class Retention:
         self._read = read
         self._change_with = change_with
 
-    async def sessions_of(self, address: str) -> list[tuple[str, str]]:
-        """(response_id, channel) of every session of this address, oldest first. On the
-        reader: a walk over the table (finished sessions have no index by address), which
-        must not hold the write lock."""
+    async def sessions_of(self, addresses: Sequence[str]) -> list[Held]:
+        """(response_id, channel, address) of every session stored under one of these
+        addresses (lower-case; compared with the stored address lower-cased), oldest first.
+        On the reader: a walk over the table (finished sessions have no index by address),
+        which must not hold the write lock."""
+        marks = ", ".join("?" * len(addresses))
         rows = await self._read(
-            "SELECT response_id, channel FROM sessions WHERE address = ? ORDER BY rowid",
-            (address,),
+            "SELECT response_id, channel, address FROM sessions"
+            f" WHERE lower(address) IN ({marks}) ORDER BY rowid",
+            addresses,
         )
-        return [(str(row[0]), str(row[1])) for row in rows]
+        return [(str(row[0]), str(row[1]), str(row[2])) for row in rows]
 
     async def forget(
-        self, address: str, respondent_id: str, responses: list[tuple[str, str]]
+        self, addresses: Sequence[str], respondent_ids: Sequence[str], responses: list[Held]
     ) -> Forgotten:
-        """Delete everything held about one address (see the module): its `responses`
-        (`sessions_of`, read by the caller), their rows, its message ids. The caller holds the
-        address's turns on its channels (router.Gateway.erase), so no step of it adds a
-        session or a message id between those reads and the transaction."""
-        found = [  # on the reader too: the key does not lead with the message id
+        """Delete everything held under these addresses (see the module): their `responses`
+        (`sessions_of`, read by the caller), their rows, the message ids, the respondents' own
+        events. The caller holds the addresses' turns on their channels
+        (router.Gateway.erase), so no step of them adds a session or a message id between
+        those reads and the transaction."""
+        # Message ids are kept under the address as the channel stored it: the spellings
+        # asked for and those the sessions were found under, compared lower-cased.
+        stored = sorted({a.lower() for a in addresses} | {a.lower() for _, _, a in responses})
+        ranges = " OR ".join(["(lower(message_id) >= ? AND lower(message_id) < ?)"] * len(stored))
+        bounds = [bound for a in stored for bound in (f"{a} ", f"{a}!")]  # "!" sorts after " "
+        found = [  # on the reader too, in one walk: the key does not lead with the message id
             tuple(row)
             for row in await self._read(
-                "SELECT channel, provider, message_id FROM inbound_ids"
-                " WHERE message_id >= ? AND message_id < ?",
-                (f"{address} ", f"{address}!"),  # "!" sorts just after " "
+                f"SELECT channel, provider, message_id FROM inbound_ids WHERE {ranges}", bounds
             )
         ]
-        ids = [(response_id,) for response_id, _ in responses]
+        ids = [(response_id,) for response_id, _, _ in responses]
+        owners = [(respondent_id,) for respondent_id in respondent_ids]
 
         def work(conn: sqlite3.Connection) -> Forgotten:
             kept = [
@@ -124,7 +134,7 @@ class Retention:
             conn.executemany("DELETE FROM deliveries WHERE response_id = ?", ids)
             # Whole queues (every row of an order key) go: no head is left to promote. The rows
             # a session lists, then any of its order key not yet delivered, then the
-            # respondent's own events.
+            # respondents' own events.
             events = sum(
                 conn.execute("DELETE FROM outbox WHERE event_id = ?", key).rowcount for key in kept
             )
@@ -134,9 +144,12 @@ class Retention:
                 ).rowcount
                 for key in ids
             )
-            events += conn.execute(
-                f"DELETE FROM outbox WHERE order_key = ? AND {RESPONDENT_KEYS}", (respondent_id,)
-            ).rowcount
+            events += sum(
+                conn.execute(
+                    f"DELETE FROM outbox WHERE order_key = ? AND {RESPONDENT_KEYS}", key
+                ).rowcount
+                for key in owners
+            )
             conn.executemany("DELETE FROM sessions WHERE response_id = ?", ids)
             message_ids = sum(
                 conn.execute(

@@ -229,6 +229,8 @@ class SmsChannel:
         # clock, the provider's reason); a send that goes through clears it.
         self.refused: dict[str, tuple[datetime, float, str]] = {}
         self.send_failures: dict[tuple[str, str], int] = {}  # (line, kind) -> count
+        gateway.countries.update(x.country for x in self.lines.values() if x.country)
+        gateway.erasers.append(self.erase)
 
     def _now(self) -> float:
         return self.gateway.clock().timestamp()
@@ -279,6 +281,16 @@ class SmsChannel:
                 loop = PollLoop(line, provider, self._receive_polled, self.http, statuses, spool)
                 self._polls.append(loop)
                 loop.start()
+
+    async def erase(self, addresses: frozenset[str]) -> int:
+        """An erased respondent (every spelling of their address, lower-case): drop the parts
+        of long messages held from them, not whole yet; returns how many part files went.
+        (A polled line's spool holds a message only until the store takes it: while the store
+        fails, so does the erasure.)"""
+        files = 0
+        for held in self.held.values():
+            files += await held.erase(addresses)
+        return files
 
     async def stop(self) -> None:
         """Stop polling and holding parts (they stay on disk); close the HTTP client."""

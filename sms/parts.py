@@ -162,6 +162,23 @@ class HeldParts:
             log.error("sms parts recorded but not cleared from disk",
                       extra=fields(line=self.line.name, error=type(exc).__name__))  # fmt: skip
 
+    async def erase(self, senders: frozenset[str]) -> int:
+        """Drop the parts held from these senders (an erased respondent's addresses,
+        lower-case), in memory and on disk; returns how many part files went. A message
+        being recorded right now is left to its commit, which the erasure then reaches."""
+        gone = [
+            key
+            for key, message in self.held.items()
+            if key[0].lower() in senders and not message.recording
+        ]
+        names = [
+            _name(p.message_id, ".part") for key in gone for p in self.held[key].parts.values()
+        ]
+        for key in gone:
+            del self.held[key]
+        await asyncio.to_thread(self._remove, names)
+        return len(names) if self.folder is not None else 0
+
     def release(self, whole: Whole) -> None:
         """The core did not commit this message: hold it again (recorded on a later try)."""
         message = self.held.get(whole.key)

@@ -147,14 +147,16 @@ async def test_erase_asks_the_running_seda_and_prints_what_went(tmp_path: Path) 
             assert done.returncode == 0, done.stderr
             assert json.loads(done.stdout)["responses"] == 1
             assert "nothing was held" not in done.stderr
-            # The same person written without the country code: nothing is there, and the
-            # operator must hear so (it answered like a success that had deleted nothing).
+            # A national number without an sms line that names its country: searched as
+            # written only, and the operator must hear so (it answered like a success that had
+            # deleted nothing).
             other = await asyncio.to_thread(
                 seda, "--config", str(config), "erase", "tel:0912 123 4567"
             )
             assert other.returncode == 0 and json.loads(other.stdout)["responses"] == 0
-            assert "seda: nothing was held under 'tel:0912 123 4567' as written" in other.stderr
-            assert "with their country code (tel:+989121234567" in other.stderr
+            assert "seda: warning: tel:09121234567 is a national number" in other.stderr
+            assert "erase it with its country code too" in other.stderr
+            assert "seda: nothing was held under 'tel:0912 123 4567'" in other.stderr
             bad = await asyncio.to_thread(seda, "--config", str(config), "erase", "nobody")
             assert bad.returncode == 1
             assert "not erased: HTTP 422" in bad.stderr and "respondent must be" in bad.stderr

@@ -11,6 +11,7 @@ import pytest
 
 from gateway.backends import DeliveryError
 from gateway.config import ConfigError
+from gateway.logs import JsonFormatter
 from gateway.router import Gateway
 from gateway.server import GATEWAY
 from social.telegram import TelegramChannel
@@ -178,6 +179,25 @@ async def test_polling_skips_an_update_it_cannot_read(
     (skipped,) = [r for r in caplog.records if "not understood" in r.getMessage()]
     assert skipped.fields["update_id"] == 900000000  # type: ignore[attr-defined]
     assert "مریم" not in str(skipped.fields)  # type: ignore[attr-defined]
+
+
+async def test_an_update_ptb_cannot_read_is_logged_without_what_it_says(
+    seda: MakeClient, bot_api: FakeBotApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PTB logs an update it cannot parse at CRITICAL with the whole update as its argument:
+    the respondent's name, chat id and what they wrote. As Seda's log lines render it, only
+    PTB's own words are left."""
+    bot_api.updates.append(unreadable_poll(900000000))
+    await seda(telegram=telegram_spec(bot_api, mode="polling", secret=None, poll_timeout=1))
+    await bot_api.wait_for("getUpdates", 2)
+    for _ in range(100):
+        if any("not understood" in r.getMessage() for r in caplog.records):
+            break
+        await asyncio.sleep(0.02)
+    rendered = "\n".join(JsonFormatter().format(r) for r in caplog.records)
+    assert "Error while parsing updates" in rendered  # PTB's record is there...
+    for private in ("مریم", "کدام بهتر است", "first_name", TOKEN):
+        assert private not in rendered  # ...without the update it quoted
 
 
 async def test_health_says_while_getupdates_fails(seda: MakeClient, bot_api: FakeBotApi) -> None:
