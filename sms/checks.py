@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from gateway.flows.loader import Problem, validate_paths
 from gateway.flows.yaml_nodes import JsonPath, YamlDoc, read_yaml
-from sms.channel import IRAN_FOOTER, IRANIAN, MAX_SEGMENTS, render, with_footer
+from sms.lines import IRAN_FOOTER, IRANIAN, MAX_SEGMENTS, render, with_footer
 from sms.segments import encoding, segments
 
 BUDGET = 2  # parts a message may take before `seda validate` warns, unless configured

@@ -22,8 +22,8 @@ from aiohttp import web
 from gateway.config import load
 from gateway.server import create_app
 from sms.base import PollError
-from sms.channel import make_line
 from sms.ghasedak import Ghasedak
+from sms.lines import make_line
 from sms.smsir import SmsIr
 from tests.conftest import write_config
 from tests.sms.helpers import KEYS, FakeProviders, invite
