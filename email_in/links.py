@@ -24,7 +24,8 @@ from email_in.tokens import Tokens
 from gateway.flows.model import SCALES, Question, Survey
 from gateway.logs import fields
 from gateway.model import Inbound
-from gateway.router import Gateway, Result, dedupe_key
+from gateway.results import Result, dedupe_key
+from gateway.router import Gateway
 from gateway.store import SessionRow
 
 log = logging.getLogger("seda.email")

@@ -10,7 +10,8 @@ from aiohttp import web
 
 from gateway import jsoncodec
 from gateway.model import INPUT_MODES, Inbound, InputMode
-from gateway.router import Gateway, Rejected
+from gateway.results import Rejected
+from gateway.router import Gateway
 from gateway.secret import same_secret
 
 # \Z, not $: $ also matches before a final newline. No spaces nor control characters.

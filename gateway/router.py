@@ -9,16 +9,17 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from gateway import addresses, engine, jsoncodec, replies
 from gateway.flows.model import Survey
 from gateway.ids import Clock, IdFactory
 from gateway.logs import fields
-from gateway.model import Event, Inbound, Outbound, Respondent, iso, storable
+from gateway.model import Event, Inbound, Respondent, iso, storable
 from gateway.quiet import QuietHours
+from gateway.results import NO_OPEN_SURVEY, Erased, Outcome, Rejected, Result, dedupe_key
 from gateway.session import Session
 from gateway.store import DuplicateMessage, SessionRow, StepWrite, Store
 from gateway.store_schema import ERASED_PREFIX, RESPONDENT_PREFIX
@@ -26,71 +27,8 @@ from gateway.turns import Turn, Turns
 
 log = logging.getLogger("seda.router")
 
-Outcome = Literal["accepted", "ignored", "rejected"]
 RESPONDENT_CACHE = 100_000
-NO_OPEN_SURVEY = "no open survey for this respondent"  # a reply's reason when none is open
 SESSION_CACHE = 200_000
-
-
-@dataclass(frozen=True)
-class Result:
-    """What a channel tells its provider: the outcome, and the prompts to send back."""
-
-    outcome: Outcome
-    reason: str = ""
-    response_id: str | None = None
-    outbound: tuple[Outbound, ...] = ()
-    completed: bool = False
-    duplicate: bool = False
-    answers: int = 0
-    send_at: str | None = None  # an invitation held back by quiet hours goes out then
-
-    def to_json(self) -> dict[str, Any]:
-        """The result as stored for de-duplication and returned by the API."""
-        out = {
-            "status": self.outcome,
-            "reason": self.reason,
-            "response_id": self.response_id,
-            "prompts": [o.to_json() for o in self.outbound],
-            "completed": self.completed,
-            "answers": self.answers,
-        }
-        if self.send_at is not None:
-            out["send_at"] = self.send_at
-        return out
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Result:
-        """A stored result, replayed for a duplicate message."""
-        prompts = tuple(
-            Outbound(
-                p["kind"],
-                p["text"],
-                p["language"],
-                question_id=p.get("question_id"),
-                question_type=p.get("question_type"),
-                choices=tuple((c["code"], c["label"], c["key"]) for c in p.get("choices", [])),
-            )
-            for p in data.get("prompts", [])
-        )
-        return cls(
-            outcome=data["status"],
-            reason=data.get("reason", ""),
-            response_id=data.get("response_id"),
-            outbound=prompts,
-            completed=bool(data.get("completed")),
-            duplicate=True,
-            answers=int(data.get("answers", 0)),
-            send_at=data.get("send_at"),
-        )
-
-
-class Rejected(ValueError):
-    """The request cannot be honoured; nothing was changed. `status` is the HTTP code to use."""
-
-    def __init__(self, message: str, status: int = 422):
-        super().__init__(message)
-        self.status = status
 
 
 class Gateway:
@@ -640,44 +578,6 @@ class Gateway:
     def _lock(self, channel: str, address: str) -> Turn:
         # One step at a time per conversation, in arrival order.
         return Turn(self._turns, (channel, address))
-
-
-@dataclass(frozen=True)
-class Erased:
-    """What `Gateway.erase` deleted (counts), for the operator who asked."""
-
-    respondent_id: str
-    responses: int
-    answers: int
-    events: int  # outbox rows: delivered, pending and dead
-    message_ids: int
-    files: int  # the channels' own: call recordings, parts of a long SMS not yet whole
-    addresses: tuple[str, ...] = ()  # the spellings that held responses, as stored
-    note: str | None = None  # what could not be searched (addresses.Spellings.note)
-
-    def to_json(self) -> dict[str, Any]:
-        """The API's answer."""
-        out: dict[str, Any] = {
-            "respondent_id": self.respondent_id,
-            "responses": self.responses,
-            "answers": self.answers,
-            "events": self.events,
-            "message_ids": self.message_ids,
-            "files": self.files,
-            "addresses": list(self.addresses),
-        }
-        if self.note is not None:
-            out["warning"] = self.note
-        return out
-
-
-def dedupe_key(address: str, message_id: str) -> str:
-    """The de-duplication key of a provider message, scoped by the respondent's address.
-
-    Some ids are chosen by the sender (an email's Message-ID): one respondent must never get the
-    stored result of another's message by reusing its id.
-    """
-    return f"{address} {message_id}"
 
 
 def _invitation_digest(inbound: Inbound) -> str:

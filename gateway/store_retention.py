@@ -17,7 +17,7 @@ On request (`forget`, the right to erasure), everything Seda holds about one res
 once, under every spelling of their address (gateway.addresses): the sessions of every status,
 their answers, receipts and outbox rows (delivered, pending and dead), the respondents' own
 events, and the de-duplication ids of their messages (whose keys start with the address,
-router.dedupe_key). The opt-out stays: it is keyed by the pseudonym, and honouring it is the
+results.dedupe_key). The opt-out stays: it is keyed by the pseudonym, and honouring it is the
 reason to keep it.
 """
 

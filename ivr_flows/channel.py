@@ -33,7 +33,8 @@ from gateway.flows.model import SCALES, Question, Survey
 from gateway.launch import NotStarted
 from gateway.logs import fields
 from gateway.model import Inbound, Outbound
-from gateway.router import Gateway, Rejected, Result
+from gateway.results import Rejected, Result
+from gateway.router import Gateway
 from gateway.secret import same_secret
 from ivr_flows import kamailio, recordings, sipmsg
 from ivr_flows.prompts import PromptCache, PromptError, wav_seconds

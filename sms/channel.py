@@ -20,7 +20,8 @@ from gateway.backends import DeliveryError
 from gateway.flows.loader import Problem
 from gateway.logs import fields
 from gateway.model import Inbound
-from gateway.router import NO_OPEN_SURVEY, Gateway, Rejected, Result
+from gateway.results import NO_OPEN_SURVEY, Rejected, Result
+from gateway.router import Gateway
 from gateway.store_schema import StoreError, delivery_moves
 from sms.base import (
     AccountRefused,

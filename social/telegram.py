@@ -27,7 +27,8 @@ from gateway.backends import DeliveryError
 from gateway.config import ConfigError
 from gateway.logs import fields
 from gateway.model import Inbound, InputMode
-from gateway.router import NO_OPEN_SURVEY, Gateway, Rejected, Result, dedupe_key
+from gateway.results import NO_OPEN_SURVEY, Rejected, Result, dedupe_key
+from gateway.router import Gateway
 from gateway.secret import same_secret
 from social import telegram_inline
 from social.common import (

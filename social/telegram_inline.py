@@ -19,7 +19,8 @@ from typing import Any
 
 from gateway.logs import fields
 from gateway.model import Event
-from gateway.router import Gateway, Result, dedupe_key
+from gateway.results import Result, dedupe_key
+from gateway.router import Gateway
 from gateway.store import DuplicateMessage, StepWrite
 from social.common import with_scales
 from social.telegram_send import keyboard

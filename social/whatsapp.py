@@ -26,7 +26,8 @@ from gateway.backends import DeliveryError
 from gateway.config import ConfigError
 from gateway.logs import fields
 from gateway.model import Inbound
-from gateway.router import Gateway, Rejected, Result, dedupe_key
+from gateway.results import Rejected, Result, dedupe_key
+from gateway.router import Gateway
 from gateway.secret import same_secret
 from gateway.session import Session
 from social.common import (

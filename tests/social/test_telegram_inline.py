@@ -21,7 +21,8 @@ import yaml
 from gateway.config import ConfigError
 from gateway.engine import OPT_OUT_NOTICE
 from gateway.model import Inbound, Outbound
-from gateway.router import Gateway, Result
+from gateway.results import Result
+from gateway.router import Gateway
 from gateway.server import GATEWAY
 from social.telegram import TelegramChannel
 from social.telegram_inline import MAX_TEXT, method
