@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -31,3 +32,20 @@ class HttpPool:
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
+
+
+def retry_after(value: str | None, now: float) -> float | None:
+    """A Retry-After header as seconds from `now` (a Unix time): delta seconds or an HTTP-date
+    (RFC 9110 10.2.3); None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, moment.timestamp() - now)

@@ -19,6 +19,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from multidict import MultiDict, MultiDictProxy
 
 from gateway.backends import DeliveryError
+from gateway.http import retry_after
 from gateway.secret import same_secret
 
 ReplyMode = Literal["webhook", "api"]
@@ -350,10 +351,7 @@ async def fail_for(
     """A typed delivery error for an HTTP failure: 401, 402 and 403 (and the provider's own
     `account` codes) refuse the account (AccountRefused, retried); 408, 425, 429 and 5xx can be
     retried; any other 4xx is about the message (the dead letter)."""
-    retry_after = None
-    header = response.headers.get("Retry-After", "")
-    if header.isdigit():
-        retry_after = float(header)
+    wait = retry_after(response.headers.get("Retry-After"), time.time())
     status = response.status
     code = await _error_code(response) if account else None
     if status in (401, 402, 403) or (code is not None and code in account):
@@ -362,7 +360,7 @@ async def fail_for(
     retryable = status in (408, 425, 429) or status >= 500
     what = f", code {code}" if code is not None else ""
     return DeliveryError(
-        f"{provider} answered {status}{what}", retryable=retryable, retry_after=retry_after
+        f"{provider} answered {status}{what}", retryable=retryable, retry_after=wait
     )
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from gateway.backends import DeliveryError
-from gateway.http import HttpPool
+from gateway.http import HttpPool, retry_after
 
 # Graph error codes worth a retry (Meta, WhatsApp Cloud API "Error codes",
 # developers.facebook.com/documentation/business-messaging/whatsapp/support/error-codes):
@@ -39,7 +40,7 @@ class GraphClient:
         try:
             async with self._pool.get().post(url, json=message, headers=headers) as response:
                 status = response.status
-                retry_after = _seconds(response.headers.get("Retry-After"))
+                wait = retry_after(response.headers.get("Retry-After"), time.time())
                 body = await response.content.read(64 * 1024)
         except TimeoutError:
             raise DeliveryError("graph: no answer in time", retryable=True) from None
@@ -47,7 +48,7 @@ class GraphClient:
             raise DeliveryError(f"graph: {type(exc).__name__}", retryable=True) from None
         if 200 <= status < 300:
             return _wamid(body)
-        raise graph_error(status, _code(body), retry_after)
+        raise graph_error(status, _code(body), wait)
 
     async def media(self, base: str, media_id: str, token: str, limit: int) -> bytes | None:
         """A received media file (a voice note): GET /{media_id} for its URL, then the bytes
@@ -133,7 +134,3 @@ def _wamid(body: bytes) -> str | None:
     except (ValueError, KeyError, IndexError, TypeError):
         return None
     return found if isinstance(found, str) else None
-
-
-def _seconds(value: str | None) -> float | None:
-    return float(value) if value and value.strip().isdigit() else None

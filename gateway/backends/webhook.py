@@ -15,7 +15,6 @@ import os
 import socket
 import ssl
 from collections.abc import Mapping, Sequence
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -23,7 +22,7 @@ import aiohttp
 
 from gateway import jsoncodec
 from gateway.backends import DeliveryError
-from gateway.http import HttpPool
+from gateway.http import HttpPool, retry_after
 from gateway.ids import Clock
 
 log = logging.getLogger(__name__)
@@ -126,7 +125,7 @@ class WebhookBackend:
                 self._url, data=body, headers=headers, allow_redirects=False
             ) as response:
                 status = response.status
-                retry_after = _retry_after(response.headers.get("Retry-After"), timestamp)
+                wait = retry_after(response.headers.get("Retry-After"), timestamp)
                 location = response.headers.get("Location")
                 # A little of the body, so keep-alive can work. The status is the answer: a body
                 # cut short after a 2xx does not make the delivery fail.
@@ -154,7 +153,7 @@ class WebhookBackend:
                 retryable=False,
             )
         retryable = status >= 500 or status in RETRYABLE_STATUS
-        raise DeliveryError(f"HTTP {status}", retryable=retryable, retry_after=retry_after)
+        raise DeliveryError(f"HTTP {status}", retryable=retryable, retry_after=wait)
 
     async def close(self) -> None:
         """Close the HTTP connection pool."""
@@ -181,22 +180,6 @@ def connection_problem(exc: aiohttp.ClientError) -> str:
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "the receiver closed the connection before answering"
     return f"connection failed: {type(exc).__name__}"
-
-
-def _retry_after(value: str | None, now: int) -> float | None:
-    """Retry-After as seconds from now: delta seconds or an HTTP-date (RFC 9110 10.2.3)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:
-        return None
-    return max(0.0, moment.timestamp() - now)
 
 
 def build(name: str, spec: Mapping[str, Any], *, clock: Clock) -> WebhookBackend:

@@ -111,9 +111,10 @@ class FakeProviders:
                   "body": body, "headers": dict(request.headers)}  # fmt: skip
         if self.fail:
             status = self.fail.pop(0)
-            if isinstance(status, tuple):  # the provider's own error body
+            if isinstance(status, tuple):  # the provider's own error body (and headers)
                 self.refused.append(record)
-                return web.json_response(status[1], status=status[0])
+                headers = status[2] if len(status) > 2 else None
+                return web.json_response(status[1], status=status[0], headers=headers)
             if path.endswith("/sms/send.json"):  # Kavenegar repeats its code in return.status
                 ret = {"status": status, "message": "failing as asked"}
                 return web.json_response({"return": ret, "entries": None}, status=status)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +182,17 @@ async def test_account_hold_must_be_seconds(
     with pytest.raises(ConfigError, match="account_hold must be a number of seconds"):
         await start(tmp_path, aiohttp_client, aiohttp_server,
                     {"l1": {**line("generic"), "account_hold": "soon"}})  # fmt: skip
+
+
+async def test_a_retry_after_given_as_a_date_is_honoured(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    """Retry-After may be an HTTP-date (RFC 9110 10.2.3), not only seconds: a provider that
+    asks for an hour is not asked again within a second or two."""
+    client, fake = await start(tmp_path, aiohttp_client, aiohttp_server, {"l1": line("generic")})
+    later = format_datetime(datetime.now(UTC) + timedelta(hours=1), usegmt=True)
+    fake.fail.append((429, {}, {"Retry-After": later}))
+    await invite(client, RESPONDENTS[0], language="en")
+    await until(lambda: _when(asyncio.sleep(0, len(fake.refused)), bool), "the 429")
+    await asyncio.sleep(2.5)  # a retry without the hour would have come within this
+    assert fake.sent == [] and len(fake.refused) == 1
