@@ -150,16 +150,14 @@ async def create_app(config: Config, clock: Clock = system_clock) -> web.Applica
     for channel in channels.values():
         app.router.add_routes(channel.routes())
     keep = Keep(config.keep_delivered, config.keep_responses)
-    app.cleanup_ctx.append(_running(gateway, forwarder, list(channels.values()), closers, keep))
-    log.info(
-        "seda ready",
-        extra=fields(
-            surveys=sorted(surveys),
-            channels=sorted(factories),
-            db=str(config.database),
-            http=f"http://{config.host}:{config.port}",
-        ),
+    ready = fields(
+        surveys=sorted(surveys),
+        channels=sorted(factories),
+        db=str(config.database),
+        http=f"http://{config.host}:{config.port}",
     )
+    running = _running(gateway, forwarder, list(channels.values()), closers, keep, ready)
+    app.cleanup_ctx.append(running)
     return app
 
 
@@ -263,7 +261,11 @@ def _running(
     channels: list[registry.Channel],
     closers: list[Callable[[], Awaitable[None]]],
     keep: Keep,
+    ready: Mapping[str, Any],
 ) -> Callable[[web.Application], contextlib.AbstractAsyncContextManager[None]]:
+    """Start the forwarder, the sweeps and every channel; `seda ready` (with `ready`, the log
+    fields) only once all have started; stop them in reverse on the way out."""
+
     @contextlib.asynccontextmanager
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         forwarder.start()
@@ -276,6 +278,7 @@ def _running(
             for channel in channels:
                 await channel.start()
                 started.append(channel)
+            log.info("seda ready", extra=ready)
             yield
         finally:
             for channel in reversed(started):

@@ -232,6 +232,7 @@ def test_a_voice_pool_that_cannot_start_is_said_without_a_traceback(tmp_path: Pa
     assert started.stderr.splitlines()[-1] == (
         "seda: the voice pool exited with status 2 (see its log lines above)"
     )
+    assert "seda ready" not in started.stderr  # ready means every channel started
 
 
 def test_a_misspelt_backend_setting_is_refused(tmp_path: Path) -> None:
