@@ -26,8 +26,21 @@ def _phone(match: re.Match[str]) -> str:
     return match.group(1) or "<phone>"
 
 
+# A URL keeps its scheme and host: a path or query may hold a key (Kavenegar's path, a bot
+# token, a CEM webhook's token), a number or a reply, and user:password@ a password.
+_URL = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)(?:[^/?#\s'\"@]*@)?([^/?#\s'\"]+)[^\s'\"]*")
+
+
+def _url(match: re.Match[str]) -> str:
+    scheme, host = match.group(1), match.group(2)
+    return (
+        f"{scheme}{host}" if len(match.group(0)) == len(scheme) + len(host) else f"{scheme}{host}/…"
+    )
+
+
 def redact(text: str) -> str:
-    """Hide email addresses and phone numbers in free text."""
+    """Hide URLs' paths, queries and passwords, email addresses and phone numbers in free text."""
+    text = _URL.sub(_url, text)
     text = _EMAIL.sub("<email>", text)
     return _PHONE_OR_ID.sub(_phone, text)
 

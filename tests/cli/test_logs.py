@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -77,3 +79,34 @@ async def test_a_request_aiohttp_cannot_parse_is_logged_without_its_text(
     assert line["level"] == "warning" and line["event"] == "malformed HTTP request refused"
     assert line["error"] == "BadHttpMessage" and line["status"] == 400
     assert "TOKEN-IN-A-BAD-HEADER" not in JsonFormatter().format(record)
+
+
+async def test_a_url_in_an_error_keeps_its_host_and_loses_its_path_and_query(
+    aiohttp_server: Any,
+) -> None:
+    """Some providers put the key in the URL (Kavenegar's path, a bot token, a CEM webhook with
+    a token in its path or query): aiohttp's own error quotes the whole URL. A log keeps only
+    where it went."""
+
+    async def refuse(request: web.Request) -> web.Response:
+        return web.Response(status=500)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", refuse)
+    server = await aiohttp_server(app)
+    url = server.make_url("/v1/KAVE-SECRET-KEY/sms/send.json").with_query(receptor="09121234567")
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        try:
+            response.raise_for_status()
+        except aiohttp.ClientResponseError:
+            exc_info = sys.exc_info()
+    record = logging.LogRecord(
+        "seda.sms", logging.ERROR, __file__, 1, "send to %s failed", (str(url),), exc_info
+    )
+    record.__dict__.update(fields(url=f"https://user:pass@{server.host}/hook?token=T0KEN"))
+    formatted = JsonFormatter().format(record)
+    for secret in ("KAVE-SECRET-KEY", "09121234567", "T0KEN", "pass@"):
+        assert secret not in formatted, formatted
+    line = json.loads(formatted)
+    assert f"http://{server.host}:{server.port}/…" in line["detail"]
+    assert line["event"] == f"send to http://{server.host}:{server.port}/… failed"
