@@ -16,10 +16,11 @@ NewId = Callable[[], str]
 Control = Literal["opt_out", "opt_in"]
 
 # Confirmations a respondent gets when opting out or back in (the survey has no say in these).
+# Each fits one SMS with the Iranian footer: a line held to one part must still confirm.
 OPT_OUT_NOTICE: Mapping[str, str] = {
-    "en": "You will receive no more surveys from us. Reply START to opt back in.",
-    "fa": "دیگر نظرسنجی برای شما ارسال نمی‌شود. برای دریافت دوباره، START را بفرستید.",
-    "fa-sms": "دیگر نظرسنجی برای شما ارسال نمی‌شود. برای دریافت دوباره، عدد ۱۲ را بفرستید.",
+    "en": "You will get no more surveys. Reply START to opt back in.",
+    "fa": "دیگر نظرسنجی نمی‌فرستیم. برای دریافت دوباره START بفرستید.",
+    "fa-sms": "دیگر نظرسنجی نمی‌فرستیم. برای دریافت دوباره ۱۲ بفرستید.",
     "ar": "لن تصلك استطلاعات منا بعد الآن. للاشتراك مجددًا أرسل START.",
 }
 OPT_IN_NOTICE: Mapping[str, str] = {

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from gateway.server import GATEWAY
+from sms.segments import segments
 from tests.answer_schema import assert_valid_answer
 from tests.sms.helpers import DATA, RECORDED, FakeProviders, answers, invite, start
 
@@ -443,3 +444,28 @@ async def test_a_polled_line_spools_next_to_the_database_unless_told_not_to(
     else:
         assert not spool.exists() and not (database / "spool").exists()
         assert len(warned) == 1
+
+
+@pytest.mark.parametrize("reply", ["۱۱", "لغو", "STOP"])
+async def test_an_opt_out_is_confirmed_in_one_sms_on_a_one_part_line(
+    reply: str, tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    """A line held to one SMS part (`max_segments: 1`, to keep costs down) must still confirm an
+    opt-out: the fixed confirmation, footer included, fits one part. It took two in Persian and
+    went to the dead letter, unsent."""
+    spec = {**line(tmp_path, "smsir"), "max_segments": 1}
+    _, fake = await start(tmp_path, aiohttp_client, aiohttp_server, {"l1": spec})
+    fake.inbox.append(item("smsir", 4100, reply))
+    confirmation = sent_text("smsir", (await fake.wait(1))[0])
+    assert confirmation.endswith(FOOTER) and segments(confirmation) == 1
+
+
+def test_every_fixed_confirmation_fits_one_sms_with_the_footer() -> None:
+    """The same for every language's opt-out and opt-in confirmation (Persian lines send the
+    «۱۲» variant), whichever of them a reply's language picks."""
+    from gateway.engine import OPT_IN_NOTICE, OPT_OUT_NOTICE
+    from sms.lines import IRAN_FOOTER, with_footer
+
+    for notices in (OPT_OUT_NOTICE, OPT_IN_NOTICE):
+        for key, text in notices.items():
+            assert segments(with_footer(IRAN_FOOTER, text)) == 1, key
