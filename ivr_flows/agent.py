@@ -138,24 +138,36 @@ class SurveyCall(pj.Call):  # type: ignore[misc]
             self.agent._gone(self, int(info.lastStatusCode))
 
     def onCallMediaState(self, prm: Any) -> None:
-        """SIP thread: connect the caller's audio to a listener port once it is active."""
+        """SIP thread: connect the caller's audio to the listener port (and the prompt that
+        plays to the caller's audio), at the start and again after every media change.
+
+        A re-INVITE that changes the media (hold with a=sendonly, then resume) makes pjsua
+        replace the call's stream with a new conference port: what was connected to the old
+        one hears and says nothing any more, so everything is connected again."""
         info = self.getInfo()
         for index, media in enumerate(info.media):
             if media.type != pj.PJMEDIA_TYPE_AUDIO:
                 continue
-            if media.status != pj.PJSUA_CALL_MEDIA_ACTIVE or self.audio is not None:
+            if media.status not in (pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD):
                 continue
-            self.audio = self.getAudioMedia(index)
-            fmt = pj.MediaFormatAudio()
-            fmt.type = pj.PJMEDIA_TYPE_AUDIO
-            fmt.clockRate = RATE
-            fmt.channelCount = 1
-            fmt.bitsPerSample = 16
-            fmt.frameTimeUsec = FRAME_USEC
-            self.listener = Listener(self.frames)
-            self.listener.createPort(f"seda-rx-{self.handle}", fmt)
+            try:
+                audio = self.getAudioMedia(index)
+            except pj.Error:
+                continue  # no conference port (yet): a later media change brings one
+            first, self.audio = self.audio is None, audio
+            if self.listener is None:
+                fmt = pj.MediaFormatAudio()
+                fmt.type = pj.PJMEDIA_TYPE_AUDIO
+                fmt.clockRate = RATE
+                fmt.channelCount = 1
+                fmt.bitsPerSample = 16
+                fmt.frameTimeUsec = FRAME_USEC
+                self.listener = Listener(self.frames)
+                self.listener.createPort(f"seda-rx-{self.handle}", fmt)
             self.audio.startTransmit(self.listener)
-            if self.admitted:
+            if self.player is not None:
+                self.player.startTransmit(self.audio)
+            if first and self.admitted:
                 self.agent.events.media_ready(self.handle)
 
     def onDtmfDigit(self, prm: Any) -> None:

@@ -88,3 +88,16 @@ def test_two_quick_keys_are_two_keys(gateway: Gateway, sipps: list[Sipp], tmp_pa
     answers = _answers(gateway.wait_events(caller, 3))
     assert answers["resolved"]["value"] is False
     assert answers["nps"]["raw"] == "10"
+
+
+@pytest.mark.parametrize("hold", ["sendonly", "inactive"])
+def test_hold_and_resume_then_the_caller_is_heard(
+    gateway: Gateway, sipps: list[Sipp], hold: str
+) -> None:
+    caller = f"+9891275{len(hold)}"  # pjsua replaces the call's media port at each re-INVITE
+    files = {"HOLD": hold}
+    _run(sipps, Sipp("hold_voice.xml", gateway.sip_port, caller, voice="ne.ulaw.wav", files=files))
+    answers = _answers(gateway.wait_events(caller, 3))
+    assert answers["resolved"]["input_mode"] == "speech"
+    assert answers["resolved"]["value"] is True
+    assert answers["nps"]["raw"] == "9"
