@@ -32,6 +32,7 @@ T = TypeVar("T")
 RATE = MEDIA_RATE  # the conference bridge, the prompts and the recognisers' input
 FRAME_USEC = 100_000  # the listener takes 100 ms at a time: 5x fewer Python callbacks
 REFUSED = 403  # answer to REFER and to INVITE with Replaces: no transfers, ever
+RETRY_AFTER = {"Shutting Down": 30, "Rate Limited": 5, "Worker Full": 30}  # seconds, on 503
 POLL_BUSY_MS = 20
 POLL_IDLE_MS = 100
 
@@ -409,6 +410,11 @@ class SipAgent:
             log.warning("call refused", extra=fields(status=code, reason=reason))
             op.statusCode = code
             op.reason = reason
+            if code == 503:  # a full or rate-limited worker: when to try again
+                header = pj.SipHeader()
+                header.hName = "Retry-After"
+                header.hValue = str(RETRY_AFTER[reason])
+                op.txOption.headers.append(header)
             call.answer(op)
             return
         call.admitted = True

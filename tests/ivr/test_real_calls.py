@@ -8,6 +8,10 @@ nothing left behind after many short calls) and the PBX's context headers.
 
 from __future__ import annotations
 
+import json
+import re
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +21,7 @@ import pytest
 from tests.answer_schema import assert_valid_answer
 from tests.ivr import dtmf_pcap
 from tests.ivr.dtmf_pcap import Key
-from tests.ivr.harness import Gateway, Sipp
+from tests.ivr.harness import Gateway, Sipp, sip_response
 
 
 @pytest.fixture
@@ -46,6 +50,13 @@ def _answers(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             assert_valid_answer(event["data"])
             found[event["data"]["question_id"]] = event["data"]
     return found
+
+
+def _health(gateway: Gateway) -> dict[str, Any]:
+    url = f"http://127.0.0.1:{gateway.http_port}/healthz"
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        body: dict[str, Any] = json.loads(resp.read())
+    return body
 
 
 def _keys(tmp_path: Path, first: list[Key], second: list[Key], pt: int) -> dict[str, str]:
@@ -90,6 +101,15 @@ def test_two_quick_keys_are_two_keys(gateway: Gateway, sipps: list[Sipp], tmp_pa
     assert answers["nps"]["raw"] == "10"
 
 
+def test_cancel_while_ringing_leaves_no_call(gateway: Gateway, sipps: list[Sipp]) -> None:
+    caller = "+98912740"
+    _run(sipps, Sipp("cancel.xml", gateway.sip_port, caller))  # 200 to CANCEL, 487 to INVITE
+    events = gateway.wait_events(caller, 1)
+    assert [(e["type"], e["data"]["reason"]) for e in events] == [("response.abandoned", "hangup")]
+    assert events[0]["data"]["answered"] == []
+    _wait_no_calls(gateway)
+
+
 @pytest.mark.parametrize("hold", ["sendonly", "inactive"])
 def test_hold_and_resume_then_the_caller_is_heard(
     gateway: Gateway, sipps: list[Sipp], hold: str
@@ -101,3 +121,49 @@ def test_hold_and_resume_then_the_caller_is_heard(
     assert answers["resolved"]["input_mode"] == "speech"
     assert answers["resolved"]["value"] is True
     assert answers["nps"]["raw"] == "9"
+
+
+def test_session_timer_refresh_by_update(gateway: Gateway, sipps: list[Sipp]) -> None:
+    caller = "+98912760"
+    _run(sipps, Sipp("session_timer.xml", gateway.sip_port, caller))  # UPDATE answered 200
+    answers = _answers(gateway.wait_events(caller, 3))
+    assert answers["resolved"]["value"] is True
+    assert answers["nps"]["raw"] == "9"
+
+
+def test_beyond_capacity_the_front_says_when_to_retry(gateway: Gateway, sipps: list[Sipp]) -> None:
+    caller = "+9891278"  # twelve callers silent for 4 s hold every worker's four calls
+    holders = Sipp("voice_hold.xml", gateway.sip_port, caller, 12, 12, voice="ne.ulaw.wav")
+    holders.extra = ["-d", "4000"]
+    sipps.append(holders.start())
+    _wait_calls(gateway, 12)
+    busy = sip_response(gateway.sip_port, "INVITE", timeout=10)
+    assert busy.startswith("SIP/2.0 503"), busy
+    assert re.search(r"^Retry-After: *\d+", busy, re.MULTILINE | re.IGNORECASE), busy
+    assert holders.wait() == 0, holders.output[-3000:]
+
+
+def test_many_short_calls_leave_nothing_behind(gateway: Gateway, sipps: list[Sipp]) -> None:
+    caller = "+9891279"  # fifty calls hanging up at random moments, ten at a time
+    run = Sipp("hangup_random.xml", gateway.sip_port, caller, 50, 10, rate=10, timeout=90)
+    (run,) = _run(sipps, run)
+    assert run.counts() == (50, 0)
+    _wait_no_calls(gateway)
+    assert _health(gateway)["status"] == "ok"
+    # A call object or a media port left behind in a worker would take one of its four places.
+    (again,) = _run(sipps, Sipp("keypad.xml", gateway.sip_port, "+9891280", 12, 12))
+    assert again.counts() == (12, 0)
+
+
+def _wait_calls(gateway: Gateway, count: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while _health(gateway)["channels"]["ivr"].get("calls", 0) < count:
+        assert time.monotonic() < deadline, _health(gateway)
+        time.sleep(0.1)
+
+
+def _wait_no_calls(gateway: Gateway, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while _health(gateway)["channels"]["ivr"].get("calls") != 0:
+        assert time.monotonic() < deadline, _health(gateway)
+        time.sleep(0.1)
