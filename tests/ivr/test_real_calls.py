@@ -101,6 +101,14 @@ def test_two_quick_keys_are_two_keys(gateway: Gateway, sipps: list[Sipp], tmp_pa
     assert answers["nps"]["raw"] == "10"
 
 
+def test_sip_info_application_dtmf_through_kamailio(gateway: Gateway, sipps: list[Sipp]) -> None:
+    caller = "+98912730"  # pjsua alone answers these INFOs 500 and takes no key
+    _run(sipps, Sipp("keypad_info_dtmf.xml", gateway.sip_port, caller))
+    answers = _answers(gateway.wait_events(caller, 3))
+    assert answers["resolved"]["value"] is False
+    assert answers["nps"]["raw"] == "9"
+
+
 def test_cancel_while_ringing_leaves_no_call(gateway: Gateway, sipps: list[Sipp]) -> None:
     caller = "+98912740"
     _run(sipps, Sipp("cancel.xml", gateway.sip_port, caller))  # 200 to CANCEL, 487 to INVITE
