@@ -139,6 +139,19 @@ def test_session_timer_refresh_by_update(gateway: Gateway, sipps: list[Sipp]) ->
     assert answers["nps"]["raw"] == "9"
 
 
+def test_a_caller_who_falls_silent_is_abandoned_with_the_answers_so_far(
+    gateway: Gateway, sipps: list[Sipp]
+) -> None:
+    caller = "+98912770"  # keys 1, then silence: the NPS question, its retry, then BYE
+    _run(sipps, Sipp("silent.xml", gateway.sip_port, caller, timeout=90))
+    events = gateway.wait_events(caller, 2)
+    assert [e["type"] for e in events] == ["answer.recorded", "response.abandoned"]
+    abandoned = events[1]["data"]
+    assert abandoned["reason"] == "no_input"
+    assert abandoned["answered"] == ["resolved"]
+    assert abandoned["at_question"] == "nps"
+
+
 def test_beyond_capacity_the_front_says_when_to_retry(gateway: Gateway, sipps: list[Sipp]) -> None:
     caller = "+9891278"  # twelve callers silent for 4 s hold every worker's four calls
     holders = Sipp("voice_hold.xml", gateway.sip_port, caller, 12, 12, voice="ne.ulaw.wav")
