@@ -419,6 +419,8 @@ class SipAgent:
             return
         call.admitted = True
         invite = sipmsg.parse_invite(prm.rdata.wholeMsg, self.config.extra_headers)
+        for header, why in invite.refused:  # the name and why; never the value
+            log.warning("context header refused", extra=fields(header=header, reason=why))
         op.statusCode = 180
         call.answer(op)
         self.events.incoming(handle, invite)

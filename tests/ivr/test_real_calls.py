@@ -176,6 +176,29 @@ def test_many_short_calls_leave_nothing_behind(gateway: Gateway, sipps: list[Sip
     assert again.counts() == (12, 0)
 
 
+def test_context_headers_too_long_or_not_text_are_refused_and_never_logged(
+    gateway: Gateway, sipps: list[Sipp]
+) -> None:
+    cases = {
+        "+98912810": "A7" * 129,  # 258 characters
+        "+98912811": "Jos\udce9-7",  # a Latin-1 byte: not UTF-8 (sent as the byte)
+        "+98912812": "agent-\u0639\u0644\u06cc",  # UTF-8 Persian: kept as it is
+    }
+    runs = [Sipp("keypad.xml", gateway.sip_port, c, keys={"agent": a}) for c, a in cases.items()]
+    _run(sipps, *runs)
+    for caller, agent in cases.items():
+        answers = _answers(gateway.wait_events(caller, 3))
+        context = answers["nps"]["context"]
+        assert context["queue"] == "billing"  # the call went on, with the rest of its context
+        if caller == "+98912812":
+            assert context["agent"] == agent
+        else:
+            assert "agent" not in context, context
+    log = gateway.log.read_text("utf-8", "replace")
+    assert "A7A7A7A7" not in log and "Jos" not in log
+    assert log.count('"context header refused"') >= 2
+
+
 def _wait_calls(gateway: Gateway, count: int, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while _health(gateway)["channels"]["ivr"].get("calls", 0) < count:
