@@ -199,6 +199,17 @@ def test_context_headers_too_long_or_not_text_are_refused_and_never_logged(
     assert log.count('"context header refused"') >= 2
 
 
+def test_hang_up_while_recognising(gateway: Gateway, sipps: list[Sipp]) -> None:
+    caller = "+98912820"  # BYE 250 ms into the caller's "네"
+    _run(sipps, Sipp("voice_bye.xml", gateway.sip_port, caller, voice="ne.ulaw.wav"))
+    events = gateway.wait_events(caller, 1)
+    assert [(e["type"], e["data"].get("reason")) for e in events] == [
+        ("response.abandoned", "hangup")
+    ]
+    assert events[0]["data"]["at_question"] == "resolved"
+    _wait_no_calls(gateway)
+
+
 def _wait_calls(gateway: Gateway, count: int, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while _health(gateway)["channels"]["ivr"].get("calls", 0) < count:
