@@ -52,6 +52,10 @@ class Events(Protocol):
         """A keypad digit (RFC 4733 or SIP INFO)."""
         ...
 
+    def hold(self, handle: int, held: bool) -> None:
+        """The caller put the call on hold (a=sendonly or a=inactive), or took it off."""
+        ...
+
     def ended(self, handle: int, status: int) -> None:
         """The call is over (either side hung up)."""
         ...
@@ -127,6 +131,7 @@ class SurveyCall(pj.Call):  # type: ignore[misc]
         self.player: Any = None
         self.frames: queue.SimpleQueue[Frame] = queue.SimpleQueue()
         self.dtmf_method: int | None = None  # RFC 4733 or SIP INFO: the first the call used
+        self.held = False  # put on hold by the caller
         self._dtmf_lock = threading.Lock()  # the two arrive on different threads
 
     def onCallState(self, prm: Any) -> None:
@@ -149,6 +154,11 @@ class SurveyCall(pj.Call):  # type: ignore[misc]
         for index, media in enumerate(info.media):
             if media.type != pj.PJMEDIA_TYPE_AUDIO:
                 continue
+            held = media.status == pj.PJSUA_CALL_MEDIA_REMOTE_HOLD
+            if held != self.held:
+                self.held = held
+                if self.admitted:
+                    self.agent.events.hold(self.handle, held)
             if media.status not in (pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD):
                 continue
             try:

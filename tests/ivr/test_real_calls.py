@@ -123,12 +123,25 @@ def test_hold_and_resume_then_the_caller_is_heard(
     gateway: Gateway, sipps: list[Sipp], hold: str
 ) -> None:
     caller = f"+9891275{len(hold)}"  # pjsua replaces the call's media port at each re-INVITE
-    files = {"HOLD": hold}
+    files = {"HOLD": hold, "HOLD_MS": "1000"}
     _run(sipps, Sipp("hold_voice.xml", gateway.sip_port, caller, voice="ne.ulaw.wav", files=files))
     answers = _answers(gateway.wait_events(caller, 3))
     assert answers["resolved"]["input_mode"] == "speech"
     assert answers["resolved"]["value"] is True
     assert answers["nps"]["raw"] == "9"
+
+
+def test_a_long_hold_uses_no_attempt(gateway: Gateway, sipps: list[Sipp]) -> None:
+    caller = "+98912830"  # 14 s on hold: longer than the question, its no_input and its retry
+    files = {"HOLD": "sendonly", "HOLD_MS": "14000"}
+    run = Sipp("hold_voice.xml", gateway.sip_port, caller, voice="ne.ulaw.wav", files=files)
+    _run(sipps, run)
+    events = gateway.wait_events(caller, 3)
+    answers = _answers(events)
+    assert answers["resolved"]["value"] is True
+    assert answers["resolved"]["attempt"] == 1, answers["resolved"]  # the question again
+    assert answers["nps"]["raw"] == "9"
+    assert [e["type"] for e in events][-1] == "response.completed"
 
 
 def test_session_timer_refresh_by_update(gateway: Gateway, sipps: list[Sipp]) -> None:
