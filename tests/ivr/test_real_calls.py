@@ -165,6 +165,21 @@ def test_session_timer_refresh_by_update(gateway: Gateway, sipps: list[Sipp]) ->
     assert answers["nps"]["raw"] == "9"
 
 
+def test_seda_refreshes_the_session_timer_through_kamailio(
+    gateway: Gateway, sipps: list[Sipp]
+) -> None:
+    caller = "+98912850"  # on hold until Seda's refresh, about 45 s in
+    files = {"HOLD": "sendonly"}
+    run = Sipp("session_refresh.xml", gateway.sip_port, caller, voice="ne.ulaw.wav", files=files)
+    run.timeout = 120
+    _run(sipps, run)
+    events = gateway.wait_events(caller, 3)
+    answers = _answers(events)
+    assert answers["resolved"]["value"] is True
+    assert answers["nps"]["raw"] == "9"
+    assert [e["type"] for e in events][-1] == "response.completed"
+
+
 def test_a_caller_who_falls_silent_is_abandoned_with_the_answers_so_far(
     gateway: Gateway, sipps: list[Sipp]
 ) -> None:
