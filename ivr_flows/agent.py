@@ -418,14 +418,11 @@ class SipAgent:
         op = pj.CallOpParam(True)
         if code:
             log.warning("call refused", extra=fields(status=code, reason=reason))
-            op.statusCode = code
-            op.reason = reason
-            if code == 503:  # a full or rate-limited worker: when to try again
-                header = pj.SipHeader()
-                header.hName = "Retry-After"
-                header.hValue = str(RETRY_AFTER[reason])
-                op.txOption.headers.append(header)
-            call.answer(op)
+            # Not answered from inside this callback: pjsua 2.15 then frees the INVITE it
+            # keeps for the call twice and the worker aborts (sip_transport.c:
+            # pjsip_rx_data_free_cloned: Assertion `rdata' failed). The next poll round
+            # answers it, a few milliseconds later.
+            self._commands.put(lambda: self._refuse(handle, code, reason))
             return
         call.admitted = True
         invite = sipmsg.parse_invite(prm.rdata.wholeMsg, self.config.extra_headers)
@@ -434,6 +431,21 @@ class SipAgent:
         op.statusCode = 180
         call.answer(op)
         self.events.incoming(handle, invite)
+
+    def _refuse(self, handle: int, code: int, reason: str) -> None:
+        """Answer a call that is not admitted with its final status."""
+        call = self.calls.get(handle)
+        if call is None:
+            return  # cancelled meanwhile
+        op = pj.CallOpParam(True)
+        op.statusCode = code
+        op.reason = reason
+        if code == 503:  # a full or rate-limited worker: when to try again
+            header = pj.SipHeader()
+            header.hName = "Retry-After"
+            header.hValue = str(RETRY_AFTER[reason])
+            op.txOption.headers.append(header)
+        call.answer(op)
 
     def _admission(self, source: str) -> tuple[int, str]:
         if self.draining:
