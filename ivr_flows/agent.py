@@ -32,6 +32,7 @@ T = TypeVar("T")
 RATE = MEDIA_RATE  # the conference bridge, the prompts and the recognisers' input
 FRAME_USEC = 100_000  # the listener takes 100 ms at a time: 5x fewer Python callbacks
 REFUSED = 403  # answer to REFER and to INVITE with Replaces: no transfers, ever
+RETRY_AFTER = {"Shutting Down": 30, "Rate Limited": 5, "Worker Full": 30}  # seconds, on 503
 POLL_BUSY_MS = 20
 POLL_IDLE_MS = 100
 
@@ -49,6 +50,10 @@ class Events(Protocol):
 
     def dtmf(self, handle: int, digit: str) -> None:
         """A keypad digit (RFC 4733 or SIP INFO)."""
+        ...
+
+    def hold(self, handle: int, held: bool) -> None:
+        """The caller put the call on hold (a=sendonly or a=inactive), or took it off."""
         ...
 
     def ended(self, handle: int, status: int) -> None:
@@ -126,6 +131,7 @@ class SurveyCall(pj.Call):  # type: ignore[misc]
         self.player: Any = None
         self.frames: queue.SimpleQueue[Frame] = queue.SimpleQueue()
         self.dtmf_method: int | None = None  # RFC 4733 or SIP INFO: the first the call used
+        self.held = False  # put on hold by the caller
         self._dtmf_lock = threading.Lock()  # the two arrive on different threads
 
     def onCallState(self, prm: Any) -> None:
@@ -138,24 +144,41 @@ class SurveyCall(pj.Call):  # type: ignore[misc]
             self.agent._gone(self, int(info.lastStatusCode))
 
     def onCallMediaState(self, prm: Any) -> None:
-        """SIP thread: connect the caller's audio to a listener port once it is active."""
+        """SIP thread: connect the caller's audio to the listener port (and the prompt that
+        plays to the caller's audio), at the start and again after every media change.
+
+        A re-INVITE that changes the media (hold with a=sendonly, then resume) makes pjsua
+        replace the call's stream with a new conference port: what was connected to the old
+        one hears and says nothing any more, so everything is connected again."""
         info = self.getInfo()
         for index, media in enumerate(info.media):
             if media.type != pj.PJMEDIA_TYPE_AUDIO:
                 continue
-            if media.status != pj.PJSUA_CALL_MEDIA_ACTIVE or self.audio is not None:
+            held = media.status == pj.PJSUA_CALL_MEDIA_REMOTE_HOLD
+            if held != self.held:
+                self.held = held
+                if self.admitted:
+                    self.agent.events.hold(self.handle, held)
+            if media.status not in (pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD):
                 continue
-            self.audio = self.getAudioMedia(index)
-            fmt = pj.MediaFormatAudio()
-            fmt.type = pj.PJMEDIA_TYPE_AUDIO
-            fmt.clockRate = RATE
-            fmt.channelCount = 1
-            fmt.bitsPerSample = 16
-            fmt.frameTimeUsec = FRAME_USEC
-            self.listener = Listener(self.frames)
-            self.listener.createPort(f"seda-rx-{self.handle}", fmt)
+            try:
+                audio = self.getAudioMedia(index)
+            except pj.Error:
+                continue  # no conference port (yet): a later media change brings one
+            first, self.audio = self.audio is None, audio
+            if self.listener is None:
+                fmt = pj.MediaFormatAudio()
+                fmt.type = pj.PJMEDIA_TYPE_AUDIO
+                fmt.clockRate = RATE
+                fmt.channelCount = 1
+                fmt.bitsPerSample = 16
+                fmt.frameTimeUsec = FRAME_USEC
+                self.listener = Listener(self.frames)
+                self.listener.createPort(f"seda-rx-{self.handle}", fmt)
             self.audio.startTransmit(self.listener)
-            if self.admitted:
+            if self.player is not None:
+                self.player.startTransmit(self.audio)
+            if first and self.admitted:
                 self.agent.events.media_ready(self.handle)
 
     def onDtmfDigit(self, prm: Any) -> None:
@@ -395,15 +418,34 @@ class SipAgent:
         op = pj.CallOpParam(True)
         if code:
             log.warning("call refused", extra=fields(status=code, reason=reason))
-            op.statusCode = code
-            op.reason = reason
-            call.answer(op)
+            # Not answered from inside this callback: pjsua 2.15 then frees the INVITE it
+            # keeps for the call twice and the worker aborts (sip_transport.c:
+            # pjsip_rx_data_free_cloned: Assertion `rdata' failed). The next poll round
+            # answers it, a few milliseconds later.
+            self._commands.put(lambda: self._refuse(handle, code, reason))
             return
         call.admitted = True
         invite = sipmsg.parse_invite(prm.rdata.wholeMsg, self.config.extra_headers)
+        for header, why in invite.refused:  # the name and why; never the value
+            log.warning("context header refused", extra=fields(header=header, reason=why))
         op.statusCode = 180
         call.answer(op)
         self.events.incoming(handle, invite)
+
+    def _refuse(self, handle: int, code: int, reason: str) -> None:
+        """Answer a call that is not admitted with its final status."""
+        call = self.calls.get(handle)
+        if call is None:
+            return  # cancelled meanwhile
+        op = pj.CallOpParam(True)
+        op.statusCode = code
+        op.reason = reason
+        if code == 503:  # a full or rate-limited worker: when to try again
+            header = pj.SipHeader()
+            header.hName = "Retry-After"
+            header.hValue = str(RETRY_AFTER[reason])
+            op.txOption.headers.append(header)
+        call.answer(op)
 
     def _admission(self, source: str) -> tuple[int, str]:
         if self.draining:

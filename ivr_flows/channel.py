@@ -67,6 +67,8 @@ class LiveCall:
     response_id: str = ""
     asked: dict[str, int] = field(default_factory=dict)  # question -> times asked on this call
     recording: str | None = None  # the name the open question's answer is recorded under
+    question: str = ""  # the question the caller is being asked
+    silent: int = 0  # times in a row that question met silence (no key, no speech at all)
 
 
 class IvrChannel:
@@ -431,6 +433,10 @@ class IvrChannel:
         seq = body.get("seq")
         if mode not in ("dtmf", "speech", "none") or not isinstance(seq, int):
             return _refuse(400, "mode (dtmf, speech, none) and seq are required", 500)
+        live.silent = live.silent + 1 if mode == "none" else 0
+        asked = live.survey.question(live.question) if live.question else None
+        if asked is not None and live.silent > asked.retries:
+            return web.json_response(await self._no_input(live))
         text = _text(body.get("text"), 1000)
         transcript: str | None = None
         confidence: float | None = None
@@ -477,6 +483,18 @@ class IvrChannel:
         return web.json_response({"status": "accepted"})
 
     # -- helpers -----------------------------------------------------------------------------
+
+    async def _no_input(self, live: LiveCall) -> dict[str, Any]:
+        """Every attempt at a question met silence: the caller is gone or will not answer.
+        The response is abandoned (no_input) with the answers so far, rather than each later
+        question being asked into the silence and the response counted as completed; the
+        closing words play, then the worker hangs up."""
+        await self._end(live, "no_input")
+        closing = live.survey.closing.get(live.language, "")
+        out = Outbound("closing", closing, live.language)
+        wav = await self._wav(out, live.survey) if closing.strip() else None
+        prompts = (Prompt(str(wav.resolve()), wav_seconds(wav), "closing"),) if wav else ()
+        return Turn(prompts).to_json()
 
     def _recording(self, live: LiveCall, mode: str, name: object) -> str | None:
         """The recording a worker reports, if it is the one asked for this answer."""
@@ -539,6 +557,8 @@ class IvrChannel:
             return Turn(tuple(prompts)).to_json()
         expect = self._expect(question, live.language)
         live.asked[question.id] = asked = live.asked.get(question.id, 0) + 1
+        if live.question != question.id:
+            live.question, live.silent = question.id, 0
         live.recording = None
         if expect.type == "text" and expect.speech and self.settings.recordings:
             day = self.gateway.clock().astimezone(UTC).date()

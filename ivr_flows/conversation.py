@@ -147,6 +147,10 @@ class Conversation:
         """A keypad digit."""
         self._post("dtmf", digit)
 
+    def on_hold(self, held: bool) -> None:
+        """The caller put the call on hold, or took it off."""
+        self._post("hold", "held" if held else "")
+
     def on_ended(self) -> None:
         """The call is over."""
         self.ended.set()
@@ -268,6 +272,7 @@ class Conversation:
         queued = list(prompts)
         digits = ""
         barged = False
+        held = False  # on hold: nothing plays, no timer runs, nothing is recognised
         if expect.phrases is None:  # open answer: Vosk's endpointing, a maximum length
             limit = self.settings.recordings_max_seconds * MEDIA_RATE * 2
             keep = expect.record is not None and self.settings.recordings
@@ -290,7 +295,7 @@ class Conversation:
             if at.prompt_ends is not None and now >= at.prompt_ends:
                 await next_prompt(now)
             arrived = _drop(frames)  # drained even when unused: the queue must not grow
-            if recognizer is not None and arrived:
+            if recognizer is not None and arrived and not held:
                 if gate.voiced(arrived) and at.input_ends is not None:
                     at.input_ends = max(at.input_ends, now + 1.5)  # talking: let them finish
                 heard = gate.feed(recognizer, time.monotonic())
@@ -317,6 +322,16 @@ class Conversation:
             kind, value = event
             if kind == "ended":
                 raise Hangup()
+            if kind == "hold":
+                if not value:  # taken off hold: the question again, from its start
+                    return REPEAT
+                # What the caller hears on hold is the PBX's music, not an answer: the
+                # question waits, and its silence counts as no attempt.
+                held, digits, barged = True, "", True
+                queued.clear()
+                at.prompt_ends = at.input_ends = at.digits_end = None
+                await self.line.stop_playing()
+                continue
             if kind != "dtmf" or not self._usable(value, digits, expect):
                 continue  # a key that answers nothing neither stops the prompt nor the timer
             if not barged:

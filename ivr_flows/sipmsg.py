@@ -20,6 +20,10 @@ _URI = re.compile(r"<([^>]*)>|((?:sips?|tel):[^\s;,>]+)", re.IGNORECASE)
 _PHONE = re.compile(r"^\+?[0-9]{3,20}$")
 _VISUAL = re.compile(r"[\s().-]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Not text: control characters (a tab aside), bytes that were not UTF-8 (decoded as U+FFFD or
+# kept as surrogates).
+_NOT_TEXT = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\ufffd\ud800-\udfff]")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!%*_+`'~.-]{1,64}$")
 _ANONYMOUS = frozenset({"", "anonymous", "restricted", "unknown", "unavailable", "private"})
 
 
@@ -31,6 +35,7 @@ class Invite:
     called: str  # the dialled user part (Request-URI, else To)
     call_id: str  # the SIP Call-ID
     headers: Mapping[str, str] = field(default_factory=dict)  # lower-case name -> value
+    refused: tuple[tuple[str, str], ...] = ()  # (header name, why) of values not kept
 
     def to_json(self) -> dict[str, object]:
         """The invite as the worker posts it."""
@@ -96,17 +101,35 @@ def parse_invite(message: str, extra: Iterable[str] = ()) -> Invite:
     called = request_user(message) or uri_user(first.get("to", ""))
     wanted = set(CONTEXT_HEADERS) | {name.lower() for name in extra}
     kept: dict[str, str] = {}
+    refused: list[tuple[str, str]] = []
     for name, value in fields:
         if len(kept) >= MAX_HEADERS:
             break
         if (name.startswith("x-") or name in wanted) and name not in kept:
+            why = refusal(value)
+            if why:
+                refused.append((name if _HEADER_NAME.match(name) else "?", why))
+                continue
             kept[name] = clean(value)
     return Invite(
         caller=clean(caller),
         called=clean(called),
         call_id=clean(first.get("call-id", "")),
         headers=kept,
+        refused=tuple(refused[:MAX_HEADERS]),
     )
+
+
+def refusal(value: str) -> str:
+    """Why a context header's value is not kept ("too long", "not text"), or "" if it is.
+
+    Refused whole rather than cut or cleaned: an agent id cut at 256 characters, or with a
+    byte dropped, would be another agent's id."""
+    if len(value) > MAX_VALUE:
+        return "too long"
+    if _NOT_TEXT.search(value):
+        return "not text"
+    return ""
 
 
 def clean(value: str, limit: int = MAX_VALUE) -> str:

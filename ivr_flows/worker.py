@@ -130,6 +130,10 @@ class Bridge:
         """Media thread."""
         self.loop.call_soon_threadsafe(self._to, handle, "on_dtmf", (digit,))
 
+    def hold(self, handle: int, held: bool) -> None:
+        """SIP thread."""
+        self.loop.call_soon_threadsafe(self._to, handle, "on_hold", (held,))
+
     def ended(self, handle: int, status: int) -> None:
         """SIP thread."""
         self.loop.call_soon_threadsafe(self._to, handle, "on_ended", ())

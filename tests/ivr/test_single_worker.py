@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.ivr.harness import Gateway, need, sip_request
+from tests.ivr.harness import Gateway, Sipp, need, sip_request, sip_response
 
 
 @pytest.fixture(scope="module")
@@ -32,3 +34,35 @@ def test_one_worker_listens_on_the_public_port_without_kamailio(lone: Gateway) -
 def test_invite_from_a_network_not_allowed_is_refused(lone: Gateway) -> None:
     assert sip_request(lone.sip_port, "INVITE").startswith("SIP/2.0 403")
     assert lone.events() == []
+    time.sleep(0.5)  # the worker survives the refusal (pjsua aborted it once: agent._refuse)
+    assert "voice worker died" not in lone.log.read_text("utf-8", "replace")
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """One worker, no speech, from loopback at most one new call per two seconds."""
+    need("sipp", "espeak-ng")
+    workdir: Path = tmp_path_factory.mktemp("ivr-limited")
+    running = Gateway(workdir, workers=1)
+    running.extra = {"speech": {}, "rate": 0.5}
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+
+
+def test_a_rate_limited_call_is_told_when_to_retry(limited: Gateway) -> None:
+    caller = Sipp("keypad.xml", limited.sip_port, "+98912860")  # takes the one token
+    try:
+        caller.start()
+        deadline = time.monotonic() + 10
+        while not [e for e in limited.events() if e["type"] == "answer.recorded"]:
+            assert time.monotonic() < deadline, "the first call was not answered"
+            time.sleep(0.05)
+        refused = sip_response(limited.sip_port, "INVITE")
+        assert refused.startswith("SIP/2.0 503 Rate Limited"), refused
+        assert re.search(r"^Retry-After: *5\b", refused, re.MULTILINE | re.IGNORECASE), refused
+        assert caller.wait() == 0, caller.output[-3000:]
+    finally:
+        caller.kill()
