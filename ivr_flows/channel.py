@@ -27,19 +27,18 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import replies
 from gateway.config import ConfigError
-from gateway.flows.model import SCALES, Question, Survey
+from gateway.flows.model import Question, Survey
 from gateway.launch import NotStarted
 from gateway.logs import fields
 from gateway.model import Inbound, Outbound
 from gateway.results import Rejected, Result
 from gateway.router import Gateway
 from gateway.secret import same_secret
-from ivr_flows import kamailio, recordings, sipmsg
-from ivr_flows.prompts import PromptCache, PromptError, wav_seconds
+from ivr_flows import asking, kamailio, recordings, sipmsg
+from ivr_flows.prompts import PromptCache, wav_seconds
 from ivr_flows.settings import IvrSettings, allowed, parse
-from ivr_flows.turns import Expect, Prompt, Turn, max_digits_for
+from ivr_flows.turns import Prompt, Turn
 
 log = logging.getLogger("seda.ivr")
 
@@ -144,7 +143,8 @@ class IvrChannel:
         except BaseException:
             await self.stop()
             raise
-        self._tasks.append(asyncio.create_task(self._warm_prompts()))
+        warming = asking.warm(self.prompts, self.gateway.surveys.values())
+        self._tasks.append(asyncio.create_task(warming))
         self._tasks.append(asyncio.create_task(self._sweep()))
         self._tasks.append(asyncio.create_task(self._watch_pool()))
         self._tasks.append(asyncio.create_task(self._expire_recordings()))
@@ -247,39 +247,6 @@ class IvrChannel:
         cfg = await asyncio.to_thread(kamailio.write, front, folder)
         self._front = kamailio.Kamailio(s.kamailio, cfg, front, folder / "kamailio.log")
         await self._front.start()
-
-    async def _warm_prompts(self) -> None:
-        """Make every prompt's WAV ahead of the first call (one at a time, in the background)."""
-        for survey in self.gateway.surveys.values():
-            for language in survey.languages:
-                texts = [survey.intro.get(language), survey.closing.get(language)]
-                for question in survey.questions:
-                    texts += [question.prompt.get(language), question.invalid.get(language)]
-                for text in texts:
-                    if text:
-                        with contextlib.suppress(PromptError):
-                            await self.prompts.spoken(text, language)
-        await self._check_recorded()
-
-    async def _check_recorded(self) -> None:
-        """Convert every recorded prompt now, so an unusable file is an error at start-up,
-        not a synthetic voice found at the first call."""
-        for survey in self.gateway.surveys.values():
-            for question in survey.questions:
-                for language, audio in question.audio.items():
-                    try:
-                        await self.prompts.recorded(Path(survey.source).parent / audio)
-                    except (PromptError, OSError) as exc:
-                        reason = getattr(exc, "strerror", None) or str(exc)
-                        log.error(
-                            "recorded prompt unusable: the text is spoken instead",
-                            extra=fields(
-                                survey=survey.id,
-                                question=question.id,
-                                language=language,
-                                reason=reason,
-                            ),
-                        )
 
     async def _watch_pool(self) -> None:
         """The pool should live as long as the channel: if it dies, say so and end its calls."""
@@ -492,7 +459,7 @@ class IvrChannel:
         await self._end(live, "no_input")
         closing = live.survey.closing.get(live.language, "")
         out = Outbound("closing", closing, live.language)
-        wav = await self._wav(out, live.survey) if closing.strip() else None
+        wav = await asking.wav(self.prompts, out, live.survey) if closing.strip() else None
         prompts = (Prompt(str(wav.resolve()), wav_seconds(wav), "closing"),) if wav else ()
         return Turn(prompts).to_json()
 
@@ -550,12 +517,12 @@ class IvrChannel:
             outbound.append(again)
         prompts = []
         for out in outbound:
-            wav = await self._wav(out, live.survey)
+            wav = await asking.wav(self.prompts, out, live.survey)
             if wav is not None:
                 prompts.append(Prompt(str(wav.resolve()), wav_seconds(wav), out.kind))
         if question is None or result.outcome == "ignored":
             return Turn(tuple(prompts)).to_json()
-        expect = self._expect(question, live.language)
+        expect = asking.expect(question, live.language, self.languages)
         live.asked[question.id] = asked = live.asked.get(question.id, 0) + 1
         if live.question != question.id:
             live.question, live.silent = question.id, 0
@@ -566,44 +533,6 @@ class IvrChannel:
                 live.recording = recordings.name(day, live.response_id, question.id, asked)
                 expect = replace(expect, record=live.recording)
         return Turn(tuple(prompts), expect).to_json()
-
-    async def _wav(self, out: Outbound, survey: Survey) -> Path | None:
-        try:
-            if out.audio:
-                return await self.prompts.recorded(Path(survey.source).parent / out.audio)
-            if out.text.strip():
-                return await self.prompts.spoken(out.text, out.language)
-        except (PromptError, OSError) as exc:
-            log.error("prompt could not be made", extra=fields(survey=survey.id, reason=str(exc)))
-            if out.audio and out.text.strip():
-                with contextlib.suppress(PromptError):
-                    return await self.prompts.spoken(out.text, out.language)
-        return None
-
-    def _expect(self, question: Question, language: str) -> Expect:
-        high: int | None = question.maximum
-        if question.type in SCALES:
-            high = SCALES[question.type][1] if question.maximum is None else question.maximum
-        keys: tuple[str, ...] = ()
-        if question.type == "yes_no":
-            keys = ("1", "2")  # gateway.replies: 1 is yes, 2 is no
-        elif question.type == "choice":
-            keys = tuple(c.key for c in question.choices if c.key and c.key.isdigit())
-        phrases: tuple[str, ...] | None = None
-        speech = language in self.languages
-        if question.type != "text":
-            phrases = tuple(replies.vocabulary(question, language))
-            speech = speech and bool(phrases)
-        return Expect(
-            question_id=question.id,
-            type=question.type,
-            language=language,
-            max_digits=0 if question.type == "text" else max_digits_for(high, keys),
-            high=high if question.type not in ("choice", "yes_no") else None,
-            keys=keys,
-            speech=speech,
-            phrases=phrases,
-        )
 
 
 def _refuse(status: int, reason: str, sip_status: int = 500) -> web.Response:

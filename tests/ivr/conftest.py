@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ivr.harness import Gateway, need
+from tests.ivr.harness import Gateway, Sipp, need
 
 
 @pytest.fixture(scope="module")
@@ -21,3 +21,12 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture
+def sipps() -> Iterator[list[Sipp]]:
+    """SIPp runs of one test, killed in teardown whatever happened."""
+    runs: list[Sipp] = []
+    yield runs
+    for run in runs:
+        run.kill()

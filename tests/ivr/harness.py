@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.answer_schema import assert_valid_answer
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 DATA = ROOT / "tests" / "data" / "ivr"
@@ -326,3 +328,25 @@ def sip_response(port: int, method: str, extra: str = "", timeout: float = 3.0) 
                 ("127.0.0.1", port),
             )
         return data
+
+
+def run_all(sipps: list[Sipp], *runs: Sipp) -> list[Sipp]:
+    """Start every run at once, wait for all; each must have succeeded (`sipps`: the test's
+    runs, killed in its teardown)."""
+    sipps.extend(runs)
+    for run in runs:
+        run.start()
+    for run in runs:
+        status = run.wait()
+        assert status == 0, f"{run.scenario}: SIPp status {status}\n{run.output[-3000:]}"
+    return list(runs)
+
+
+def answers_by_question(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The answer.recorded events' answers by question id, each checked against the schema."""
+    found = {}
+    for event in events:
+        if event["type"] == "answer.recorded":
+            assert_valid_answer(event["data"])
+            found[event["data"]["question_id"]] = event["data"]
+    return found

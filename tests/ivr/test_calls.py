@@ -10,51 +10,21 @@ import json
 import socket
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.answer_schema import assert_valid_answer
-from tests.ivr.harness import Gateway, Sipp, sip_request
-
-
-@pytest.fixture
-def sipps() -> Iterator[list[Sipp]]:
-    """SIPp runs of one test, killed in teardown whatever happened."""
-    runs: list[Sipp] = []
-    yield runs
-    for run in runs:
-        run.kill()
-
-
-def _run(sipps: list[Sipp], *runs: Sipp) -> list[Sipp]:
-    """Start every run at once, wait for all; each must have succeeded."""
-    sipps.extend(runs)
-    for run in runs:
-        run.start()
-    for run in runs:
-        status = run.wait()
-        assert status == 0, f"{run.scenario}: SIPp status {status}\n{run.output[-3000:]}"
-    return list(runs)
-
-
-def _answers(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    found = {}
-    for event in events:
-        if event["type"] == "answer.recorded":
-            assert_valid_answer(event["data"])
-            found[event["data"]["question_id"]] = event["data"]
-    return found
+from tests.ivr.harness import Gateway, Sipp, answers_by_question, run_all, sip_request
 
 
 @pytest.mark.parametrize("front", ["worker", "kamailio"])
 def test_answers_by_keypad(gateway: Gateway, sipps: list[Sipp], front: str) -> None:
     caller = "+98912100" if front == "worker" else "+98912101"
     port = gateway.worker_base if front == "worker" else gateway.sip_port
-    _run(sipps, Sipp("keypad.xml", port, caller))
+    run_all(sipps, Sipp("keypad.xml", port, caller))
     events = gateway.wait_events(caller, 3)
-    answers = _answers(events)
+    answers = answers_by_question(events)
     assert answers["resolved"]["value"] is True
     assert answers["resolved"]["raw"] == "1"
     assert answers["nps"]["value"] == 9
@@ -75,8 +45,8 @@ def test_answers_by_keypad(gateway: Gateway, sipps: list[Sipp], front: str) -> N
 
 def test_answers_by_sip_info(gateway: Gateway, sipps: list[Sipp]) -> None:
     caller = "+98912110"
-    _run(sipps, Sipp("keypad_info.xml", gateway.sip_port, caller))
-    answers = _answers(gateway.wait_events(caller, 3))
+    run_all(sipps, Sipp("keypad_info.xml", gateway.sip_port, caller))
+    answers = answers_by_question(gateway.wait_events(caller, 3))
     assert answers["resolved"]["value"] is False
     assert answers["nps"]["value"] == 10  # "1" waited for the "0"
     assert answers["nps"]["raw"] == "10"
@@ -87,9 +57,9 @@ def test_a_key_sent_both_as_rfc_4733_and_sip_info_counts_once(
     gateway: Gateway, sipps: list[Sipp]
 ) -> None:
     caller = "+98912120"
-    _run(sipps, Sipp("keypad_both.xml", gateway.sip_port, caller))
+    run_all(sipps, Sipp("keypad_both.xml", gateway.sip_port, caller))
     events = gateway.wait_events(caller, 3)
-    answers = _answers(events)
+    answers = answers_by_question(events)
     assert answers["resolved"]["value"] is True
     assert answers["nps"]["raw"] == "9"
     assert answers["nps"]["attempt"] == 1, answers["nps"]  # not after "1" + "9" (19) was refused
@@ -103,9 +73,9 @@ def test_a_key_sent_both_as_rfc_4733_and_sip_info_counts_once(
 def test_answers_by_voice(gateway: Gateway, sipps: list[Sipp]) -> None:
     yes = Sipp("voice.xml", gateway.sip_port, "+98912200", voice="ne.ulaw.wav")
     no = Sipp("voice.xml", gateway.worker_base + 1, "+98912201", voice="aniyo.ulaw.wav")
-    _run(sipps, yes, no)
+    run_all(sipps, yes, no)
     for caller, expected in (("+98912200", True), ("+98912201", False)):
-        answers = _answers(gateway.wait_events(caller, 3))
+        answers = answers_by_question(gateway.wait_events(caller, 3))
         resolved = answers["resolved"]
         assert resolved["value"] is expected, resolved
         assert resolved["input_mode"] == "speech"
@@ -121,10 +91,10 @@ def test_answers_by_voice(gateway: Gateway, sipps: list[Sipp]) -> None:
 
 def test_hang_up_in_the_middle_keeps_the_answers(gateway: Gateway, sipps: list[Sipp]) -> None:
     caller = "+98912300"
-    _run(sipps, Sipp("hangup.xml", gateway.sip_port, caller))
+    run_all(sipps, Sipp("hangup.xml", gateway.sip_port, caller))
     events = gateway.wait_events(caller, 2)
     assert [e["type"] for e in events] == ["answer.recorded", "response.abandoned"]
-    assert _answers(events)["resolved"]["value"] is True
+    assert answers_by_question(events)["resolved"]["value"] is True
     abandoned = events[1]["data"]
     assert abandoned["reason"] == "hangup"
     assert abandoned["answered"] == ["resolved"]
@@ -142,10 +112,10 @@ def test_refer_is_refused_and_nothing_is_dialled(
         premium.bind(("127.0.0.1", 0))  # where the REFER asks the gateway to call
         premium.settimeout(0.5)
         target = f"127.0.0.1:{premium.getsockname()[1]}"
-        _run(sipps, Sipp("refer.xml", port, caller, keys={"refer_target": target}))
+        run_all(sipps, Sipp("refer.xml", port, caller, keys={"refer_target": target}))
         with pytest.raises(TimeoutError):
             premium.recv(65535)  # no INVITE ever left for the Refer-To target
-    answers = _answers(gateway.wait_events(caller, 3))
+    answers = answers_by_question(gateway.wait_events(caller, 3))
     assert answers["resolved"]["value"] is False  # the call went on: 2 (no), then 0
     assert answers["nps"]["value"] == 0
 
@@ -155,7 +125,7 @@ def test_calls_at_once_through_kamailio_over_every_worker(
 ) -> None:
     caller = "+9891250"
     calls = 10  # three workers hold twelve
-    (run,) = _run(sipps, Sipp("keypad.xml", gateway.sip_port, caller, calls, calls))
+    (run,) = run_all(sipps, Sipp("keypad.xml", gateway.sip_port, caller, calls, calls))
     assert run.counts() == (calls, 0)
     events = gateway.wait_events(caller, 3 * calls)
     completed = [e for e in events if e["type"] == "response.completed"]

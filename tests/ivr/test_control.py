@@ -16,6 +16,7 @@ from gateway.flows.loader import load_surveys
 from gateway.ids import IdFactory
 from gateway.router import Gateway
 from gateway.store import Store
+from ivr_flows import asking
 from ivr_flows.channel import IvrChannel
 from tests.conftest import ROOT
 
@@ -74,7 +75,7 @@ async def test_an_unusable_recorded_prompt_is_an_error_at_start_up(
     channel: IvrChannel, caplog: pytest.LogCaptureFixture
 ) -> None:
     # ko_recorded.yaml names a missing file and a file that is not audio.
-    await channel._warm_prompts()
+    await asking.warm(channel.prompts, channel.gateway.surveys.values())
     found = {
         (r.fields["question"], r.fields["reason"])  # type: ignore[attr-defined]
         for r in caplog.records

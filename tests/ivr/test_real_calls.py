@@ -18,10 +18,9 @@ from typing import Any
 
 import pytest
 
-from tests.answer_schema import assert_valid_answer
 from tests.ivr import dtmf_pcap
 from tests.ivr.dtmf_pcap import Key
-from tests.ivr.harness import Gateway, Sipp, need, sip_response
+from tests.ivr.harness import Gateway, Sipp, answers_by_question, need, run_all, sip_response
 
 
 @pytest.fixture(scope="module")
@@ -35,34 +34,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         yield running
     finally:
         running.stop()
-
-
-@pytest.fixture
-def sipps() -> Iterator[list[Sipp]]:
-    """SIPp runs of one test, killed in teardown whatever happened."""
-    runs: list[Sipp] = []
-    yield runs
-    for run in runs:
-        run.kill()
-
-
-def _run(sipps: list[Sipp], *runs: Sipp) -> list[Sipp]:
-    sipps.extend(runs)
-    for run in runs:
-        run.start()
-    for run in runs:
-        status = run.wait()
-        assert status == 0, f"{run.scenario}: SIPp status {status}\n{run.output[-3000:]}"
-    return list(runs)
-
-
-def _answers(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    found = {}
-    for event in events:
-        if event["type"] == "answer.recorded":
-            assert_valid_answer(event["data"])
-            found[event["data"]["question_id"]] = event["data"]
-    return found
 
 
 def _health(gateway: Gateway) -> dict[str, Any]:
@@ -86,8 +57,8 @@ def test_rfc_4733_with_the_payload_type_the_caller_offered(
 ) -> None:
     caller = f"+9891270{pt}"
     files = _keys(tmp_path, [Key("1")], [Key("9")], pt)
-    _run(sipps, Sipp("keys_pcap.xml", gateway.sip_port, caller, files=files))
-    answers = _answers(gateway.wait_events(caller, 3))
+    run_all(sipps, Sipp("keys_pcap.xml", gateway.sip_port, caller, files=files))
+    answers = answers_by_question(gateway.wait_events(caller, 3))
     assert answers["resolved"]["value"] is True
     assert answers["nps"]["raw"] == "9"
 
@@ -95,9 +66,9 @@ def test_rfc_4733_with_the_payload_type_the_caller_offered(
 def test_a_key_held_long_is_one_key(gateway: Gateway, sipps: list[Sipp], tmp_path: Path) -> None:
     caller = "+98912710"
     files = _keys(tmp_path, [Key("1", held_ms=2000)], [Key("9", held_ms=1200)], 101)
-    _run(sipps, Sipp("keys_pcap.xml", gateway.sip_port, caller, files=files))
+    run_all(sipps, Sipp("keys_pcap.xml", gateway.sip_port, caller, files=files))
     events = gateway.wait_events(caller, 3)
-    answers = _answers(events)
+    answers = answers_by_question(events)
     assert answers["resolved"]["value"] is True
     assert answers["nps"]["raw"] == "9"
     assert answers["nps"]["attempt"] == 1, answers["nps"]  # not "1" + "9" refused first
@@ -108,23 +79,23 @@ def test_two_quick_keys_are_two_keys(gateway: Gateway, sipps: list[Sipp], tmp_pa
     caller = "+98912720"
     quick = [Key("1", held_ms=60), Key("0", held_ms=60, gap_ms=40)]
     files = _keys(tmp_path, [Key("2", held_ms=60)], quick, 101)
-    _run(sipps, Sipp("keys_pcap.xml", gateway.sip_port, caller, files=files))
-    answers = _answers(gateway.wait_events(caller, 3))
+    run_all(sipps, Sipp("keys_pcap.xml", gateway.sip_port, caller, files=files))
+    answers = answers_by_question(gateway.wait_events(caller, 3))
     assert answers["resolved"]["value"] is False
     assert answers["nps"]["raw"] == "10"
 
 
 def test_sip_info_application_dtmf_through_kamailio(gateway: Gateway, sipps: list[Sipp]) -> None:
     caller = "+98912730"  # pjsua alone answers these INFOs 500 and takes no key
-    _run(sipps, Sipp("keypad_info_dtmf.xml", gateway.sip_port, caller))
-    answers = _answers(gateway.wait_events(caller, 3))
+    run_all(sipps, Sipp("keypad_info_dtmf.xml", gateway.sip_port, caller))
+    answers = answers_by_question(gateway.wait_events(caller, 3))
     assert answers["resolved"]["value"] is False
     assert answers["nps"]["raw"] == "9"
 
 
 def test_cancel_while_ringing_leaves_no_call(gateway: Gateway, sipps: list[Sipp]) -> None:
     caller = "+98912740"
-    _run(sipps, Sipp("cancel.xml", gateway.sip_port, caller))  # 200 to CANCEL, 487 to INVITE
+    run_all(sipps, Sipp("cancel.xml", gateway.sip_port, caller))  # 200 to CANCEL, 487 to INVITE
     events = gateway.wait_events(caller, 1)
     assert [(e["type"], e["data"]["reason"]) for e in events] == [("response.abandoned", "hangup")]
     assert events[0]["data"]["answered"] == []
@@ -137,8 +108,10 @@ def test_hold_and_resume_then_the_caller_is_heard(
 ) -> None:
     caller = f"+9891275{len(hold)}"  # pjsua replaces the call's media port at each re-INVITE
     files = {"HOLD": hold, "HOLD_MS": "1000"}
-    _run(sipps, Sipp("hold_voice.xml", gateway.sip_port, caller, voice="ne.ulaw.wav", files=files))
-    answers = _answers(gateway.wait_events(caller, 3))
+    run_all(
+        sipps, Sipp("hold_voice.xml", gateway.sip_port, caller, voice="ne.ulaw.wav", files=files)
+    )
+    answers = answers_by_question(gateway.wait_events(caller, 3))
     assert answers["resolved"]["input_mode"] == "speech"
     assert answers["resolved"]["value"] is True
     assert answers["nps"]["raw"] == "9"
@@ -148,9 +121,9 @@ def test_a_long_hold_uses_no_attempt(gateway: Gateway, sipps: list[Sipp]) -> Non
     caller = "+98912830"  # 14 s on hold: longer than the question, its no_input and its retry
     files = {"HOLD": "sendonly", "HOLD_MS": "14000"}
     run = Sipp("hold_voice.xml", gateway.sip_port, caller, voice="ne.ulaw.wav", files=files)
-    _run(sipps, run)
+    run_all(sipps, run)
     events = gateway.wait_events(caller, 3)
-    answers = _answers(events)
+    answers = answers_by_question(events)
     assert answers["resolved"]["value"] is True
     assert answers["resolved"]["attempt"] == 1, answers["resolved"]  # the question again
     assert answers["nps"]["raw"] == "9"
@@ -159,8 +132,8 @@ def test_a_long_hold_uses_no_attempt(gateway: Gateway, sipps: list[Sipp]) -> Non
 
 def test_session_timer_refresh_by_update(gateway: Gateway, sipps: list[Sipp]) -> None:
     caller = "+98912760"
-    _run(sipps, Sipp("session_timer.xml", gateway.sip_port, caller))  # UPDATE answered 200
-    answers = _answers(gateway.wait_events(caller, 3))
+    run_all(sipps, Sipp("session_timer.xml", gateway.sip_port, caller))  # UPDATE answered 200
+    answers = answers_by_question(gateway.wait_events(caller, 3))
     assert answers["resolved"]["value"] is True
     assert answers["nps"]["raw"] == "9"
 
@@ -172,9 +145,9 @@ def test_seda_refreshes_the_session_timer_through_kamailio(
     files = {"HOLD": "sendonly"}
     run = Sipp("session_refresh.xml", gateway.sip_port, caller, voice="ne.ulaw.wav", files=files)
     run.timeout = 120
-    _run(sipps, run)
+    run_all(sipps, run)
     events = gateway.wait_events(caller, 3)
-    answers = _answers(events)
+    answers = answers_by_question(events)
     assert answers["resolved"]["value"] is True
     assert answers["nps"]["raw"] == "9"
     assert [e["type"] for e in events][-1] == "response.completed"
@@ -184,7 +157,7 @@ def test_a_caller_who_falls_silent_is_abandoned_with_the_answers_so_far(
     gateway: Gateway, sipps: list[Sipp]
 ) -> None:
     caller = "+98912770"  # keys 1, then silence: the NPS question, its retry, then BYE
-    _run(sipps, Sipp("silent.xml", gateway.sip_port, caller, timeout=90))
+    run_all(sipps, Sipp("silent.xml", gateway.sip_port, caller, timeout=90))
     events = gateway.wait_events(caller, 2)
     assert [e["type"] for e in events] == ["answer.recorded", "response.abandoned"]
     abandoned = events[1]["data"]
@@ -208,12 +181,12 @@ def test_beyond_capacity_the_front_says_when_to_retry(gateway: Gateway, sipps: l
 def test_many_short_calls_leave_nothing_behind(gateway: Gateway, sipps: list[Sipp]) -> None:
     caller = "+9891279"  # fifty calls hanging up at random moments, ten at a time
     run = Sipp("hangup_random.xml", gateway.sip_port, caller, 50, 10, rate=10, timeout=90)
-    (run,) = _run(sipps, run)
+    (run,) = run_all(sipps, run)
     assert run.counts() == (50, 0)
     _wait_no_calls(gateway)
     assert _health(gateway)["status"] == "ok"
     # A call object or a media port left behind in a worker would take one of its four places.
-    (again,) = _run(sipps, Sipp("keypad.xml", gateway.sip_port, "+9891280", 12, 12))
+    (again,) = run_all(sipps, Sipp("keypad.xml", gateway.sip_port, "+9891280", 12, 12))
     assert again.counts() == (12, 0)
 
 
@@ -221,7 +194,7 @@ def test_the_dialled_number_picks_the_survey_through_kamailio(
     gateway: Gateway, sipps: list[Sipp]
 ) -> None:
     caller = "+98912840"  # Kamailio keeps the Request-URI's user part: 5001, not 5000
-    _run(sipps, Sipp("keypad.xml", gateway.sip_port, caller, extra=["-s", "5001"]))
+    run_all(sipps, Sipp("keypad.xml", gateway.sip_port, caller, extra=["-s", "5001"]))
     events = gateway.wait_events(caller, 1)
     assert {e["data"]["survey_id"] for e in events} == {"ko_open_answer"}, events
     assert events[-1]["data"]["context"]["agent"] == "agent-7"
@@ -236,9 +209,9 @@ def test_context_headers_too_long_or_not_text_are_refused_and_never_logged(
         "+98912812": "agent-\u0639\u0644\u06cc",  # UTF-8 Persian: kept as it is
     }
     runs = [Sipp("keypad.xml", gateway.sip_port, c, keys={"agent": a}) for c, a in cases.items()]
-    _run(sipps, *runs)
+    run_all(sipps, *runs)
     for caller, agent in cases.items():
-        answers = _answers(gateway.wait_events(caller, 3))
+        answers = answers_by_question(gateway.wait_events(caller, 3))
         context = answers["nps"]["context"]
         assert context["queue"] == "billing"  # the call went on, with the rest of its context
         if caller == "+98912812":
@@ -252,7 +225,7 @@ def test_context_headers_too_long_or_not_text_are_refused_and_never_logged(
 
 def test_hang_up_while_recognising(gateway: Gateway, sipps: list[Sipp]) -> None:
     caller = "+98912820"  # BYE 250 ms into the caller's "네"
-    _run(sipps, Sipp("voice_bye.xml", gateway.sip_port, caller, voice="ne.ulaw.wav"))
+    run_all(sipps, Sipp("voice_bye.xml", gateway.sip_port, caller, voice="ne.ulaw.wav"))
     events = gateway.wait_events(caller, 1)
     assert [(e["type"], e["data"].get("reason")) for e in events] == [
         ("response.abandoned", "hangup")
