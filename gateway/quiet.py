@@ -84,6 +84,21 @@ class QuietHours:
             zones=zones,
         )
 
+    def unknown_zone(self, channel: str, context: Mapping[str, str]) -> str | None:
+        """Why an invitation's context `timezone` cannot be used on `channel` (a name that is no
+        time zone), or None. Only where quiet hours apply: elsewhere it is just context."""
+        named = context.get("timezone")
+        if channel not in self.channels or not named:
+            return None
+        try:
+            ZoneInfo(str(named))
+        except (ZoneInfoNotFoundError, ValueError):
+            return (
+                f"context.timezone: {str(named)[:64]!r} is not a time zone"
+                " (an IANA name such as Asia/Tehran or Europe/London)"
+            )
+        return None
+
     def zone_for(self, address: str, context: Mapping[str, str]) -> ZoneInfo:
         """The respondent's zone: context `timezone`, else the phone number's country."""
         named = context.get("timezone")
@@ -91,7 +106,7 @@ class QuietHours:
             try:
                 return ZoneInfo(named)
             except (ZoneInfoNotFoundError, ValueError):
-                pass  # a bad name from a CRM must not block the survey: fall through
+                pass  # refused on invitations (unknown_zone); an older session's: fall through
         if address.startswith("tel:+") or address.startswith("whatsapp:+"):
             number = "+" + address.partition("+")[2]
             for code in sorted(self.zones, key=len, reverse=True):

@@ -116,6 +116,9 @@ class Gateway:
         if inbound.language is not None and inbound.language not in survey.languages:
             langs = ", ".join(survey.languages)
             raise Rejected(f"survey {survey.id} has no language {inbound.language!r} ({langs})")
+        unknown = self.quiet and self.quiet.unknown_zone(inbound.channel, inbound.context or {})
+        if unknown:
+            raise Rejected(unknown, 422)
         respondent = self.respondent(inbound.address)
         async with self._lock(inbound.channel, inbound.address):
             invitation_key = None

@@ -210,6 +210,23 @@ async def test_a_timezone_in_the_context_wins_over_the_number(
     assert datetime.fromisoformat(invited["send_at"]) == datetime(2026, 3, 3, 8, tzinfo=UTC)
 
 
+async def test_a_timezone_that_does_not_exist_is_refused_and_changes_nothing(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    """A CRM's typo («Asia/Tehrn») decides when the respondent may be texted: it was passed
+    over in silence and the number's zone used. Refused, naming the field; nothing sent."""
+    clock = Clock(tehran(12))
+    client, fake = await start(tmp_path, aiohttp_client, aiohttp_server, clock, quiet_hours=QUIET)
+    data = {"survey": "post_call_nps", "respondent": RESPONDENT, "language": "fa",
+            "channel": "sms", "context": {"timezone": "Asia/Tehrn"}}  # fmt: skip
+    resp = await client.post("/api/v1/invitations", json=data)
+    assert resp.status == 422
+    assert "context.timezone" in (await resp.json())["error"]
+    assert (await client.app[GATEWAY].store.open_session("sms", RESPONDENT)) is None
+    await asyncio.sleep(0.2)
+    assert fake.sent == []
+
+
 async def test_without_quiet_hours_nothing_waits_and_the_api_channel_gets_no_reminder(
     tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
 ) -> None:
