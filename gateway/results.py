@@ -11,6 +11,9 @@ from gateway.model import Outbound
 
 Outcome = Literal["accepted", "ignored", "rejected"]
 NO_OPEN_SURVEY = "no open survey for this respondent"  # a reply's reason when none is open
+# A reply's reason when its survey had expired and the reply closed it (the expiry sweep had not
+# yet): for the channel, the same as NO_OPEN_SURVEY.
+EXPIRED = "the survey has expired"
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from gateway.ids import Clock, IdFactory
 from gateway.logs import fields
 from gateway.model import Event, Inbound, Respondent, iso, storable
 from gateway.quiet import QuietHours
-from gateway.results import NO_OPEN_SURVEY, Erased, Outcome, Rejected, Result, dedupe_key
+from gateway.results import EXPIRED, NO_OPEN_SURVEY, Erased, Outcome, Rejected, Result, dedupe_key
 from gateway.session import Session
 from gateway.store import DuplicateMessage, SessionRow, StepWrite, Store
 from gateway.store_schema import ERASED_PREFIX, RESPONDENT_PREFIX
@@ -393,7 +393,7 @@ class Gateway:
             return None, Result("ignored", NO_OPEN_SURVEY)
         if session.expires_at is not None and session.expires_at <= now:
             step = self._end(session, respondent, "expired")
-            return step, Result("ignored", "the survey has expired", session.response_id)
+            return step, Result("ignored", EXPIRED, session.response_id)
         survey = self.surveys.get(session.survey_id)
         if survey is None or survey.version != session.survey_version:
             step = self._end(session, respondent, "survey_changed")

@@ -20,7 +20,7 @@ from gateway.backends import DeliveryError
 from gateway.flows.loader import Problem
 from gateway.logs import fields
 from gateway.model import Inbound
-from gateway.results import NO_OPEN_SURVEY, Rejected, Result
+from gateway.results import EXPIRED, NO_OPEN_SURVEY, Rejected, Result
 from gateway.router import Gateway
 from gateway.store_schema import StoreError, delivery_moves
 from sms.base import (
@@ -345,7 +345,9 @@ class SmsChannel:
             answered_inline=line.reply == "webhook",
         )
         result = await self.gateway.receive(inbound)
-        if result.reason == NO_OPEN_SURVEY and line.default_survey is not None:
+        # A reply to a survey that has expired meets no open survey, whether the expiry sweep
+        # closed it before (NO_OPEN_SURVEY) or this reply did (EXPIRED).
+        if result.reason in (NO_OPEN_SURVEY, EXPIRED) and line.default_survey is not None:
             result = await self._start_default(line, message)
         if log.isEnabledFor(logging.INFO):  # the fields are built only for a record that is kept
             log.info(

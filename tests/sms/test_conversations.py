@@ -181,3 +181,35 @@ async def test_a_default_survey_that_does_not_exist_stops_the_start(
             tmp_path, aiohttp_client, aiohttp_server, "twilio", Clock(tehran(12)),
             default_survey="nope",
         )  # fmt: skip
+
+
+@pytest.mark.parametrize("swept", [False, True], ids=["before the sweep", "after the sweep"])
+async def test_a_late_reply_on_a_line_with_a_default_survey_starts_it_whether_swept_or_not(
+    swept: bool, tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    """A reply after the survey expired meets no open survey, whether or not the expiry sweep
+    (every 30 s) has closed the response yet: on a line with a default survey it starts it."""
+    clock = Clock(tehran(12))
+    client, fake = await start(
+        tmp_path, aiohttp_client, aiohttp_server, "twilio", clock, default_survey="ticket_csat"
+    )
+    gateway = client.app[GATEWAY]
+    body = {"survey": "post_call_nps", "respondent": RESPONDENT, "language": "fa", "channel": "sms"}
+    resp = await client.post("/api/v1/invitations", json=body)
+    assert resp.status == 201, await resp.text()
+    await fake.wait(1)
+    clock.now = tehran(13, day=3)  # post_call_nps expires after 24 h
+    if swept:
+        assert await gateway.expire_due() == 1
+    twiml = await reply(client, fake, "twilio", "سلام", 1)
+    assert "<Message>" not in twiml
+    await fake.wait(2)
+    await asyncio.sleep(0.3)
+    assert [text[: len(CSAT)] for text in texts(fake, "twilio")[1:]] == [CSAT]
+    for _ in range(100):
+        events = read_jsonl(tmp_path / "answers.jsonl")
+        if any(e["type"] == "response.abandoned" for e in events):
+            break
+        await asyncio.sleep(0.05)
+    (abandoned,) = [e["data"] for e in events if e["type"] == "response.abandoned"]
+    assert abandoned["survey_id"] == "post_call_nps" and abandoned["reason"] == "expired"
