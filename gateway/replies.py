@@ -301,10 +301,13 @@ def _number(question: Question, raw: str) -> Interpretation:
             for start, end, what in _outermost(_spans(tokens, _NUMBERS, _LONGEST_NUMBER))
             if start < WINDOW and (what not in _ALSO_NOT_A_NUMBER or _counts(tokens, start, end))
         ]
-        if not digits or any(at and tokens[at - 1] in _OUT_OF for at, _, _ in digits)
+        if not digits or any(_beside_out_of(tokens, at) for at, _, _ in digits)
         else []
     )
-    numbers = _without_scale_top(question, tokens, sorted(digits + spelt))
+    numbers, other_top = _without_scale_top(question, tokens, sorted(digits + spelt))
+    if other_top is not None:
+        low, high = _bounds(question)
+        return _invalid(f"ambiguous: out of {other_top}, the scale is {low}-{high}")
     found = [n for n in numbers if not _is_count(question, tokens, n)]
     # Digits are meant; words in a sentence with digits are often not (یک "a", نه "no").
     found = [n for n in found if tokens[n[0]][0] in _ASCII_DIGITS] or found
@@ -321,6 +324,12 @@ def _number(question: Question, raw: str) -> Interpretation:
     if len(values) > 1:
         return _invalid("ambiguous: " + ", ".join(map(str, values)))
     return _in_range(question, values[0])
+
+
+def _beside_out_of(tokens: Sequence[str], at: int) -> bool:
+    """Whether "out of" is just before or after the digits at `at`: "8 out of ten", "هفت از ۱۰"."""
+    before = at > 0 and tokens[at - 1] in _OUT_OF
+    return before or any("".join(tokens[at + 1 : at + 1 + size]) in _OUT_OF for size in (1, 2))
 
 
 def _is_number(tokens: Sequence[str], at: int) -> bool:
@@ -367,15 +376,21 @@ def _stars(raw: str) -> list[Number]:
 
 def _without_scale_top(
     question: Question, tokens: Sequence[str], found: Sequence[Number]
-) -> list[Number]:
-    """Drop the "10" of "8/10", "8 out of 10", "۸ از ۱۰" when 10 is the scale's top."""
+) -> tuple[list[Number], int | None]:
+    """Drop the "10" of "8/10", "8 out of 10", "۸ از ۱۰" when 10 is the scale's top. "3 out of
+    5" on a 0-10 scale is no answer to it: that 5 comes back second, and nothing is guessed. A
+    number question, or a rating without a top, has no scale: its "out of" is left to the
+    ambiguity check."""
     _, high = _bounds(question)
     kept: list[Number] = []
     for number in found:
-        if kept and number[2] == high and "".join(tokens[kept[-1][1] : number[0]]) in _OUT_OF:
-            continue
+        if kept and "".join(tokens[kept[-1][1] : number[0]]) in _OUT_OF:
+            if number[2] == high:
+                continue
+            if high is not None and question.type != "number":
+                return kept, number[2]
         kept.append(number)
-    return kept
+    return kept, None
 
 
 def _yes_no_code(text: str) -> Interpretation | None:
