@@ -86,9 +86,25 @@ _FRACTIONS = {
 _MINUS = "-\u2212\u2013"
 # Only these are read as digits: str.isdigit() also takes ❽ or ፰, which int() refuses.
 _ASCII_DIGITS = frozenset("0123456789")
+_LATIN = re.compile("[a-z]")
 _THOUSANDS = ",٬"
+# Arabizi words, one token each: Latin letters then digits ("la2", "na3am"), or one Arabizi
+# digit then Latin letters that are no number's ending ("3adi", "7elw"; not "9ish", "5stars").
+_NUMBER_ENDINGS = "|".join(
+    sorted(
+        {w for w in (*words.NUMBER_ENDINGS, *words.UNITS, *words.SCORE_WORDS) if w.isascii()}
+        - {"%"},
+        key=len,
+        reverse=True,
+    )
+)
+_ARABIZI = (
+    r"[a-z]+[0-9][a-z0-9]*"
+    rf"|(?<![0-9])[{words.ARABIZI_DIGITS}](?!(?:{_NUMBER_ENDINGS})(?![a-z]))[a-z][a-z0-9]*"
+)
 _TOKEN = re.compile(
     rf"(?<!\w)[{_MINUS}][0-9]+(?:[.٫][0-9]+)?"
+    rf"|{_ARABIZI}"
     rf"|[0-9]{{1,3}}(?:[{_THOUSANDS}][0-9]{{3}})+(?![0-9])"
     r"|[0-9]+(?:[.٫][0-9]+)?|[/%٪]|[^\W\d_]+"
 )
@@ -286,7 +302,7 @@ def _number(question: Question, raw: str) -> Interpretation:
     for at, token in enumerate(window):
         if token[0] in _MINUS:
             return _invalid("negative number")
-        if token[0] in _ASCII_DIGITS:
+        if _is_digits(token):
             whole = token.translate({ord(c): None for c in _THOUSANDS})
             if not (whole.isascii() and whole.isdigit()):
                 return _invalid("not a whole number")
@@ -310,7 +326,7 @@ def _number(question: Question, raw: str) -> Interpretation:
         return _invalid(f"ambiguous: out of {other_top}, the scale is {low}-{high}")
     found = [n for n in numbers if not _is_count(question, tokens, n)]
     # Digits are meant; words in a sentence with digits are often not (یک "a", نه "no").
-    found = [n for n in found if tokens[n[0]][0] in _ASCII_DIGITS] or found
+    found = [n for n in found if _is_digits(tokens[n[0]])] or found
     if not found and question.type != "number":
         found = _stars(raw)
     if any(start > 0 and tokens[start - 1] in _NEGATIVE for start, _, _ in found):
@@ -326,6 +342,11 @@ def _number(question: Question, raw: str) -> Interpretation:
     return _in_range(question, values[0])
 
 
+def _is_digits(token: str) -> bool:
+    """A number written in digits; an Arabizi word ("3adi", "la2") has letters too."""
+    return token[0] in _ASCII_DIGITS and not _LATIN.search(token)
+
+
 def _beside_out_of(tokens: Sequence[str], at: int) -> bool:
     """Whether "out of" is just before or after the digits at `at`: "8 out of ten", "هفت از ۱۰"."""
     before = at > 0 and tokens[at - 1] in _OUT_OF
@@ -333,7 +354,7 @@ def _beside_out_of(tokens: Sequence[str], at: int) -> bool:
 
 
 def _is_number(tokens: Sequence[str], at: int) -> bool:
-    return at < len(tokens) and (tokens[at][0] in _ASCII_DIGITS or tokens[at] in _NUMBERS)
+    return at < len(tokens) and (_is_digits(tokens[at]) or tokens[at] in _NUMBERS)
 
 
 def _counts(tokens: Sequence[str], start: int, end: int) -> bool:
@@ -365,7 +386,7 @@ def _is_count(question: Question, tokens: Sequence[str], number: Number) -> bool
     ):
         return True
     _, high = _bounds(question)
-    long = len(tokens[start]) >= IDENTIFIER_DIGITS and tokens[start][0] in _ASCII_DIGITS
+    long = len(tokens[start]) >= IDENTIFIER_DIGITS and _is_digits(tokens[start])
     return long and high is not None and high < 10 ** (IDENTIFIER_DIGITS - 1)
 
 

@@ -165,6 +165,11 @@ YES_LATIN: tuple[str, ...] = (
     *("bale", "baleh", "areh", "are", "aywa", "aiwa", "na3am", "naam", "akeed", "akid", "tab3an"),
 )
 NO_LATIN: tuple[str, ...] = ("na", "kheir", "kheyr", "nakheir", "la", "la2")
+# Arabizi writes Arabic letters as digits (2 hamza, 3 ain, 5 kha, 6 ta, 7 ha, 8 qaf, 9 sad): a
+# digit glued to Latin letters is a letter of a word ("la2" لأ, "na3am" نعم, "3adi" عادي, "7elw"
+# حلو), never a number. Before these endings a digit stays a number ("9ish", "5stars", "8am").
+ARABIZI_DIGITS: str = "2356789"
+NUMBER_ENDINGS: tuple[str, ...] = ("ish", "st", "nd", "rd", "th", "pt", "pts", "am", "pm", "x")
 # Count only as the whole reply: single letters, and words that mean something else in a
 # sentence (چرا is also "why", اي also the exclamation "ای", باشه "there is", چرا که "because",
 # ماشي الحال "so-so", are "are", la "the" in French and Spanish).
