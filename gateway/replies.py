@@ -188,6 +188,7 @@ _OUT_OF = {_key(w) for w in words.OUT_OF}
 _NEGATIVE = {_key(w) for w in words.NEGATIVE}
 _AND_A_HALF = {_key(w) for w in words.AND_A_HALF}
 _UNITS = {_key(w) for w in words.UNITS}
+_COUNTER = {_key(w) for w in words.COUNTER}
 _ALSO_NOT_A_NUMBER = {_key(w) for w in words.ALSO_NOT_A_NUMBER}
 _SCORE_WORDS = {_key(w) for w in words.SCORE_WORDS}
 # A run of this many digits on a scale that stops below it is a phone, order or ticket number.
@@ -377,7 +378,8 @@ def _is_count(question: Question, tokens: Sequence[str], number: Number) -> bool
     start, end, _ = number
     if question.type == "number":
         return False
-    if end < len(tokens) and tokens[end] in _UNITS:
+    after = end + 1 if end < len(tokens) and tokens[end] in _COUNTER else end
+    if after < len(tokens) and tokens[after] in _UNITS:
         return True
     if any(
         "".join(tokens[end : end + size]) in _OUT_OF and not _is_number(tokens, end + size)

@@ -218,7 +218,15 @@ UNITS: tuple[str, ...] = (
     *("أسبوع", "اسبوع", "أسابيع", "شهر", "أشهر", "شهور", "سنة", "سنوات", "سنين", "مرة", "مرات"),
     *("شخص", "أشخاص", "ألف", "آلاف", "مليون", "ريال", "درهم", "دينار", "جنيه", "ليرة"),
     *("بالمية", "بالمئة", "بالمائة"),
+    # Who or what was counted in a call centre: "two agents were rude", «۲ اپراتور», «٣ مكالمات».
+    *("agent", "agents", "operator", "operators", "rep", "reps", "representative"),
+    *("representatives", "person", "employee", "employees", "attempts", "tries", "transfers"),
+    *("اپراتور", "کارشناس", "کارمند", "تماس"),
+    *("موظف", "موظفين", "موظفون", "مكالمة", "مكالمات", "اتصال", "اتصالات", "محاولات"),
 )
+# «تا» counts in Persian: «دو تا اپراتور» "two operators". Before a word of UNITS the number is a
+# count; alone or before a score word it is a score («ده تا میدم», «۵ تا ستاره»).
+COUNTER: tuple[str, ...] = ("تا",)
 # Number words that are also something else: "a" (یک), "no" (نه), "someone" (one, واحد, أحد).
 # In a sentence they count only beside a score word, before "out of" and a number, or before
 # another number (then the reply is ambiguous): "یک مشکل داشتم" is "I had a problem", not 1.
