@@ -86,9 +86,25 @@ _FRACTIONS = {
 _MINUS = "-\u2212\u2013"
 # Only these are read as digits: str.isdigit() also takes ❽ or ፰, which int() refuses.
 _ASCII_DIGITS = frozenset("0123456789")
+_LATIN = re.compile("[a-z]")
 _THOUSANDS = ",٬"
+# Arabizi words, one token each: Latin letters then digits ("la2", "na3am"), or one Arabizi
+# digit then Latin letters that are no number's ending ("3adi", "7elw"; not "9ish", "5stars").
+_NUMBER_ENDINGS = "|".join(
+    sorted(
+        {w for w in (*words.NUMBER_ENDINGS, *words.UNITS, *words.SCORE_WORDS) if w.isascii()}
+        - {"%"},
+        key=len,
+        reverse=True,
+    )
+)
+_ARABIZI = (
+    r"[a-z]+[0-9][a-z0-9]*"
+    rf"|(?<![0-9])[{words.ARABIZI_DIGITS}](?!(?:{_NUMBER_ENDINGS})(?![a-z]))[a-z][a-z0-9]*"
+)
 _TOKEN = re.compile(
     rf"(?<!\w)[{_MINUS}][0-9]+(?:[.٫][0-9]+)?"
+    rf"|{_ARABIZI}"
     rf"|[0-9]{{1,3}}(?:[{_THOUSANDS}][0-9]{{3}})+(?![0-9])"
     r"|[0-9]+(?:[.٫][0-9]+)?|[/%٪]|[^\W\d_]+"
 )
@@ -172,6 +188,7 @@ _OUT_OF = {_key(w) for w in words.OUT_OF}
 _NEGATIVE = {_key(w) for w in words.NEGATIVE}
 _AND_A_HALF = {_key(w) for w in words.AND_A_HALF}
 _UNITS = {_key(w) for w in words.UNITS}
+_COUNTER = {_key(w) for w in words.COUNTER}
 _ALSO_NOT_A_NUMBER = {_key(w) for w in words.ALSO_NOT_A_NUMBER}
 _SCORE_WORDS = {_key(w) for w in words.SCORE_WORDS}
 # A run of this many digits on a scale that stops below it is a phone, order or ticket number.
@@ -286,7 +303,7 @@ def _number(question: Question, raw: str) -> Interpretation:
     for at, token in enumerate(window):
         if token[0] in _MINUS:
             return _invalid("negative number")
-        if token[0] in _ASCII_DIGITS:
+        if _is_digits(token):
             whole = token.translate({ord(c): None for c in _THOUSANDS})
             if not (whole.isascii() and whole.isdigit()):
                 return _invalid("not a whole number")
@@ -301,13 +318,16 @@ def _number(question: Question, raw: str) -> Interpretation:
             for start, end, what in _outermost(_spans(tokens, _NUMBERS, _LONGEST_NUMBER))
             if start < WINDOW and (what not in _ALSO_NOT_A_NUMBER or _counts(tokens, start, end))
         ]
-        if not digits or any(at and tokens[at - 1] in _OUT_OF for at, _, _ in digits)
+        if not digits or any(_beside_out_of(tokens, at) for at, _, _ in digits)
         else []
     )
-    numbers = _without_scale_top(question, tokens, sorted(digits + spelt))
+    numbers, other_top = _without_scale_top(question, tokens, sorted(digits + spelt))
+    if other_top is not None:
+        low, high = _bounds(question)
+        return _invalid(f"ambiguous: out of {other_top}, the scale is {low}-{high}")
     found = [n for n in numbers if not _is_count(question, tokens, n)]
     # Digits are meant; words in a sentence with digits are often not (یک "a", نه "no").
-    found = [n for n in found if tokens[n[0]][0] in _ASCII_DIGITS] or found
+    found = [n for n in found if _is_digits(tokens[n[0]])] or found
     if not found and question.type != "number":
         found = _stars(raw)
     if any(start > 0 and tokens[start - 1] in _NEGATIVE for start, _, _ in found):
@@ -323,8 +343,19 @@ def _number(question: Question, raw: str) -> Interpretation:
     return _in_range(question, values[0])
 
 
+def _is_digits(token: str) -> bool:
+    """A number written in digits; an Arabizi word ("3adi", "la2") has letters too."""
+    return token[0] in _ASCII_DIGITS and not _LATIN.search(token)
+
+
+def _beside_out_of(tokens: Sequence[str], at: int) -> bool:
+    """Whether "out of" is just before or after the digits at `at`: "8 out of ten", "هفت از ۱۰"."""
+    before = at > 0 and tokens[at - 1] in _OUT_OF
+    return before or any("".join(tokens[at + 1 : at + 1 + size]) in _OUT_OF for size in (1, 2))
+
+
 def _is_number(tokens: Sequence[str], at: int) -> bool:
-    return at < len(tokens) and (tokens[at][0] in _ASCII_DIGITS or tokens[at] in _NUMBERS)
+    return at < len(tokens) and (_is_digits(tokens[at]) or tokens[at] in _NUMBERS)
 
 
 def _counts(tokens: Sequence[str], start: int, end: int) -> bool:
@@ -347,7 +378,8 @@ def _is_count(question: Question, tokens: Sequence[str], number: Number) -> bool
     start, end, _ = number
     if question.type == "number":
         return False
-    if end < len(tokens) and tokens[end] in _UNITS:
+    after = end + 1 if end < len(tokens) and tokens[end] in _COUNTER else end
+    if after < len(tokens) and tokens[after] in _UNITS:
         return True
     if any(
         "".join(tokens[end : end + size]) in _OUT_OF and not _is_number(tokens, end + size)
@@ -356,7 +388,7 @@ def _is_count(question: Question, tokens: Sequence[str], number: Number) -> bool
     ):
         return True
     _, high = _bounds(question)
-    long = len(tokens[start]) >= IDENTIFIER_DIGITS and tokens[start][0] in _ASCII_DIGITS
+    long = len(tokens[start]) >= IDENTIFIER_DIGITS and _is_digits(tokens[start])
     return long and high is not None and high < 10 ** (IDENTIFIER_DIGITS - 1)
 
 
@@ -367,15 +399,21 @@ def _stars(raw: str) -> list[Number]:
 
 def _without_scale_top(
     question: Question, tokens: Sequence[str], found: Sequence[Number]
-) -> list[Number]:
-    """Drop the "10" of "8/10", "8 out of 10", "۸ از ۱۰" when 10 is the scale's top."""
+) -> tuple[list[Number], int | None]:
+    """Drop the "10" of "8/10", "8 out of 10", "۸ از ۱۰" when 10 is the scale's top. "3 out of
+    5" on a 0-10 scale is no answer to it: that 5 comes back second, and nothing is guessed. A
+    number question, or a rating without a top, has no scale: its "out of" is left to the
+    ambiguity check."""
     _, high = _bounds(question)
     kept: list[Number] = []
     for number in found:
-        if kept and number[2] == high and "".join(tokens[kept[-1][1] : number[0]]) in _OUT_OF:
-            continue
+        if kept and "".join(tokens[kept[-1][1] : number[0]]) in _OUT_OF:
+            if number[2] == high:
+                continue
+            if high is not None and question.type != "number":
+                return kept, number[2]
         kept.append(number)
-    return kept
+    return kept, None
 
 
 def _yes_no_code(text: str) -> Interpretation | None:

@@ -165,6 +165,11 @@ YES_LATIN: tuple[str, ...] = (
     *("bale", "baleh", "areh", "are", "aywa", "aiwa", "na3am", "naam", "akeed", "akid", "tab3an"),
 )
 NO_LATIN: tuple[str, ...] = ("na", "kheir", "kheyr", "nakheir", "la", "la2")
+# Arabizi writes Arabic letters as digits (2 hamza, 3 ain, 5 kha, 6 ta, 7 ha, 8 qaf, 9 sad): a
+# digit glued to Latin letters is a letter of a word ("la2" لأ, "na3am" نعم, "3adi" عادي, "7elw"
+# حلو), never a number. Before these endings a digit stays a number ("9ish", "5stars", "8am").
+ARABIZI_DIGITS: str = "2356789"
+NUMBER_ENDINGS: tuple[str, ...] = ("ish", "st", "nd", "rd", "th", "pt", "pts", "am", "pm", "x")
 # Count only as the whole reply: single letters, and words that mean something else in a
 # sentence (چرا is also "why", اي also the exclamation "ای", باشه "there is", چرا که "because",
 # ماشي الحال "so-so", are "are", la "the" in French and Spanish).
@@ -213,7 +218,15 @@ UNITS: tuple[str, ...] = (
     *("أسبوع", "اسبوع", "أسابيع", "شهر", "أشهر", "شهور", "سنة", "سنوات", "سنين", "مرة", "مرات"),
     *("شخص", "أشخاص", "ألف", "آلاف", "مليون", "ريال", "درهم", "دينار", "جنيه", "ليرة"),
     *("بالمية", "بالمئة", "بالمائة"),
+    # Who or what was counted in a call centre: "two agents were rude", «۲ اپراتور», «٣ مكالمات».
+    *("agent", "agents", "operator", "operators", "rep", "reps", "representative"),
+    *("representatives", "person", "employee", "employees", "attempts", "tries", "transfers"),
+    *("اپراتور", "کارشناس", "کارمند", "تماس"),
+    *("موظف", "موظفين", "موظفون", "مكالمة", "مكالمات", "اتصال", "اتصالات", "محاولات"),
 )
+# «تا» counts in Persian: «دو تا اپراتور» "two operators". Before a word of UNITS the number is a
+# count; alone or before a score word it is a score («ده تا میدم», «۵ تا ستاره»).
+COUNTER: tuple[str, ...] = ("تا",)
 # Number words that are also something else: "a" (یک), "no" (نه), "someone" (one, واحد, أحد).
 # In a sentence they count only beside a score word, before "out of" and a number, or before
 # another number (then the reply is ambiguous): "یک مشکل داشتم" is "I had a problem", not 1.
