@@ -32,10 +32,16 @@ from sms.base import (
 
 API = "https://api.twilio.com"
 TWIML = "application/xml"
-# MessageStatus values (Twilio's Message resource) -> Seda's normalised statuses.
+# MessageStatus values (Twilio's Message resource) -> Seda's normalised statuses. The API
+# definition (twilio-oai message_enum_status) also has partially_delivered, a real status that
+# Twilio's docs long left out (twilio/twilio-node#607, a maintainer: "recently added"): the
+# message left Twilio but is not known to have reached the phone whole, so it counts as sent
+# (raw status kept) and a later delivered, undelivered or failed still moves it. receiving and
+# received are an inbound message's statuses: no receipt of a sent message carries them.
 STATUSES = {"accepted": "queued", "scheduled": "queued", "queued": "queued",
-            "sending": "queued", "sent": "sent", "delivered": "delivered", "read": "delivered",
-            "undelivered": "undelivered", "failed": "failed", "canceled": "failed"}  # fmt: skip
+            "sending": "queued", "sent": "sent", "partially_delivered": "sent",
+            "delivered": "delivered", "read": "delivered", "undelivered": "undelivered",
+            "failed": "failed", "canceled": "failed"}  # fmt: skip
 # A SID is two letters and 32 hex digits (twilio.com/docs/glossary/what-is-a-sid). Held to that
 # shape because the signature runs names and values together: a captured request still
 # verifies with the next field folded into MessageSid, which would be an id never seen.
