@@ -49,8 +49,10 @@ _SID = re.compile(r"[A-Z]{2}[0-9a-fA-F]{32}")
 # Error codes of a refused send that are about the line, not the respondent (twilio.com/docs/
 # api/errors): 20003 the credentials or a suspended account (HTTP 401), 21606 the line's number
 # cannot send SMS. Other 4xx codes are about the message (21211 invalid To, 21610 opted out,
-# 21614 not a mobile): the dead letter. 20429 comes as HTTP 429: retried.
+# 21614 not a mobile): the dead letter. 20429 comes as HTTP 429: retried. 21606 is about the
+# line's own From number: it holds that line only, not every line of the account.
 ACCOUNT_CODES = frozenset({20003, 21606})
+LINE_CODES = frozenset({21606})
 
 
 def signature(url: str, params: Iterable[tuple[str, str]], token: str) -> str:
@@ -149,7 +151,13 @@ class Twilio:
             data["StatusCallback"] = callback
         auth = basic_auth(self.account, self.token)
         _, body = await post_checked(
-            http, self.name, url, data=data, headers=auth, account=ACCOUNT_CODES
+            http,
+            self.name,
+            url,
+            data=data,
+            headers=auth,
+            account=ACCOUNT_CODES,
+            line_codes=LINE_CODES,
         )
         try:  # accepted (2xx): an answer without a sid is no reason to send again
             sid = json.loads(body).get("sid")

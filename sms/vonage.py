@@ -56,6 +56,7 @@ STATUSES = {"accepted": "sent", "buffered": "sent", "delivered": "delivered",
 # dead letter.
 RETRY = frozenset({"1", "5", "10"})
 ACCOUNT = frozenset({"4", "8", "9", "11", "14", "15", "23", "29", "32"})
+LINE = frozenset({"15", "23"})  # of those, the line's own sender or callback: that line only
 METHODS = ("md5hash", "md5", "sha1", "sha256", "sha512")
 
 
@@ -159,7 +160,10 @@ class Vonage:
         for message in messages:
             status = str(message.get("status"))
             if status in ACCOUNT:
-                raise AccountRefused(f"vonage refused the account: status {status}")
+                raise AccountRefused(
+                    f"vonage refused the account: status {status}",
+                    whole_account=status not in LINE,
+                )
             if status != "0":
                 retry = status in RETRY
                 raise DeliveryError(f"vonage status {status}", retryable=retry)
