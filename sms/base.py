@@ -339,24 +339,36 @@ class AccountRefused(DeliveryError):
     """The provider refused the line's account, not the message: credentials, credit, a
     suspended account, a sender the account may not use. Every message of the line would fail
     the same way until the operator acts, so it is retried (nothing waiting is lost), and the
-    channel holds the line, logs an error and says so in /healthz (see channel.py)."""
+    channel holds the line, logs an error and says so in /healthz (see channel.py).
 
-    def __init__(self, message: str) -> None:
+    `whole_account`: the refusal is the account's (credentials, credit, a suspended account),
+    so every line with the same credentials is held (sms/holds.py); False when it is about this
+    line's own settings (its sender number, its callback URL): that line only."""
+
+    def __init__(self, message: str, whole_account: bool = True) -> None:
         super().__init__(message, retryable=True)
+        self.whole_account = whole_account
 
 
 async def fail_for(
-    response: aiohttp.ClientResponse, provider: str, account: frozenset[int] = frozenset()
+    response: aiohttp.ClientResponse,
+    provider: str,
+    account: frozenset[int] = frozenset(),
+    line_codes: frozenset[int] = frozenset(),
 ) -> DeliveryError:
     """A typed delivery error for an HTTP failure: 401, 402 and 403 (and the provider's own
-    `account` codes) refuse the account (AccountRefused, retried); 408, 425, 429 and 5xx can be
+    `account` codes) refuse the account (AccountRefused, retried; of those codes, `line_codes`
+    are about the line's own settings, not the whole account); 408, 425, 429 and 5xx can be
     retried; any other 4xx is about the message (the dead letter)."""
     wait = retry_after(response.headers.get("Retry-After"), time.time())
     status = response.status
     code = await _error_code(response) if account else None
     if status in (401, 402, 403) or (code is not None and code in account):
         what = f" (code {code})" if code is not None else ""
-        return AccountRefused(f"{provider} refused the account: HTTP {status}{what}")
+        return AccountRefused(
+            f"{provider} refused the account: HTTP {status}{what}",
+            whole_account=code is None or code not in line_codes,
+        )
     retryable = status in (408, 425, 429) or status >= 500
     what = f", code {code}" if code is not None else ""
     return DeliveryError(
@@ -379,13 +391,15 @@ async def post_checked(
 ) -> tuple[int, str]:
     """POST (or GET with method='GET'), raising DeliveryError for failures; returns status, body.
 
-    `account`: the provider's error codes (a JSON body's `code`) that refuse the account."""
+    `account`: the provider's error codes (a JSON body's `code`) that refuse the account;
+    `line_codes`: those of them about the line's own settings (fail_for)."""
     method = kwargs.pop("method", "POST")
     account: frozenset[int] = kwargs.pop("account", frozenset())
+    line_codes: frozenset[int] = kwargs.pop("line_codes", frozenset())
     try:
         async with http.request(method, url, timeout=TIMEOUT, **kwargs) as response:
             if response.status >= 300:
-                raise await fail_for(response, provider, account)
+                raise await fail_for(response, provider, account, line_codes)
             return response.status, await response.text()
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise DeliveryError(

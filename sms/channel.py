@@ -7,7 +7,7 @@ import functools
 import logging
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from sms.base import (
     same_number,
     tel,
 )
+from sms.holds import Holds
 from sms.lines import ACCOUNT_HOLD, ConfigError, parse, render, with_footer
 from sms.parts import HeldParts
 from sms.polling import PollLoop
@@ -77,9 +78,9 @@ class SmsChannel:
         self._http: aiohttp.ClientSession | None = None
         self._polls: list[PollLoop] = []
         self.held: dict[str, HeldParts] = {}  # line -> parts of long messages (started lines)
-        # Lines whose provider refused the account: line -> (since, until by the monotonic
-        # clock, the provider's reason); a send that goes through clears it.
-        self.refused: dict[str, tuple[datetime, float, str]] = {}
+        # Lines whose provider refused the account (every line of that account: the same
+        # credentials), held for account_hold; a send that goes through frees them.
+        self.holds = Holds(self.lines, lambda: self.gateway.clock())
         self.send_failures: dict[tuple[str, str], int] = {}  # (line, kind) -> count
         gateway.countries.update(x.country for x in self.lines.values() if x.country)
         gateway.erasers.append(self.erase)
@@ -288,14 +289,16 @@ class SmsChannel:
         provider) or its loop has stopped; lines that are pushed to say nothing here."""
         lines = {loop.line.name: loop.health() for loop in self._polls}
         troubled = any(line["polling"] != "ok" for line in lines.values())
-        found: dict[str, Any] = {"status": "degraded" if troubled or self.refused else "ok"}
+        refused = self.holds.held
+        found: dict[str, Any] = {"status": "degraded" if troubled or refused else "ok"}
         if lines:
             found["polled_lines"] = lines
-        if self.refused:  # the provider refused the account: nothing goes out on these lines
+        if refused:  # the provider refused the account: nothing goes out on these lines
             found["refused_lines"] = {
-                name: {"sending": "refused", "since": since.isoformat(), "reason": reason}
-                for name, (since, _, reason) in sorted(self.refused.items())
-            }
+                name: {"sending": "refused", "since": hold.since.isoformat(),
+                       "reason": hold.reason}
+                for name, hold in sorted(refused.items())
+            }  # fmt: skip
         return found
 
     def metric_families(self) -> Iterable[Metric]:
@@ -394,10 +397,10 @@ class SmsChannel:
                 " (shorten the survey text or raise max_segments)",
                 retryable=False,
             )
-        refused = self.refused.get(line.name)
-        if refused is not None and time.monotonic() < refused[1]:
+        hold = self.holds.holding(line)
+        if hold is not None:
             self._count_failure(line, "account")
-            raise AccountRefused(f"line {line.name} is held: {refused[2]}")
+            raise AccountRefused(f"line {line.name} is held: {hold.reason}")
         bucket = self.buckets.get(line.name)
         if bucket is not None:
             await bucket.take()
@@ -411,9 +414,10 @@ class SmsChannel:
         except DeliveryError as exc:
             self._count_failure(line, "retried" if exc.retryable else "message")
             raise
-        if self.refused.pop(line.name, None) is not None:
+        freed = self.holds.sent(line)
+        if freed:
             log.warning("sms line sends again", extra=fields(line=line.name,
-                                                             provider=line.provider))  # fmt: skip
+                        provider=line.provider, lines=freed))  # fmt: skip
         log.info(
             "sms sent",
             extra=fields(line=line.name, provider=line.provider, segments=parts,
@@ -423,18 +427,18 @@ class SmsChannel:
         await self._record_sent(line, event, sent)
 
     def _refuse(self, line: Line, exc: AccountRefused) -> None:
-        """The provider refused the line's account: hold the line, say so (once a streak)."""
+        """The provider refused the line's account: hold the line (and the account's other
+        lines, for a refusal of the whole account), say so (once a streak)."""
         self._count_failure(line, "account")
-        hold = float(line.spec.get("account_hold", ACCOUNT_HOLD))
-        before = self.refused.get(line.name)
-        since = before[0] if before is not None else self.gateway.clock()
-        self.refused[line.name] = (since, time.monotonic() + hold, str(exc))
-        if before is None:
+        hold = _hold_seconds(line)
+        fresh = self.holds.refuse(line, str(exc), exc.whole_account, _hold_seconds)
+        if fresh:  # a new streak for some line (held now with the account, or on its own)
             log.error(
                 "sms line refused by its provider: its messages wait; check the line's"
                 " credentials, credit and sender number",
-                extra=fields(line=line.name, provider=line.provider, error=str(exc), hold=hold),
-            )
+                extra=fields(line=line.name, provider=line.provider, error=str(exc), hold=hold,
+                             lines=fresh),
+            )  # fmt: skip
 
     def _count_failure(self, line: Line, kind: str) -> None:
         key = (line.name, kind)
@@ -497,3 +501,8 @@ def _public_url(request: web.Request, line: Line) -> str:
 
 def _refusal(exc: Refused) -> web.Response:
     return web.json_response({"status": "rejected", "reason": exc.reason}, status=exc.status)
+
+
+def _hold_seconds(line: Line) -> float:
+    """How long the line sends nothing after its provider refused the account."""
+    return float(line.spec.get("account_hold", ACCOUNT_HOLD))

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from urllib.parse import parse_qsl
 
 import aiohttp
 from aiohttp import web
 
 from sms.base import (
     Line,
+    Params,
     Receipt,
     Received,
     Refused,
@@ -52,7 +54,7 @@ class Jasmin:
         line.used_to_send("username", "password")
 
     async def parse(self, request: web.Request, url: str) -> Received | Receipt:
-        """Check the token; read a DLR, or id, from and content (UCS-2 from the hex `binary`)."""
+        """Check the token; read a DLR, or id, from and content (coding 8: UTF-16BE bytes)."""
         check_token(request, self.line)
         params = await form(request)
         if "message_status" in params:
@@ -63,11 +65,8 @@ class Jasmin:
             return Receipt(message_id, status, raw, error_code(params.get("err")))
         message_id, sender = required(params, "id", "from")
         text = params.get("content", "")
-        if params.get("coding") == "8" and params.get("binary"):
-            try:
-                text = bytes.fromhex(params["binary"]).decode("utf-16-be")
-            except (ValueError, UnicodeDecodeError):
-                raise Refused(400, "binary is not UCS-2 hex") from None
+        if params.get("coding") == "8":
+            text = await _ucs2(request, params)
         return Received(tel(sender, self.line.country), text, message_id)
 
     def answer(self, text: str | None) -> web.Response:
@@ -98,3 +97,29 @@ class Jasmin:
         _, body = await post_checked(http, self.name, f"{self.base}/send", data=data)
         found = SENT.search(body)  # accepted (2xx): no id is no reason to send again
         return [found.group(1)] if found else []
+
+
+async def _ucs2(request: web.Request, params: Params) -> str:
+    """The text of a coding 8 (UCS-2) message: from the hex `binary`, or else from `content`.
+
+    deliverSmHttpThrower (jookies/jasmin jasmin/routing/throwers.py) puts the SMS's own bytes,
+    URL-encoded, in `content`, and their hex in `binary` (only in versions that have it: the
+    older throwers.py and docs ja-http "Receiving SMS-MO" list no `binary`). For coding 8 those
+    bytes are UTF-16BE: "تست" comes as content=%06%2A%063%06%2A (jookies/jasmin issue #320).
+    Read as a UTF-8 form they are lost, so `content` is read again from the raw request."""
+    if params.get("binary"):
+        try:
+            return bytes.fromhex(params["binary"]).decode("utf-16-be")
+        except (ValueError, UnicodeDecodeError):
+            raise Refused(400, "binary is not UCS-2 hex") from None
+    if request.method != "GET" and request.content_type != "application/x-www-form-urlencoded":
+        raise Refused(400, "coding 8 without binary: send the form urlencoded")
+    raw = request.rel_url.raw_query_string if request.method == "GET" else await request.read()
+    query = raw if isinstance(raw, str) else raw.decode("latin-1")
+    # latin-1 maps each byte to one code point, so the percent-decoded bytes come back whole
+    pairs = parse_qsl(query, keep_blank_values=True, encoding="latin-1")
+    content = next((value for name, value in pairs if name == "content"), "")
+    try:
+        return content.encode("latin-1").decode("utf-16-be")
+    except UnicodeDecodeError:
+        raise Refused(400, "content is not UCS-2 (coding 8)") from None

@@ -40,6 +40,7 @@ STATUSES = {1: "queued", 2: "queued", 4: "sent", 5: "sent", 6: "failed", 10: "de
 # the dead letter. Kavenegar's REST reference, "general result codes" (kavenegar.com/rest.html).
 CURABLE = frozenset({401, 403, 409, 412, 416, 418, 429, 451, 501})
 ACCOUNT = frozenset({401, 403, 412, 416, 418, 501})  # of those, the account's (the line held)
+LINE = frozenset({412})  # of those, the line's own number: that line only, not the account's
 
 
 class Kavenegar(PolledOnly):
@@ -107,7 +108,9 @@ def _failure(http_status: int, status: object) -> DeliveryError:
     code = status if isinstance(status, int) and not isinstance(status, bool) else http_status
     what = f"kavenegar answered HTTP {http_status}, status {status}"
     if code in ACCOUNT:
-        return AccountRefused(f"{what}; check the line's api_key, number and credit")
+        return AccountRefused(
+            f"{what}; check the line's api_key, number and credit", whole_account=code not in LINE
+        )
     if code in CURABLE or code == 200 or code >= 500 or http_status >= 500:
         return DeliveryError(f"{what}; the send is retried", retryable=True)
     return DeliveryError(f"{what}: the message was refused", retryable=False)

@@ -32,10 +32,16 @@ from sms.base import (
 
 API = "https://api.twilio.com"
 TWIML = "application/xml"
-# MessageStatus values (Twilio's Message resource) -> Seda's normalised statuses.
+# MessageStatus values (Twilio's Message resource) -> Seda's normalised statuses. The API
+# definition (twilio-oai message_enum_status) also has partially_delivered, a real status that
+# Twilio's docs long left out (twilio/twilio-node#607, a maintainer: "recently added"): the
+# message left Twilio but is not known to have reached the phone whole, so it counts as sent
+# (raw status kept) and a later delivered, undelivered or failed still moves it. receiving and
+# received are an inbound message's statuses: no receipt of a sent message carries them.
 STATUSES = {"accepted": "queued", "scheduled": "queued", "queued": "queued",
-            "sending": "queued", "sent": "sent", "delivered": "delivered", "read": "delivered",
-            "undelivered": "undelivered", "failed": "failed", "canceled": "failed"}  # fmt: skip
+            "sending": "queued", "sent": "sent", "partially_delivered": "sent",
+            "delivered": "delivered", "read": "delivered", "undelivered": "undelivered",
+            "failed": "failed", "canceled": "failed"}  # fmt: skip
 # A SID is two letters and 32 hex digits (twilio.com/docs/glossary/what-is-a-sid). Held to that
 # shape because the signature runs names and values together: a captured request still
 # verifies with the next field folded into MessageSid, which would be an id never seen.
@@ -43,8 +49,10 @@ _SID = re.compile(r"[A-Z]{2}[0-9a-fA-F]{32}")
 # Error codes of a refused send that are about the line, not the respondent (twilio.com/docs/
 # api/errors): 20003 the credentials or a suspended account (HTTP 401), 21606 the line's number
 # cannot send SMS. Other 4xx codes are about the message (21211 invalid To, 21610 opted out,
-# 21614 not a mobile): the dead letter. 20429 comes as HTTP 429: retried.
+# 21614 not a mobile): the dead letter. 20429 comes as HTTP 429: retried. 21606 is about the
+# line's own From number: it holds that line only, not every line of the account.
 ACCOUNT_CODES = frozenset({20003, 21606})
+LINE_CODES = frozenset({21606})
 
 
 def signature(url: str, params: Iterable[tuple[str, str]], token: str) -> str:
@@ -143,7 +151,13 @@ class Twilio:
             data["StatusCallback"] = callback
         auth = basic_auth(self.account, self.token)
         _, body = await post_checked(
-            http, self.name, url, data=data, headers=auth, account=ACCOUNT_CODES
+            http,
+            self.name,
+            url,
+            data=data,
+            headers=auth,
+            account=ACCOUNT_CODES,
+            line_codes=LINE_CODES,
         )
         try:  # accepted (2xx): an answer without a sid is no reason to send again
             sid = json.loads(body).get("sid")

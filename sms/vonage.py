@@ -42,14 +42,21 @@ API = "https://rest.nexmo.com"
 # DLR `status` values (Vonage SMS API delivery receipts) -> Seda's normalised statuses.
 STATUSES = {"accepted": "sent", "buffered": "sent", "delivered": "delivered",
             "expired": "undelivered", "failed": "failed", "rejected": "failed"}  # fmt: skip
-# A send's messages[].status (developer.vonage.com/en/api-errors/sms), always in a 200 answer:
-# 1 throttled, 5 internal error, 10 too many binds: retried. 4 invalid credentials, 8 account
+# A send's messages[].status (developer.vonage.com/en/api-errors/sms and messaging/sms/guides/
+# troubleshooting-sms, whose source is Nexmo/station _documentation/en/messaging/sms/guides/
+# troubleshooting-sms.md), always in a 200 answer: 1 throttled, 5 internal error, 10 too many
+# binds: retried. The account (retried, the line held): 4 invalid credentials, 8 account
 # suspended, 9 not enough credit, 11 account not enabled for the SMS API, 14 invalid request
-# signature, 15 a sender the account may not use: the account (retried, the line held). Any
-# other code is about the message (3 invalid parameters such as the number, 6 unroutable
-# number, 7 barred number, 12 too long): the dead letter.
+# signature, 15 a sender the account may not use, 23 the callback URL (the line's public_url)
+# too long or with illegal characters, 29 "non-whitelisted destination" (the account is still
+# in demo mode: top it up), 32 "signature and API secret disallowed" (the account signs its
+# requests; Seda sends api_secret): every respondent's message would fail the same way until
+# the operator acts. Any other code is about the message (3 invalid parameters such as the
+# number, 6 unroutable number, 7 barred number, 12 too long, 33 number de-activated): the
+# dead letter.
 RETRY = frozenset({"1", "5", "10"})
-ACCOUNT = frozenset({"4", "8", "9", "11", "14", "15"})
+ACCOUNT = frozenset({"4", "8", "9", "11", "14", "15", "23", "29", "32"})
+LINE = frozenset({"15", "23"})  # of those, the line's own sender or callback: that line only
 METHODS = ("md5hash", "md5", "sha1", "sha256", "sha512")
 
 
@@ -153,7 +160,10 @@ class Vonage:
         for message in messages:
             status = str(message.get("status"))
             if status in ACCOUNT:
-                raise AccountRefused(f"vonage refused the account: status {status}")
+                raise AccountRefused(
+                    f"vonage refused the account: status {status}",
+                    whole_account=status not in LINE,
+                )
             if status != "0":
                 retry = status in RETRY
                 raise DeliveryError(f"vonage status {status}", retryable=retry)

@@ -81,6 +81,11 @@ CASES = [
     ("kannel dlr", "kannel1", "kannel/dlr.http", False, 200, "", None, 1),
     ("jasmin gsm", "jasmin1", "jasmin/inbound_gsm.http", False, 200, "ACK/Jasmin", 8, 2),
     ("jasmin ucs-2", "jasmin1", "jasmin/inbound_ucs2.http", False, 200, "ACK/Jasmin", 4, 2),
+    # Jasmin without `binary` (issue jookies/jasmin#320): `content` is the UCS-2 bytes as sent
+    ("jasmin ucs-2 no binary POST", "jasmin1", "jasmin/inbound_ucs2_no_binary.http", False, 200,
+     "ACK/Jasmin", 9, 2),
+    ("jasmin ucs-2 no binary GET", "jasmin1", "jasmin/get_ucs2_no_binary.http", False, 200,
+     "ACK/Jasmin", 9, 2),
     ("jasmin wrong token", "jasmin1", "jasmin/inbound_gsm.http", True, 403, None, None, 1),
     ("jasmin dlr", "jasmin1", "jasmin/dlr.http", False, 200, "ACK/Jasmin", None, 1),
     ("generic json", "gen1", "generic/inbound.http", False, 200, '"reply": null', 10, 2),
@@ -138,6 +143,40 @@ def assert_sent(line: str, record: dict[str, Any]) -> None:
     elif line == "gen1":
         assert record["path"] == "/generic/send" and body["to"] == "+989121234567"
         assert record["headers"]["X-Seda-Signature"].startswith("sha256=")
+
+
+@pytest.mark.parametrize(
+    "name", ["jasmin/inbound_ucs2_no_binary.http", "jasmin/get_ucs2_no_binary.http"]
+)
+async def test_jasmin_ucs2_content_without_binary_is_read_whole(
+    name: str, tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    """Jasmin's deliverSmHttpThrower sends `content` as the SMS's own bytes, URL-encoded
+    (jookies/jasmin jasmin/routing/throwers.py; issue #320 shows "تست" as %06%2A%063%06%2A),
+    and versions before `binary` existed send nothing else: with coding 8 those bytes are
+    UTF-16BE. Persian digits, ZWNJ and the Arabic comma come through intact."""
+    client, _fake = await start(tmp_path, aiohttp_client, aiohttp_server, lines())
+    invited = await invite(client, RESPONDENT, line="jasmin1")
+    request = payload(name)
+    resp = await client.request(request.method, request.path, data=request.body,
+                                headers=request.headers)  # fmt: skip
+    assert (resp.status, await resp.text()) == (200, "ACK/Jasmin")
+    state = await answers(client, invited["response_id"])
+    assert [(a["value"], a["raw"]) for a in state["answers"]] == [(9, "۹ خیلی\u200cخوب، ممنون")]
+
+
+async def test_jasmin_ucs2_content_of_odd_length_is_refused(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    """Coding 8 with a `content` that is no UTF-16BE (an odd number of bytes): 400, nothing
+    recorded (Jasmin retries it, then gives up)."""
+    client, _fake = await start(tmp_path, aiohttp_client, aiohttp_server, lines())
+    invited = await invite(client, RESPONDENT, line="jasmin1")
+    request = payload("jasmin/inbound_ucs2_no_binary.http")
+    body = request.body.replace(b"content=%06%F9", b"content=%F9")
+    resp = await client.post(request.path, data=body, headers=request.headers)
+    assert resp.status == 400
+    assert (await answers(client, invited["response_id"]))["answers"] == []
 
 
 async def test_vonage_concatenated_parts_are_one_answer(

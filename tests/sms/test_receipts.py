@@ -284,6 +284,25 @@ def assert_asked_for_receipts(line: str, sent: dict[str, Any], event_id: str) ->
         assert body["id"] == event_id
 
 
+async def test_twilio_partially_delivered_is_not_final(
+    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    """Twilio's API definition lists partially_delivered among a Message's statuses (twilio-oai
+    message_enum_status; twilio/twilio-node#607): the message left Twilio but is not known to
+    have reached the phone whole. It counts as sent, not unknown, and is not final: a later
+    delivered still moves the row."""
+    client, response_id, _ = await invited_on("tw1", tmp_path, aiohttp_client, aiohttp_server)
+    path, headers, data = sign("tw1", payload("receipts/twilio_partially_delivered.http"))
+    assert (await client.post(path, data=data, headers=headers)).status == 200
+    assert await receipts_metric(client, "tw1", "sent") == 1.0
+    assert await receipts_metric(client, "tw1", "unknown") == 0.0
+    assert [r["status"] for r in await sent_rows(client, response_id)] == ["sent"]
+    path, headers, data = sign("tw1", payload("receipts/twilio_delivered.http"))
+    assert (await client.post(path, data=data, headers=headers)).status == 200
+    (row,) = await sent_rows(client, response_id)
+    assert (row["status"], row["raw_status"]) == ("delivered", "delivered")
+
+
 async def test_forged_twilio_receipt_is_refused_and_changes_nothing(
     tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
 ) -> None:

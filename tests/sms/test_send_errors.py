@@ -75,6 +75,16 @@ CASES = [
     ("vonage 3 invalid to", "vonage", vonage("3", "Invalid to address"), "message"),
     ("vonage 7 barred", "vonage", vonage("7", "Number barred"), "message"),
     ("vonage 1 throttled", "vonage", vonage("1", "Throughput Rate Exceeded"), "retried"),
+    # developer.vonage.com messaging/sms/guides/troubleshooting-sms (Nexmo/station
+    # _documentation/en/messaging/sms/guides/troubleshooting-sms.md): 29 the account is in demo
+    # mode, top it up; 32 a signed request may not present an api_secret (the account's
+    # signing setting): every message would fail the same way. 33 the number is de-activated.
+    ("vonage 29 demo account", "vonage", vonage("29", "Non White-listed Destination - rejected"),
+     "account"),
+    ("vonage 32 signature and secret", "vonage",
+     vonage("32", "Signature And API Secret Disallowed"), "account"),
+    ("vonage 23 callback url", "vonage", vonage("23", "Invalid Callback Url"), "account"),
+    ("vonage 33 deactivated", "vonage", vonage("33", "Number De-activated"), "message"),
     ("plivo 401", "plivo", (401, {"api_id": "x", "error": "authentication failed"}), "account"),
     ("plivo 400 dst", "plivo", (400, {"api_id": "x", "error": "invalid dst"}), "message"),
     ("kannel 403", "kannel", (403, {}), "account"),
