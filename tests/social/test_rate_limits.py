@@ -15,6 +15,8 @@ from gateway.server import GATEWAY
 from social.telegram import TelegramChannel
 from tests.social.conftest import Client, MakeClient, telegram_spec
 from tests.social.fake_telegram import SECRET, FakeBotApi, update
+from tests.social.fake_whatsapp import FakeGraphApi
+from tests.social.test_whatsapp import whatsapp_spec
 
 A, B = "5550001", "5550002"  # chat A is the one in the update files
 FLOOD = "Too Many Requests: retry after 3"
@@ -124,3 +126,38 @@ async def test_several_chats_limited_at_once_is_the_bots_limit(
         errors.append(caught.value)
     assert [e.recipient for e in errors] == [True, True, False]
     assert errors[-1].retry_after == 3.0
+
+
+X, Y = "989121234567", "989127654321"  # two WhatsApp respondents
+
+
+async def sends(graph_api: FakeGraphApi, to: str, count: int, within: float) -> list[float]:
+    """The loop times of the first `count` sends to a number, waiting `within` s."""
+    deadline = asyncio.get_running_loop().time() + within
+    while len(graph_api.when(to)) < count:
+        if asyncio.get_running_loop().time() > deadline:
+            got = len(graph_api.when(to))
+            raise AssertionError(f"{got} of {count} messages to a number in {within} s")
+        await asyncio.sleep(0.02)
+    return graph_api.when(to)
+
+
+async def test_a_pair_rate_limit_holds_that_number_only(
+    seda: MakeClient, graph_api: FakeGraphApi
+) -> None:
+    """131056 is one business number to one user (about one message every 6 s). Before, its 6 s
+    held the whole whatsapp backend: every other respondent waited too."""
+    client = await seda(whatsapp=whatsapp_spec(graph_api), extra=RETRY)
+    graph_api.fail_next(400, 131056, to=X)
+    await invite(client, f"whatsapp:+{X}", "whatsapp", survey="ticket_csat")
+    (refused,) = await sends(graph_api, X, 1, within=2)
+    await invite(client, f"whatsapp:+{Y}", "whatsapp")
+    (y_sent,) = await sends(graph_api, Y, 1, within=2)
+    assert y_sent - refused < 1.5, "another respondent waited for one number's pair rate limit"
+    _, intro, question = await sends(graph_api, X, 3, within=10)
+    assert intro - refused >= 5.9, "the number was sent to before its 6 s"
+    texts = [m for m in graph_api.messages if m["to"] == X]
+    assert texts[0]["text"]["body"].startswith("Hello, your support ticket")
+    assert texts[1]["type"] == "interactive" and question >= intro  # the CSAT list, after
+    await asyncio.sleep(0.3)
+    assert len(graph_api.when(X)) == 3 and len(graph_api.when(Y)) == 1
