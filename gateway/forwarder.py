@@ -239,6 +239,12 @@ class Forwarder:
             return
         delay = self._policy.delay(row.attempts + 1, error.retry_after, self._random)
         await self._store.mark_retry(row.seq, now + timedelta(seconds=delay), reason)
+        if error.recipient and error.retry_after is not None:
+            # One chat or number is rate-limited: its event waits (the rest of its response
+            # behind it), every other recipient goes on, and the backend is not failing.
+            about["recipient_hold"] = round(error.retry_after, 3)
+            log.info("delivery failed, will retry", extra=_fields(name, **about, delay=delay))
+            return
         if error.retry_after is not None:
             # Retry-After speaks for the receiver, not for this event: send it nothing new until
             # then (at most the longest backoff, whatever absurd time it asks for).

@@ -42,6 +42,7 @@ from social.common import (
     with_scales,
 )
 from social.notices import REASONS, Kind, Notices
+from social.rate_limits import RecipientHolds
 from social.telegram_bots import TelegramBot, build_bot
 from social.telegram_inline import Pending
 from social.telegram_polling import ALLOWED_UPDATES, RETRY_CAP, Polling, not_understood
@@ -101,6 +102,7 @@ class TelegramChannel:
         self._tasks: set[asyncio.Task[None]] = set()
         self._polling = Polling(self.process)
         self._progress = Progress()
+        self._holds = RecipientHolds()  # chats waiting out a 429
         self._answered: dict[str, None] = {}  # callback query ids answered, oldest first
         self._albums: Memory[bool] = Memory(ALBUMS)  # media_group_id of albums seen
         self.voice = VoiceNotes(spec, f"channels.{CHANNEL}")
@@ -242,6 +244,7 @@ class TelegramChannel:
         if not bot.ready:
             raise DeliveryError(f"telegram bot {bot.name} is not ready yet", retryable=True)
         chat_id = _chat_id(str(data.get("address", "")))
+        self._holds.check(bot.name, str(chat_id))
         event_id = str(event.get("id", ""))
         prompts = await with_scales(self.gateway, data)
         for index, prompt in enumerate(prompts):
@@ -256,7 +259,8 @@ class TelegramChannel:
             except TelegramError as exc:
                 if isinstance(exc, Forbidden):
                     await self._refused_by_chat(data)
-                raise delivery_error(exc, bot.token) from None
+                error = delivery_error(exc, bot.token)
+                raise self._holds.refused(bot.name, str(chat_id), error, spreads=True) from None
             self._progress.advance(event_id)
         self._progress.finish(event_id)
 

@@ -43,6 +43,7 @@ from social.common import (
     with_scales,
 )
 from social.notices import Notices
+from social.rate_limits import RecipientHolds
 from social.voice import Refused, VoiceNotes
 from social.whatsapp_graph import GraphClient, MediaError
 from social.whatsapp_messages import Incoming, incoming, outgoing, template
@@ -85,6 +86,7 @@ class WhatsAppChannel:
         timeout = number(spec, "timeout", f"channels.{CHANNEL}", 10.0)
         self._graph = GraphClient(timeout=timeout or 10.0)
         self._progress = Progress()
+        self._holds = RecipientHolds()  # numbers waiting out a pair rate limit (131056)
         self.voice = VoiceNotes(spec, f"channels.{CHANNEL}")
         self.notices = Notices(gateway)
         # When each address last wrote to us: in memory only (see README: after a restart,
@@ -190,12 +192,18 @@ class WhatsAppChannel:
         else:
             messages = [(p, message) for p in prompts for message in outgoing(p, to)]
         event_id = str(event.get("id", ""))
+        self._holds.check(line.name, to)
         for index, (prompt, message) in enumerate(messages):
             if index < self._progress.sent(event_id):
                 continue  # sent by an earlier attempt of this event
-            wamid = await self._graph.send(
-                line.graph_base, line.phone_number_id, line.access_token, message
-            )
+            try:
+                wamid = await self._graph.send(
+                    line.graph_base, line.phone_number_id, line.access_token, message
+                )
+            except DeliveryError as exc:
+                if exc.recipient:  # a pair rate limit: this number waits, the others go on
+                    self._holds.refused(line.name, to, exc, spreads=False)
+                raise
             if wamid is not None and message["type"] == "interactive":
                 self._asked.remember(wamid, (data.get("response_id"), prompt.get("question_id")))
             self._progress.advance(event_id)

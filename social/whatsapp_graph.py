@@ -115,7 +115,10 @@ def graph_error(status: int, code: int | None, retry_after: float | None) -> Del
     if status == 401 or code in TOKEN_CODES:
         return DeliveryError(f"{reason}: access token refused", retryable=True)
     retryable = status >= 500 or status == 429 or code in RETRYABLE_CODES
-    return DeliveryError(reason, retryable=retryable, retry_after=retry_after)
+    # The pair rate limit is one user's: only messages to that number wait (the others, and
+    # 130429, the business number's throughput, are the line's: the backend waits).
+    recipient = code == PAIR_RATE_LIMIT
+    return DeliveryError(reason, retryable=retryable, retry_after=retry_after, recipient=recipient)
 
 
 def _code(body: bytes) -> int | None:

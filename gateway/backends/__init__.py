@@ -61,10 +61,14 @@ class DeliveryError(Exception):
         retry_after: float | None = None,
         disable: bool = False,
         not_before: datetime | None = None,
+        recipient: bool = False,
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after  # seconds, from the receiver (Retry-After)
+        # retry_after is one recipient's limit (a Telegram chat, a WhatsApp number), not the
+        # receiver's: only this event waits it out, the backend goes on with the others.
+        self.recipient = recipient
         self.disable = disable  # the receiver is gone for good (HTTP 410): stop this backend
         # Not a failure: this event may not go before then (quiet hours); nothing else waits.
         self.not_before = not_before

@@ -24,6 +24,7 @@ class FakeBotApi:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.times: list[tuple[str, Any, float]] = []  # (method, chat_id, loop time) of each call
         self.failures: dict[str, list[tuple[int, dict[str, Any]] | None]] = {}
         self.updates: list[dict[str, Any]] = []
         self.tokens: list[tuple[str, str]] = []  # (method, token) of every call
@@ -55,6 +56,14 @@ class FakeBotApi:
             params
             for name, params in self.calls
             if name == method and (chat_id is None or params.get("chat_id") == chat_id)
+        ]
+
+    def when(self, method: str, chat_id: str | None = None) -> list[float]:
+        """The loop time of every call of one method (to one chat, if given), in order."""
+        return [
+            at
+            for name, chat, at in self.times
+            if name == method and (chat_id is None or chat == chat_id)
         ]
 
     def fail_next(
@@ -95,6 +104,7 @@ class FakeBotApi:
         self.tokens.append((method, request.match_info["token"]))
         params = {k: _decoded(v) for k, v in (await request.post()).items()}
         self.calls.append((method, params))
+        self.times.append((method, params.get("chat_id"), asyncio.get_running_loop().time()))
         failures = self.failures.get(f"{method}:{params.get('chat_id')}") or self.failures.get(
             method
         )

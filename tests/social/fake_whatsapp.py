@@ -25,6 +25,8 @@ class FakeGraphApi:
         self.authorizations: list[str] = []
         self.paths: list[str] = []
         self.failures: list[tuple[int, dict[str, Any], dict[str, str]] | None] = []
+        self.failures_to: dict[str, list[tuple[int, dict[str, Any], dict[str, str]]]] = {}
+        self.tried: list[tuple[str, float]] = []  # (to, loop time) of every send, failed or not
         self.url = ""
         self.media: dict[str, bytes] = {}  # media id -> content (voice notes users sent)
         self.media_calls: list[str] = []  # paths of GET requests for media
@@ -61,12 +63,21 @@ class FakeGraphApi:
             return web.Response(status=404)
         return web.Response(body=self.media[media_id], content_type="audio/ogg")
 
-    def fail_next(self, status: int, code: int, retry_after: str | None = None) -> None:
-        """Make the next send fail with a Graph API error."""
+    def fail_next(
+        self, status: int, code: int, retry_after: str | None = None, *, to: str | None = None
+    ) -> None:
+        """Make the next send (to the number `to` only, if given) fail with a Graph API error."""
         error = {"message": f"(#{code}) failure", "type": "OAuthException", "code": code,
                  "fbtrace_id": "AbCdEf"}  # fmt: skip
         headers = {"Retry-After": retry_after} if retry_after else {}
-        self.failures.append((status, {"error": error}, headers))
+        if to is not None:
+            self.failures_to.setdefault(to, []).append((status, {"error": error}, headers))
+        else:
+            self.failures.append((status, {"error": error}, headers))
+
+    def when(self, to: str) -> list[float]:
+        """The loop time of every send to one number, refused or not, in order."""
+        return [at for number, at in self.tried if number == to]
 
     def pass_next(self) -> None:
         """Let the next send succeed before the failures queued after it."""
@@ -85,7 +96,9 @@ class FakeGraphApi:
         self.paths.append(request.path)
         self.authorizations.append(request.headers.get("Authorization", ""))
         body = await request.json()
-        failure = self.failures.pop(0) if self.failures else None
+        self.tried.append((str(body.get("to")), asyncio.get_running_loop().time()))
+        mine = self.failures_to.get(str(body.get("to")))
+        failure = mine.pop(0) if mine else self.failures.pop(0) if self.failures else None
         if failure is not None:
             status, error, headers = failure
             return web.json_response(error, status=status, headers=headers)

@@ -71,7 +71,21 @@ async def test_graph_failures_are_typed_delivery_errors(
         await channel.deliver(event(THANKS))
     assert caught.value.retryable is retryable
     assert caught.value.retry_after == retry_after
+    assert caught.value.recipient is (code == 131056)  # only the pair rate limit is one user's
     assert "989121234567" not in str(caught.value) and ACCESS_TOKEN not in str(caught.value)
+
+
+async def test_a_number_under_its_pair_rate_limit_is_not_tried_again_before_it_ends(
+    channel: WhatsAppChannel, graph_api: FakeGraphApi
+) -> None:
+    graph_api.fail_next(400, 131056)
+    with pytest.raises(DeliveryError):
+        await channel.deliver(event(THANKS))
+    with pytest.raises(DeliveryError) as held:  # another event for the number: not sent
+        await channel.deliver({**event(THANKS), "id": "evt-2"})
+    assert held.value.recipient and 5.5 < (held.value.retry_after or 0) <= 6.0
+    await channel.deliver(event(THANKS, address="whatsapp:+989127654321"))  # another: at once
+    assert [m["to"] for m in graph_api.messages] == ["989127654321"]
 
 
 async def test_a_retry_resumes_after_the_last_message_sent(
