@@ -283,3 +283,27 @@ def test_a_value_of_the_wrong_type_is_said_and_the_next_line_checked(tmp_path: P
             "gateway.yaml:8:66: channels.sms.lines.kv.poll_interval: a number of seconds above 0",
         ],
     )
+
+
+def test_every_mistake_in_the_email_block_at_once(tmp_path: Path) -> None:
+    """validate and run said the reply domain only; fixed, the relay's TLS mode; then the
+    unknown key (said beside a mistake only when it was a near miss)."""
+    config(
+        tmp_path,
+        """\
+  email:
+    reply_domain: not a domain
+    token_secret: s3cr3t-s3cr3t-s3cr3t
+    from: Surveys <surveys@example.com>
+    relay: {host: 127.0.0.1, tls: ssl}
+    colour: blue
+""",
+    )
+    refused_alike(
+        tmp_path,
+        [
+            "gateway.yaml:6:5: channels.email.reply_domain: 'not a domain' is not a domain name",
+            "gateway.yaml:9:30: channels.email.relay.tls: starttls, implicit or none",
+            "gateway.yaml:10:5: channels.email.colour: unknown key",
+        ],
+    )
