@@ -307,3 +307,55 @@ def test_every_mistake_in_the_email_block_at_once(tmp_path: Path) -> None:
             "gateway.yaml:10:5: channels.email.colour: unknown key",
         ],
     )
+
+
+def test_every_mistake_in_the_telegram_block_at_once(tmp_path: Path) -> None:
+    """validate and run said the first bot's mode only; then the second bot's secret; then
+    the voice block."""
+    config(
+        tmp_path,
+        """\
+  telegram:
+    bots:
+      shop: {token: '123:s3cr3t', mode: poling}
+      desk: {token: '456:s3cr3t', secret: has space}
+    voice: {min_confidence: 2}
+""",
+    )
+    refused_alike(
+        tmp_path,
+        [
+            "gateway.yaml:7:35: channels.telegram.bots.shop.mode: webhook or polling",
+            "gateway.yaml:8:35: channels.telegram.bots.desk.secret: required for webhooks,"
+            " 1-256 characters of A-Z, a-z, 0-9, _ and -",
+            "gateway.yaml:9:13: channels.telegram.voice.min_confidence: a number from 0 to 1",
+        ],
+    )
+
+
+def test_every_mistake_in_the_whatsapp_block_at_once(tmp_path: Path) -> None:
+    """validate and run said the Graph address only; then the missing secret; then the
+    timeout, which was read after every line."""
+    config(
+        tmp_path,
+        """\
+  whatsapp:
+    timeout: -1
+    lines:
+      shop:
+        phone_number_id: '1234'
+        access_token: s3cr3t
+        verify_token: s3cr3t-verify
+        graph_base: ftp://graph.example
+""",
+    )
+    refused_alike(
+        tmp_path,
+        [
+            "gateway.yaml:6:5: channels.whatsapp.timeout: a number of seconds (0 or more) is"
+            " required",
+            "gateway.yaml:8:7: channels.whatsapp.lines.shop.app_secret: a non-empty string is"
+            " required",
+            "gateway.yaml:12:9: channels.whatsapp.lines.shop.graph_base: an http(s) URL",
+        ],
+    )
