@@ -359,3 +359,26 @@ def test_every_mistake_in_the_whatsapp_block_at_once(tmp_path: Path) -> None:
             "gateway.yaml:12:9: channels.whatsapp.lines.shop.graph_base: an http(s) URL",
         ],
     )
+
+
+def test_every_mistake_in_the_ivr_block_at_once(tmp_path: Path) -> None:
+    """validate and run said the number of workers only; then the recordings' days; and the
+    survey that is not there only once the rest was right (at no key)."""
+    config(
+        tmp_path,
+        """\
+  ivr:
+    default_survey: post_call_nsp
+    workers: 0
+    recordings: {keep_days: 0}
+""",
+    )
+    refused_alike(
+        tmp_path,
+        [
+            "gateway.yaml:6:5: channels.ivr.default_survey: no survey 'post_call_nsp' (surveys:"
+            " issue_resolved, post_call_nps, ticket_csat)",
+            "gateway.yaml:7:5: channels.ivr.workers must be between 1 and 64",
+            "gateway.yaml:8:18: channels.ivr.recordings.keep_days must be between 1 and 36500",
+        ],
+    )

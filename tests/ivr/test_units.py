@@ -114,6 +114,31 @@ def test_bad_settings_are_refused(spec: dict[str, Any], message: str) -> None:
         parse(spec)
 
 
+def test_every_bad_setting_is_said_at_once() -> None:
+    """parse() said the first wrong key only: the operator met the next one after each fix."""
+    spec = _spec(
+        workers=0,
+        context_headers=["X Agent", "X-Queue", "X:Store"],
+        end_key="5",
+        control={"port": 70000, "allow": ["not a net"]},
+        surveys={"50 00": "s", "5000": "a"},
+        recordings={"enabled": "yes", "keep_days": 0},
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse(spec)
+    assert str(caught.value).split("\n") == [
+        "channels.ivr.workers must be between 1 and 64",
+        "channels.ivr.surveys: '50 00' must map a dialled number to a survey id",
+        "channels.ivr.context_headers: 'X Agent' is not a header name",
+        "channels.ivr.context_headers: 'X:Store' is not a header name",
+        "channels.ivr.end_key must be '#', '*' or empty",
+        "channels.ivr.recordings.enabled must be true or false",
+        "channels.ivr.recordings.keep_days must be between 1 and 36500",
+        "channels.ivr.control.port must be between 0 and 65535",
+        "channels.ivr.control.allow: 'not a net' is not a network like 10.0.0.0/8",
+    ]
+
+
 def test_settings_travel_to_the_pool_unchanged() -> None:
     settings = parse(_spec(workers=3, surveys={"5000": "a"}, allow=["10.0.0.0/8"], max_call="5m"))
     again = IvrSettings.from_json(settings.to_json())
