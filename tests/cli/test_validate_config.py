@@ -382,3 +382,34 @@ def test_every_mistake_in_the_ivr_block_at_once(tmp_path: Path) -> None:
             "gateway.yaml:8:18: channels.ivr.recordings.keep_days must be between 1 and 36500",
         ],
     )
+
+
+def test_correct_blocks_of_every_channel_give_no_error(tmp_path: Path) -> None:
+    """The four blocks above, corrected: nothing said, exit 0 (nothing over-reported)."""
+    config(
+        tmp_path,
+        """\
+  email:
+    reply_domain: reply.example.com
+    token_secret: s3cr3t-s3cr3t-s3cr3t
+    from: Surveys <surveys@example.com>
+    relay: {host: 127.0.0.1, tls: none, port: 25}
+  telegram:
+    bots:
+      shop: {token: '123:s3cr3t', mode: polling}
+      desk: {token: '456:s3cr3t', secret: no-space}
+    voice: {min_confidence: 0.5}
+  whatsapp:
+    timeout: 5
+    lines:
+      shop: {phone_number_id: '1234', access_token: s3cr3t, app_secret: s3cr3t,
+             verify_token: s3cr3t-verify, graph_base: 'http://127.0.0.1:9'}
+  ivr:
+    default_survey: post_call_nps
+    workers: 1
+    recordings: {keep_days: 30}
+""",
+    )
+    done = seda(tmp_path, "validate")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "gateway.yaml" not in done.stdout and "0 error(s)" in done.stderr
