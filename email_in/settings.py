@@ -110,7 +110,8 @@ def parse(spec: Mapping[str, Any]) -> EmailSettings:
     sender = p.value(lambda: _sender(spec), "")
     cert, key = _path(spec, "tls_cert"), _path(spec, "tls_key")
     if (cert is None) != (key is None):
-        p.add("channels.email: tls_cert and tls_key go together")
+        given, missing = ("tls_cert", "tls_key") if key is None else ("tls_key", "tls_cert")
+        p.add(f"channels.email.{given}: needs {missing} beside it (give both, or neither)")
     require_tls = p.value(lambda: _flag(spec, "require_starttls", False), False)
     if require_tls and cert is None:
         p.add("channels.email.require_starttls needs tls_cert and tls_key")
@@ -200,7 +201,8 @@ def _relay(spec: Any) -> Relay:
     username = spec.get("username")
     password = spec.get("password")
     if (username is None) != (password is None):
-        p.add("channels.email.relay: username and password go together")
+        one, other = ("username", "password") if password is None else ("password", "username")
+        p.add(f"channels.email.relay.{one}: needs {other} beside it (give both, or neither)")
     given: int | None = p.value(lambda: _relay_port(spec), None)
     tls = p.value(lambda: _relay_tls(spec, given), None)
     ca_file = _path(spec, "ca_file")

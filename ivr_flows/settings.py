@@ -188,7 +188,10 @@ def read(spec: Mapping[str, Any]) -> tuple[IvrSettings, list[str]]:
     )
     last = settings.worker_port_base + workers - 1
     if workers > 1 and settings.worker_port_base <= settings.sip_port <= last:
-        p.add(f"{where}: the worker ports overlap sip.port {settings.sip_port}")
+        ports = f"{settings.worker_port_base}-{last}"
+        p.add(
+            f"{where}.worker_port_base: worker ports {ports} overlap sip.port {settings.sip_port}"
+        )
     return settings, p.lines
 
 

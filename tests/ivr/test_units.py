@@ -106,7 +106,10 @@ def _spec(**over: Any) -> dict[str, Any]:
         (_spec(end_key="5"), "end_key"),
         (_spec(max_call="forever"), "duration"),
         (_spec(language="Farsi!"), "language"),
-        (_spec(workers=3, sip={"port": 5071}, worker_port_base=5070), "overlap"),
+        (
+            _spec(workers=3, sip={"port": 5071}, worker_port_base=5070),
+            r"ivr.worker_port_base: worker ports 5070-5072 overlap sip.port 5071",
+        ),
     ],
 )
 def test_bad_settings_are_refused(spec: dict[str, Any], message: str) -> None:
