@@ -33,6 +33,7 @@ from email_in.signing import Signer
 from email_in.tokens import Tokens
 from email_in.unsubscribe import Unsubscribe
 from gateway.backends import DeliveryError
+from gateway.config import ConfigError
 from gateway.logs import fields
 from gateway.router import Gateway
 
@@ -158,6 +159,7 @@ class EmailChannel:
     """Replies by email (inbound SMTP) and invitations by email (through a relay)."""
 
     name = "email"
+    checks_whole_block = True  # parse() looks up every key, past every mistake
 
     def __init__(self, gateway: Gateway, spec: Mapping[str, Any]):
         self.gateway = gateway
@@ -184,8 +186,12 @@ class EmailChannel:
 
     @staticmethod
     def check_settings(spec: Mapping[str, Any], surveys: Collection[str] | None) -> list[str]:
-        """`seda validate` and `seda run`: the block as the channel reads it at start."""
-        parse(spec)
+        """`seda validate` and `seda run`: every mistake of the block as the channel reads it
+        at start, one line each."""
+        try:
+            parse(spec)
+        except ConfigError as exc:
+            return str(exc).split("\n")
         return []
 
     @property

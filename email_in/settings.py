@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import dkim.crypto
 
-from gateway.config import ConfigError
+from gateway.config import ConfigError, Problems
 
 _DOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9-]{1,63})+$")
 _ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
@@ -24,9 +24,6 @@ _SELECTOR = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?$")
 TlsMode = Literal["starttls", "implicit", "none"]
 TLS_MODES: tuple[TlsMode, ...] = ("starttls", "implicit", "none")
 SMTPS_PORT = 465
-_RELAY_KEYS = frozenset(
-    {"host", "port", "tls", "starttls", "ca_file", "username", "password", "timeout", "connections"}
-)
 
 
 @dataclass(frozen=True)
@@ -106,101 +103,142 @@ class EmailSettings:
 
 
 def parse(spec: Mapping[str, Any]) -> EmailSettings:
-    """Read `channels.email`; every problem is a ConfigError naming the key."""
+    """Read `channels.email`; a ConfigError with one line for each mistake, naming its key."""
+    p = Problems()
+    domain = p.value(lambda: _domain(spec), "")
+    secret = p.value(lambda: _secret(spec), "")
+    sender = p.value(lambda: _sender(spec), "")
+    cert, key = _path(spec, "tls_cert"), _path(spec, "tls_key")
+    if (cert is None) != (key is None):
+        given, missing = ("tls_cert", "tls_key") if key is None else ("tls_key", "tls_cert")
+        p.add(f"channels.email.{given}: needs {missing} beside it (give both, or neither)")
+    require_tls = p.value(lambda: _flag(spec, "require_starttls", False), False)
+    if require_tls and cert is None:
+        p.add("channels.email.require_starttls needs tls_cert and tls_key")
+    link_base = spec.get("link_base")
+    if link_base is not None and not re.match(r"^https?://[^\s/]+(/\S*)?$", str(link_base)):
+        p.add("channels.email.link_base: an http(s) URL such as https://seda.example")
+    subject: dict[str, str] = p.value(lambda: _subject(spec), {})
+
+    def number(key: str, default: int, low: int, high: int) -> int:
+        return p.value(lambda: _number(spec, key, default, low, high), default)
+
+    settings = EmailSettings(
+        reply_domain=domain,
+        token_secret=secret.encode("utf-8"),
+        sender=sender,
+        relay=p.value(lambda: _relay(spec.get("relay")), Relay("")),
+        host=str(spec.get("host", "127.0.0.1")),
+        port=number("port", 2525, 0, 65535),
+        hostname=str(spec.get("hostname") or domain),
+        data_size_limit=number("data_size_limit", MIB, 1024, 64 * MIB),
+        max_recipients=number("max_recipients", 10, 1, 1000),
+        timeout=float(number("timeout", 300, 1, 3600)),
+        max_connections=number("max_connections", 100, 1, 100_000),
+        max_connections_per_client=number("max_connections_per_client", 20, 1, 100_000),
+        tls_cert=cert,
+        tls_key=key,
+        require_starttls=require_tls,
+        link_base=str(link_base).rstrip("/") if link_base else None,
+        verp=p.value(lambda: _flag(spec, "verp", True), True),
+        subject=subject,
+        authenticity=p.value(lambda: _authenticity(spec.get("authenticity", {})), Authenticity()),
+        signing=p.value(lambda: _signing(spec.get("dkim")), None),
+    )
+    if (cert is None) == (key is None):
+        try:
+            settings.tls_context()
+        except (OSError, ssl.SSLError) as exc:
+            p.add(f"channels.email.tls_cert/tls_key: cannot be loaded ({exc})")
+    p.check()
+    return settings
+
+
+def _domain(spec: Mapping[str, Any]) -> str:
     domain = _text(spec, "reply_domain").lower().rstrip(".")
     if not _DOMAIN.match(domain):
         raise ConfigError(f"channels.email.reply_domain: {domain!r} is not a domain name")
+    return domain
+
+
+def _secret(spec: Mapping[str, Any]) -> str:
     secret = _text(spec, "token_secret")
     if len(secret.encode("utf-8")) < 16:
         raise ConfigError("channels.email.token_secret: use at least 16 random characters")
+    return secret
+
+
+def _sender(spec: Mapping[str, Any]) -> str:
     sender = _text(spec, "from")
     address = sender.rpartition("<")[2].rstrip(">").strip()
     if not _ADDRESS.match(address):
         raise ConfigError("channels.email.from: not an email address")
     if not address.isascii():  # it would need SMTPUTF8 everywhere; the name may be in any script
         raise ConfigError("channels.email.from: the address must be ASCII (the name need not be)")
-    cert, key = _path(spec, "tls_cert"), _path(spec, "tls_key")
-    if (cert is None) != (key is None):
-        raise ConfigError("channels.email: tls_cert and tls_key go together")
-    require_tls = _flag(spec, "require_starttls", False)
-    if require_tls and cert is None:
-        raise ConfigError("channels.email.require_starttls needs tls_cert and tls_key")
-    link_base = spec.get("link_base")
-    if link_base is not None and not re.match(r"^https?://[^\s/]+(/\S*)?$", str(link_base)):
-        raise ConfigError("channels.email.link_base: an http(s) URL such as https://seda.example")
+    if "\r" in sender or "\n" in sender:
+        raise ConfigError("channels.email.from: a single line")
+    return sender
+
+
+def _subject(spec: Mapping[str, Any]) -> dict[str, str]:
     subject = spec.get("subject", {})
     if not isinstance(subject, Mapping):
         raise ConfigError("channels.email.subject: a mapping of language to subject line")
-    if any("\r" in str(v) or "\n" in str(v) for v in [sender, *subject.values()]):
-        raise ConfigError("channels.email: from and subject are single lines")
-    settings = EmailSettings(
-        reply_domain=domain,
-        token_secret=secret.encode("utf-8"),
-        sender=sender,
-        relay=_relay(spec.get("relay")),
-        host=str(spec.get("host", "127.0.0.1")),
-        port=_number(spec, "port", 2525, 0, 65535),
-        hostname=str(spec.get("hostname") or domain),
-        data_size_limit=_number(spec, "data_size_limit", MIB, 1024, 64 * MIB),
-        max_recipients=_number(spec, "max_recipients", 10, 1, 1000),
-        timeout=float(_number(spec, "timeout", 300, 1, 3600)),
-        max_connections=_number(spec, "max_connections", 100, 1, 100_000),
-        max_connections_per_client=_number(spec, "max_connections_per_client", 20, 1, 100_000),
-        tls_cert=cert,
-        tls_key=key,
-        require_starttls=require_tls,
-        link_base=str(link_base).rstrip("/") if link_base else None,
-        verp=_flag(spec, "verp", True),
-        subject={str(k): str(v) for k, v in subject.items()},
-        authenticity=_authenticity(spec.get("authenticity", {})),
-        signing=_signing(spec.get("dkim")),
-    )
-    try:
-        settings.tls_context()
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"channels.email.tls_cert/tls_key: cannot be loaded ({exc})") from None
-    return settings
+    found = {str(k): str(v) for k, v in subject.items()}
+    if any("\r" in line or "\n" in line for line in found.values()):
+        raise ConfigError("channels.email.subject: subjects are single lines")
+    return found
 
 
 def _relay(spec: Any) -> Relay:
-    if not isinstance(spec, Mapping) or not spec.get("host"):
-        raise ConfigError("channels.email.relay.host: the SMTP server that sends Seda's mail")
-    unknown = sorted(str(key) for key in spec if key not in _RELAY_KEYS)
-    if unknown:  # a misspelt ca_file would otherwise go unnoticed until the first email
-        known = ", ".join(sorted(_RELAY_KEYS))
-        raise ConfigError(f"channels.email.relay: unknown {', '.join(unknown)} (known: {known})")
+    """relay: every mistake in it (the keys it does not know: gateway/config_check.py)."""
+    needed = "channels.email.relay.host: the SMTP server that sends Seda's mail"
+    if not isinstance(spec, Mapping):
+        raise ConfigError(needed)
+    p = Problems()
+    if not spec.get("host"):
+        p.add(needed)
     username = spec.get("username")
     password = spec.get("password")
     if (username is None) != (password is None):
-        raise ConfigError("channels.email.relay: username and password go together")
-    tls = _relay_tls(spec)
-    default_port = SMTPS_PORT if tls == "implicit" else 587
+        one, other = ("username", "password") if password is None else ("password", "username")
+        p.add(f"channels.email.relay.{one}: needs {other} beside it (give both, or neither)")
+    given: int | None = p.value(lambda: _relay_port(spec), None)
+    tls = p.value(lambda: _relay_tls(spec, given), None)
     ca_file = _path(spec, "ca_file")
     if ca_file is not None and tls == "none":
-        raise ConfigError("channels.email.relay.ca_file: only with tls: starttls or implicit")
+        p.add("channels.email.relay.ca_file: only with tls: starttls or implicit")
+    port = given or (SMTPS_PORT if tls == "implicit" else 587)
     relay = Relay(
-        host=str(spec["host"]),
-        port=_number(spec, "port", default_port, 1, 65535, "relay."),
-        tls=tls,
+        host=str(spec.get("host")),
+        port=port,
+        tls=tls or "starttls",
         username=None if username is None else str(username),
         password=None if password is None else str(password),
-        timeout=float(_number(spec, "timeout", 30, 1, 600, "relay.")),
-        connections=_number(spec, "connections", 4, 1, 64, "relay."),
+        timeout=float(p.value(lambda: _number(spec, "timeout", 30, 1, 600, "relay."), 30)),
+        connections=p.value(lambda: _number(spec, "connections", 4, 1, 64, "relay."), 4),
         ca_file=ca_file,
     )
-    if ca_file is not None:
+    if ca_file is not None and tls in ("starttls", "implicit"):
         try:
             relay.tls_context()
         except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"channels.email.relay.ca_file: cannot be loaded ({exc})") from None
+            p.add(f"channels.email.relay.ca_file: cannot be loaded ({exc})")
+    p.check()
     return relay
 
 
-def _relay_tls(spec: Mapping[str, Any]) -> TlsMode:
+def _relay_port(spec: Mapping[str, Any]) -> int | None:
+    """relay.port as given (None: not given)."""
+    if spec.get("port") is None:
+        return None
+    return _number(spec, "port", 587, 1, 65535, "relay.")
+
+
+def _relay_tls(spec: Mapping[str, Any], port: int | None) -> TlsMode:
     """relay.tls, or what the older `starttls: true|false` and the port say."""
-    port = _number(spec, "port", 587, 1, 65535, "relay.")
-    starttls = None if spec.get("starttls") is None else _flag(spec, "starttls", True, "relay.")
     tls = spec.get("tls")
+    starttls = None if spec.get("starttls") is None else _flag(spec, "starttls", True, "relay.")
     if tls is None:
         if starttls is None:
             return "implicit" if port == SMTPS_PORT else "starttls"
@@ -224,26 +262,28 @@ def _relay_tls(spec: Mapping[str, Any]) -> TlsMode:
 def _authenticity(spec: Any) -> Authenticity:
     if not isinstance(spec, Mapping):
         raise ConfigError("channels.email.authenticity: a mapping (policy, dns_server, ...)")
+    p = Problems()
     policy = spec.get("policy", "record")
     if policy not in POLICIES:
-        raise ConfigError("channels.email.authenticity.policy: off, record or require")
+        p.add("channels.email.authenticity.policy: off, record or require")
     server = spec.get("dns_server")
     address = None
     if server is not None:
         host, colon, port = str(server).rpartition(":")
         host = host.strip("[]")
         if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError(
-                "channels.email.authenticity.dns_server: host:port, e.g. 127.0.0.1:53"
-            )
-        address = (host, int(port))
+            p.add("channels.email.authenticity.dns_server: host:port, e.g. 127.0.0.1:53")
+        else:
+            address = (host, int(port))
     authserv_id = spec.get("authserv_id")
     if authserv_id is not None and not _AUTHSERV_ID.match(str(authserv_id)):
-        raise ConfigError("channels.email.authenticity.authserv_id: your MTA's host name")
+        p.add("channels.email.authenticity.authserv_id: your MTA's host name")
+    timeout = p.value(lambda: _number(spec, "dns_timeout", 5, 1, 60, "authenticity."), 5)
+    p.check()
     return Authenticity(
         policy=str(policy),
         dns_server=address,
-        dns_timeout=float(_number(spec, "dns_timeout", 5, 1, 60, "authenticity.")),
+        dns_timeout=float(timeout),
         authserv_id=None if authserv_id is None else str(authserv_id).lower(),
     )
 
@@ -253,12 +293,19 @@ def _signing(spec: Any) -> Signing | None:
         return None
     if not isinstance(spec, Mapping):
         raise ConfigError("channels.email.dkim: a mapping of domain, selector and private_key")
+    p = Problems()
     domain = str(spec.get("domain", "")).lower().rstrip(".")
     if not _DOMAIN.match(domain):
-        raise ConfigError("channels.email.dkim.domain: the domain of the From address")
+        p.add("channels.email.dkim.domain: the domain of the From address")
     selector = str(spec.get("selector", "")).lower()
     if not _SELECTOR.match(selector):
-        raise ConfigError("channels.email.dkim.selector: a DNS label such as seda2025")
+        p.add("channels.email.dkim.selector: a DNS label such as seda2025")
+    key = p.value(lambda: _private_key(spec), b"")
+    p.check()
+    return Signing(domain, selector, key)
+
+
+def _private_key(spec: Mapping[str, Any]) -> bytes:
     path = _path(spec, "private_key")
     if path is None:
         raise ConfigError("channels.email.dkim.private_key: the file of the PEM private key")
@@ -271,7 +318,7 @@ def _signing(spec: Any) -> Signing | None:
         dkim.crypto.parse_pem_private_key(key)
     except Exception:  # dkimpy raises several kinds for a bad file
         raise ConfigError("channels.email.dkim.private_key: not a PEM RSA private key") from None
-    return Signing(domain, selector, key)
+    return key
 
 
 def _text(spec: Mapping[str, Any], key: str) -> str:

@@ -6,12 +6,12 @@ import difflib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jsonschema
 import yaml
@@ -32,6 +32,34 @@ class ConfigError(ValueError):
     def __init__(self, message: str, unset: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.unset = unset
+
+
+T = TypeVar("T")
+
+
+class Problems:
+    """A settings block's mistakes gathered as its parser goes on past each one, so that one
+    `seda validate` names them all (not the first, then the next after the fix)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def value(self, read: Callable[[], T], instead: T) -> T:
+        """What `read` gives; `instead` when it raised a ConfigError, which is kept."""
+        try:
+            return read()
+        except ConfigError as exc:
+            self.lines += str(exc).split("\n")
+            return instead
+
+    def add(self, line: str) -> None:
+        """A mistake found by the parser itself."""
+        self.lines.append(line)
+
+    def check(self) -> None:
+        """A ConfigError with one line for each mistake kept, if any."""
+        if self.lines:
+            raise ConfigError("\n".join(self.lines))
 
 
 @dataclass(frozen=True)

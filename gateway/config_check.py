@@ -142,14 +142,18 @@ def channel_problems(config: Config, name: str, surveys: Collection[str] | None)
     given = config.channels[name]
     shared = {"speech": config.speech} if config.speech and "speech" not in given else {}
     spec = Reading({**given, **shared}, f"channels.{name}")
+    # A check that goes on past a mistake has looked up every key it knows: what it did not
+    # look up is unknown beside a mistake too. Others stop at a line's first mistake.
+    whole = getattr(factory, "checks_whole_block", False) is True
     try:
         found: list[str] = list(check(spec, surveys))
     except ConfigError as exc:
-        found = str(exc).split("\n")
+        found, whole = str(exc).split("\n"), False
     except Exception as exc:  # a value of a type the parser did not expect: said, at its key
         reason = str(exc).split(":")[0]  # not the value itself: it may be a secret
         found = [f"{spec.trail[0]}: not a valid value ({type(exc).__name__}: {reason})"]
-    failed = {_deepest(spec, line) for line in found}
+        whole = False
+    failed = set() if whole else {_deepest(spec, line) for line in found}
     for block in spec.blocks():
         ignore = CORE_KEYS | set(shared) if block is spec else ()
         stopped = any(f"{block.where}.".startswith(f"{where}.") for where in failed)

@@ -106,7 +106,10 @@ class SettingsCheck(Protocol):
     with the same parsing the channel starts with (`seda validate`, and `seda run` before it
     starts: gateway/config_check.py). The block it gets remembers which keys were looked up:
     the keys never looked up are reported as unknown, so the check must look at every setting
-    the channel would use, also those used only later (when sending)."""
+    the channel would use, also those used only later (when sending). A check that goes on
+    past each mistake, looking up every key whatever it found (`checks_whole_block = True` on
+    the factory), has a key it did not look up reported as unknown beside a mistake too;
+    otherwise only a near miss of a key it looked for is, in a block where it stopped."""
 
     def check_settings(self, spec: Mapping[str, Any], surveys: Collection[str] | None) -> list[str]:
         """Every problem found, one `channels.<name>.<key>: problem` line each (a ConfigError

@@ -37,7 +37,7 @@ from gateway.router import Gateway
 from gateway.secret import same_secret
 from ivr_flows import asking, kamailio, recordings, sipmsg
 from ivr_flows.prompts import PromptCache, wav_seconds
-from ivr_flows.settings import IvrSettings, allowed, parse
+from ivr_flows.settings import IvrSettings, allowed, parse, read
 from ivr_flows.turns import Prompt, Turn
 
 log = logging.getLogger("seda.ivr")
@@ -74,6 +74,7 @@ class IvrChannel:
     """Post-call IVR surveys: SIP (pjsua2 workers behind Kamailio), DTMF and Vosk speech."""
 
     name = "ivr"
+    checks_whole_block = True  # check_settings looks up every key, past every mistake
 
     def __init__(self, gateway: Gateway, spec: Mapping[str, Any]) -> None:
         self.gateway = gateway
@@ -100,8 +101,10 @@ class IvrChannel:
 
     @staticmethod
     def check_settings(spec: Mapping[str, Any], surveys: Collection[str] | None) -> list[str]:
-        """`seda validate` and `seda run`: the block as the channel reads it at start."""
-        return [] if surveys is None else _missing_surveys(parse(spec), surveys)
+        """`seda validate` and `seda run`: every mistake of the block as the channel reads it
+        at start, one line each, and each survey it names that is not there."""
+        settings, problems = read(spec)
+        return problems + ([] if surveys is None else _missing_surveys(settings, surveys))
 
     def routes(self) -> list[web.RouteDef]:
         """None on the public server: the workers' API has its own loopback listener."""
@@ -552,8 +555,12 @@ def _confidence(value: object) -> float:
 
 
 def _missing_surveys(settings: IvrSettings, surveys: Collection[str]) -> list[str]:
-    wanted = {settings.default_survey, *settings.surveys.values()} - {""}
-    unknown = sorted(s for s in wanted if s not in surveys)
-    if unknown:
-        return [f"channels.ivr names surveys that do not exist: {', '.join(unknown)}"]
-    return []
+    """A line for each survey the block names that is not there, at its key."""
+    known = f"(surveys: {', '.join(sorted(surveys))})"
+    named = [("default_survey", settings.default_survey)]
+    named += [(f"surveys.{user}", survey) for user, survey in settings.surveys.items()]
+    return [
+        f"channels.ivr.{key}: no survey {survey!r} {known}"
+        for key, survey in named
+        if survey and survey not in surveys
+    ]

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.config import ConfigError, duration
+from gateway.config import ConfigError, Problems, duration
 
 MAX_CALLS_PER_WORKER = 4  # the pjsua2-python wheel is built with PJSUA_MAX_CALLS = 4
 # The workers' audio rate: telephone calls are 8 kHz (G.711), so the conference bridge, the
@@ -91,67 +91,96 @@ class IvrSettings:
 
 
 def parse(spec: Mapping[str, Any]) -> IvrSettings:
-    """IvrSettings from the channel's block; ConfigError names the first wrong key."""
+    """IvrSettings from the channel's block; a ConfigError names every wrong key, one a line."""
+    settings, problems = read(spec)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return settings
+
+
+def read(spec: Mapping[str, Any]) -> tuple[IvrSettings, list[str]]:
+    """The settings as far as they can be read, and every mistake in the block (one line
+    each, at its key): each key is read whatever was wrong before it."""
     where = "channels.ivr"
-    sip = _mapping(spec.get("sip", {}), f"{where}.sip")
-    workers = _int(spec.get("workers", 1), f"{where}.workers", 1, 64)
-    calls = _int(spec.get("calls_per_worker", 4), f"{where}.calls_per_worker", 1, 4)
-    surveys = _mapping(spec.get("surveys", {}), f"{where}.surveys")
-    for user, survey in surveys.items():
-        if not _USER.match(str(user)) or not isinstance(survey, str) or not survey:
-            raise ConfigError(f"{where}.surveys: {user!r} must map a dialled number to a survey id")
+    p = Problems()
+
+    sip: Mapping[str, Any] = p.value(lambda: _mapping(spec.get("sip", {}), f"{where}.sip"), {})
+    workers = p.value(lambda: _int(spec.get("workers", 1), f"{where}.workers", 1, 64), 1)
+    calls = p.value(
+        lambda: _int(spec.get("calls_per_worker", 4), f"{where}.calls_per_worker", 1, 4), 4
+    )
+    surveys: dict[str, str] = p.value(
+        lambda: _surveys(spec.get("surveys", {}), f"{where}.surveys"), {}
+    )
     default_survey = str(spec.get("default_survey", "") or "")
-    if not surveys and not default_survey:
-        raise ConfigError(f"{where}: set default_survey or surveys (dialled number -> survey)")
-    headers = tuple(str(h) for h in spec.get("context_headers", DEFAULT_CONTEXT_HEADERS))
-    for header in headers:
-        if not _HEADER.match(header):
-            raise ConfigError(f"{where}.context_headers: {header!r} is not a header name")
+    if not spec.get("surveys") and not default_survey:
+        p.add(f"{where}: set default_survey or surveys (dialled number -> survey)")
+    headers: tuple[str, ...] = p.value(
+        lambda: _headers(spec.get("context_headers"), f"{where}.context_headers"), ()
+    )
     language = str(spec.get("language", "") or "")
     if language and not _LANGUAGE.match(language):
-        raise ConfigError(f"{where}.language: {language!r} is not a language code like fa or en")
+        p.add(f"{where}.language: {language!r} is not a language code like fa or en")
     end_key = str(spec.get("end_key", "#"))
     if end_key not in ("#", "*", ""):
-        raise ConfigError(f"{where}.end_key must be '#', '*' or empty")
-    control = _mapping(spec.get("control", {}), f"{where}.control")
-    speech = _mapping(spec.get("speech", {}), f"{where}.speech")
-    voices = {str(k): str(v) for k, v in _mapping(spec.get("voices", {}), where).items()}
-    recordings = _recordings(spec.get("recordings", {}), f"{where}.recordings")
+        p.add(f"{where}.end_key must be '#', '*' or empty")
+    control: Mapping[str, Any] = p.value(
+        lambda: _mapping(spec.get("control", {}), f"{where}.control"), {}
+    )
+    speech: Mapping[str, Any] = p.value(
+        lambda: _mapping(spec.get("speech", {}), f"{where}.speech"), {}
+    )
+    voices: Mapping[str, Any] = p.value(
+        lambda: _mapping(spec.get("voices", {}), f"{where}.voices"), {}
+    )
+    recordings: dict[str, Any] = p.value(
+        lambda: _recordings(spec.get("recordings", {}), f"{where}.recordings"), {}
+    )
+    defaults = IvrSettings()
+
+    def number(key: str, value: object, low: int = 0, high: int = 65535) -> int:
+        return p.value(lambda: _int(value, f"{where}.{key}", low, high), 0)
+
+    def real(key: str, value: object, high: float = 3600.0) -> float:
+        return p.value(lambda: _float(value, f"{where}.{key}", high), 0.0)
+
+    def seconds(key: str, value: object) -> float:
+        return p.value(lambda: _seconds(value, f"{where}.{key}"), 0.0)
+
+    def networks(key: str, value: object) -> tuple[str, ...]:
+        return p.value(lambda: _networks(value, f"{where}.{key}"), ())
+
     settings = IvrSettings(
         sip_host=str(sip.get("host", "127.0.0.1")),
-        sip_port=_int(sip.get("port", 5060), f"{where}.sip.port", 1, 65535),
+        sip_port=number("sip.port", sip.get("port", 5060), 1, 65535),
         workers=workers,
         worker_host=str(spec.get("worker_host", "127.0.0.1")),
-        worker_port_base=_int(spec.get("worker_port_base", 5070), f"{where}.worker_port_base"),
+        worker_port_base=number("worker_port_base", spec.get("worker_port_base", 5070)),
         calls_per_worker=calls,
-        rtp_port_base=_int(spec.get("rtp_port_base", 40000), f"{where}.rtp_port_base", 1024),
+        rtp_port_base=number("rtp_port_base", spec.get("rtp_port_base", 40000), 1024),
         public_address=str(spec.get("public_address", "") or ""),
-        allow=_networks(spec.get("allow", IvrSettings.allow), f"{where}.allow"),
-        rate=_float(spec.get("rate", 10), f"{where}.rate", 10000.0),
-        surveys={str(k): str(v) for k, v in surveys.items()},
+        allow=networks("allow", spec.get("allow", defaults.allow)),
+        rate=real("rate", spec.get("rate", 10), 10000.0),
+        surveys=surveys,
         default_survey=default_survey,
         language=language,
         context_headers=headers,
         survey_header=str(spec.get("survey_header", "X-Seda-Survey")),
         language_header=str(spec.get("language_header", "X-Seda-Language")),
-        max_call=_seconds(spec.get("max_call", "10m"), f"{where}.max_call"),
-        no_input=_seconds(spec.get("no_input", "6s"), f"{where}.no_input"),
-        digit_timeout=_float(spec.get("digit_timeout", 2.5), f"{where}.digit_timeout"),
+        max_call=seconds("max_call", spec.get("max_call", "10m")),
+        no_input=seconds("no_input", spec.get("no_input", "6s")),
+        digit_timeout=real("digit_timeout", spec.get("digit_timeout", 2.5)),
         end_key=end_key,
-        min_confidence=_float(spec.get("min_confidence", 0.4), f"{where}.min_confidence", 1.0),
-        end_silence=_float(spec.get("end_silence", 0.35), f"{where}.end_silence", 5.0),
-        open_end_silence=_float(
-            spec.get("open_end_silence", 2.0), f"{where}.open_end_silence", 30.0
-        ),
+        min_confidence=real("min_confidence", spec.get("min_confidence", 0.4), 1.0),
+        end_silence=real("end_silence", spec.get("end_silence", 0.35), 5.0),
+        open_end_silence=real("open_end_silence", spec.get("open_end_silence", 2.0), 30.0),
         speech=dict(speech),
         prompts_dir=str(spec.get("prompts", "var/prompts")),
-        voices=voices,
+        voices={str(k): str(v) for k, v in voices.items()},
         espeak=str(spec.get("espeak", "espeak-ng")),
         control_host=str(control.get("host", "127.0.0.1")),
-        control_port=_int(control.get("port", 0), f"{where}.control.port", 0, 65535),
-        control_allow=_networks(
-            control.get("allow", IvrSettings.control_allow), f"{where}.control.allow"
-        ),
+        control_port=number("control.port", control.get("port", 0), 0, 65535),
+        control_allow=networks("control.allow", control.get("allow", defaults.control_allow)),
         kamailio=str(spec.get("kamailio", "kamailio")),
         kamailio_dir=str(spec.get("kamailio_dir", "var/kamailio")),
         log_level=str(spec.get("log_level", "INFO")).upper(),
@@ -159,28 +188,58 @@ def parse(spec: Mapping[str, Any]) -> IvrSettings:
     )
     last = settings.worker_port_base + workers - 1
     if workers > 1 and settings.worker_port_base <= settings.sip_port <= last:
-        raise ConfigError(f"{where}: the worker ports overlap sip.port {settings.sip_port}")
-    return settings
+        ports = f"{settings.worker_port_base}-{last}"
+        p.add(
+            f"{where}.worker_port_base: worker ports {ports} overlap sip.port {settings.sip_port}"
+        )
+    return settings, p.lines
+
+
+def _surveys(value: object, where: str) -> dict[str, str]:
+    """surveys: dialled user part -> survey id, every wrong entry said."""
+    p = Problems()
+    found: dict[str, str] = {}
+    for user, survey in _mapping(value, where).items():
+        if not _USER.match(str(user)) or not isinstance(survey, str) or not survey:
+            p.add(f"{where}: {user!r} must map a dialled number to a survey id")
+        else:
+            found[str(user)] = survey
+    p.check()
+    return found
+
+
+def _headers(value: object, where: str) -> tuple[str, ...]:
+    """context_headers: header names, every wrong one said."""
+    if value is None:
+        return DEFAULT_CONTEXT_HEADERS
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise ConfigError(f"{where} must list header names like X-Agent")
+    headers = tuple(str(h) for h in value)
+    wrong = [f"{where}: {h!r} is not a header name" for h in headers if not _HEADER.match(h)]
+    if wrong:
+        raise ConfigError("\n".join(wrong))
+    return headers
 
 
 def _recordings(value: object, where: str) -> dict[str, Any]:
-    """The `recordings` block as IvrSettings fields."""
+    """The `recordings` block as IvrSettings fields (every mistake in it at once; the keys it
+    does not know: gateway/config_check.py)."""
     spec = _mapping(value, where)
-    known = ("enabled", "dir", "keep_days", "max_seconds")
-    unknown = sorted(str(k) for k in spec if k not in known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r} ({', '.join(known)})")
+    p = Problems()
     enabled = spec.get("enabled", True)
     if not isinstance(enabled, bool):
-        raise ConfigError(f"{where}.enabled must be true or false")
+        p.add(f"{where}.enabled must be true or false")
     folder = spec.get("dir", IvrSettings.recordings_dir)
     if not isinstance(folder, str) or not folder.strip():
-        raise ConfigError(f"{where}.dir must be a folder path like var/recordings")
+        p.add(f"{where}.dir must be a folder path like var/recordings")
+    keep = p.value(lambda: _int(spec.get("keep_days", 90), f"{where}.keep_days", 1, 36500), 0)
+    most = p.value(lambda: _int(spec.get("max_seconds", 60), f"{where}.max_seconds", 1, 600), 0)
+    p.check()
     return {
         "recordings": enabled,
         "recordings_dir": folder,
-        "recordings_keep_days": _int(spec.get("keep_days", 90), f"{where}.keep_days", 1, 36500),
-        "recordings_max_seconds": _int(spec.get("max_seconds", 60), f"{where}.max_seconds", 1, 600),
+        "recordings_keep_days": keep,
+        "recordings_max_seconds": most,
     }
 
 

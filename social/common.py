@@ -10,7 +10,7 @@ from typing import Any, Generic, TypeVar
 from aiohttp import web
 
 from gateway import engine
-from gateway.config import ConfigError
+from gateway.config import ConfigError, Problems
 from gateway.flows.model import Question, Survey
 from gateway.router import Gateway
 from gateway.session import Session
@@ -20,19 +20,27 @@ from social import render
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")  # bot and line names appear in webhook URLs
 
 
-def entries(spec: Mapping[str, Any], key: str, channel: str) -> dict[str, Mapping[str, Any]]:
-    """The named entries under `channels.<channel>.<key>` (bots, lines), checked."""
+def entries(
+    spec: Mapping[str, Any], key: str, channel: str, problems: Problems | None = None
+) -> dict[str, Mapping[str, Any]]:
+    """The named entries under `channels.<channel>.<key>` (bots, lines), checked: a bad one is
+    left out and said in `problems` (without it: a ConfigError naming every bad one)."""
+    p = problems if problems is not None else Problems()
     found = spec.get(key)
     where = f"channels.{channel}.{key}"
     if not isinstance(found, Mapping) or not found:
-        raise ConfigError(f"{where}: configure at least one, by name")
+        p.add(f"{where}: configure at least one, by name")
+        found = {}
     out: dict[str, Mapping[str, Any]] = {}
     for name, entry in found.items():
         if not isinstance(name, str) or not NAME.match(name):
-            raise ConfigError(f"{where}: name {name!r} must be 1-64 letters, digits, _ or -")
-        if not isinstance(entry, Mapping):
-            raise ConfigError(f"{where}.{name}: must be a mapping")
-        out[name] = entry
+            p.add(f"{where}: name {name!r} must be 1-64 letters, digits, _ or -")
+        elif not isinstance(entry, Mapping):
+            p.add(f"{where}.{name}: must be a mapping")
+        else:
+            out[name] = entry
+    if problems is None:
+        p.check()
     return out
 
 

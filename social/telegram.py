@@ -17,6 +17,7 @@ import logging
 import re
 from collections.abc import Collection, Coroutine, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -24,7 +25,7 @@ from telegram import ChatMember, ChatMemberUpdated, Message, Update
 from telegram.error import BadRequest, Forbidden, InvalidToken, TelegramError
 
 from gateway.backends import DeliveryError
-from gateway.config import ConfigError
+from gateway.config import ConfigError, Problems
 from gateway.logs import fields
 from gateway.model import Inbound, InputMode
 from gateway.results import NO_OPEN_SURVEY, Rejected, Result, dedupe_key
@@ -92,6 +93,7 @@ class TelegramChannel:
     """Telegram bots: POST /telegram/{bot} webhooks (or polling), prompts as inline keyboards."""
 
     name = CHANNEL
+    checks_whole_block = True  # check_settings looks up every key, past every mistake
 
     def __init__(self, gateway: Gateway, spec: Mapping[str, Any]):
         self.gateway = gateway
@@ -111,11 +113,13 @@ class TelegramChannel:
     @staticmethod
     def check_settings(spec: Mapping[str, Any], surveys: Collection[str] | None) -> list[str]:
         """`seda validate` and `seda run`: the block as the channel reads it at start (each
-        bot's application is built, not started: nothing is asked of the Bot API)."""
-        for name, entry in entries(spec, "bots", CHANNEL).items():
-            build_bot(name, entry)
-        VoiceNotes(spec, f"channels.{CHANNEL}")
-        return []
+        bot's application is built, not started: nothing is asked of the Bot API); every
+        mistake of every bot and of the voice block, one line each."""
+        problems = Problems()
+        for name, entry in entries(spec, "bots", CHANNEL, problems).items():
+            problems.value(partial(build_bot, name, entry), None)
+        problems.value(partial(VoiceNotes, spec, f"channels.{CHANNEL}"), None)
+        return problems.lines
 
     def invitation_address(self, address: str, line: str | None) -> str:
         """telegram:<chat id>, as the bot's updates write it; ValueError for anything else or

@@ -9,7 +9,7 @@ from typing import Any
 
 from telegram.ext import Application
 
-from gateway.config import ConfigError
+from gateway.config import ConfigError, Problems
 from social.common import number, text
 from social.telegram_request import AiohttpRequest
 
@@ -43,24 +43,26 @@ class TelegramBot:
 
 
 def build_bot(name: str, entry: Mapping[str, Any]) -> TelegramBot:
-    """A bot from its config entry: token, secret, mode, reply, base_url, base_file_url, ..."""
+    """A bot from its config entry: token, secret, mode, reply, base_url, base_file_url, ...;
+    a ConfigError names every mistake in it."""
     where = f"channels.telegram.bots.{name}"
-    token = text(entry, "token", where)
-    mode = text(entry, "mode", where, default="webhook")
-    if mode not in MODES:
-        raise ConfigError(f"{where}.mode: {' or '.join(MODES)}")
+    p = Problems()
+    token = p.value(lambda: text(entry, "token", where), "")
+    mode = p.value(lambda: _choice(entry, "mode", where, MODES, "webhook"), "")
     secret = str(entry.get("secret") or "")
     if mode == "webhook" and not _SECRET.match(secret):
-        raise ConfigError(
-            f"{where}.secret: required for webhooks, 1-256 characters of A-Z, a-z, 0-9, _ and -"
-        )
-    poll_timeout = int(number(entry, "poll_timeout", where, 30))
-    reply = text(entry, "reply", where, default="inline" if mode == "webhook" else "api")
-    if reply not in REPLIES:
-        raise ConfigError(f"{where}.reply: {' or '.join(REPLIES)}")
-    if reply == "inline" and mode != "webhook":
+        p.add(f"{where}.secret: required for webhooks, 1-256 characters of A-Z, a-z, 0-9, _ and -")
+    poll_timeout = int(p.value(lambda: number(entry, "poll_timeout", where, 30), 30.0))
+    default_reply = "api" if mode == "polling" else "inline"
+    reply = p.value(lambda: _choice(entry, "reply", where, REPLIES, default_reply), "")
+    if reply == "inline" and mode == "polling":
         # getUpdates has no answer to carry a method: a polling bot sends every prompt.
-        raise ConfigError(f"{where}.reply: inline needs mode webhook (polling replies by api)")
+        p.add(f"{where}.reply: inline needs mode webhook (polling replies by api)")
+    # A local Bot API server, Telegram's test environment, or a fake one in tests.
+    base_url = p.value(lambda: _optional(entry, "base_url", where), None)
+    base_file_url = p.value(lambda: _optional(entry, "base_file_url", where), None)
+    webhook_url = p.value(lambda: _optional(entry, "webhook_url", where), None)
+    p.check()
     requests = (AiohttpRequest(), AiohttpRequest(read_timeout=10.0, pool_size=1))
     builder = (
         Application.builder()
@@ -69,11 +71,23 @@ def build_bot(name: str, entry: Mapping[str, Any]) -> TelegramBot:
         .request(requests[0])
         .get_updates_request(requests[1])
     )
-    # A local Bot API server, Telegram's test environment, or a fake one in tests.
-    if entry.get("base_url"):
-        builder = builder.base_url(text(entry, "base_url", where))
-    if entry.get("base_file_url"):
-        builder = builder.base_file_url(text(entry, "base_file_url", where))
-    webhook_url = text(entry, "webhook_url", where) if entry.get("webhook_url") else None
+    if base_url:
+        builder = builder.base_url(base_url)
+    if base_file_url:
+        builder = builder.base_file_url(base_file_url)
     app = builder.build()
     return TelegramBot(name, app, requests, token, secret, mode, webhook_url, poll_timeout, reply)
+
+
+def _choice(
+    entry: Mapping[str, Any], key: str, where: str, choices: tuple[str, ...], default: str
+) -> str:
+    value = text(entry, key, where, default=default)
+    if value not in choices:
+        raise ConfigError(f"{where}.{key}: {' or '.join(choices)}")
+    return value
+
+
+def _optional(entry: Mapping[str, Any], key: str, where: str) -> str | None:
+    """A string setting that may be left out (empty: left out)."""
+    return text(entry, key, where) if entry.get(key) else None

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from asr_models import AudioError, Heard, ModelMissing, SpeechModels, decode_audio, resample
 from gateway import replies
-from gateway.config import ConfigError
+from gateway.config import ConfigError, Problems
 from gateway.flows.model import Question
 from gateway.logs import fields
 from social import render
@@ -28,6 +28,7 @@ from social.common import number
 log = logging.getLogger("seda.voice")
 
 RATE = 16_000  # Hz the recognizer gets (Telegram's Opus is 48 kHz)
+NONE = SpeechModels({})  # in place of a speech block with a mistake (refused at once)
 RECOGNITIONS = 2  # voice notes recognised at once per process (each takes a core)
 Refusal = Literal["too_long", "no_model"]
 REFUSALS: Mapping[Refusal, Mapping[str, str]] = {
@@ -77,18 +78,22 @@ class VoiceNotes:
         if not isinstance(block, Mapping):
             raise ConfigError(f"{where}.voice: a mapping (max_seconds, max_bytes, ...)")
         at = f"{where}.voice"
+        p = Problems()  # every mistake of the block at once
         self.enabled = block.get("enabled", True) is not False
-        confidence = number(block, "min_confidence", at, 0.0)
+        confidence = p.value(lambda: number(block, "min_confidence", at, 0.0), 0.0)
         if confidence > 1:
-            raise ConfigError(f"{at}.min_confidence: a number from 0 to 1")
+            p.add(f"{at}.min_confidence: a number from 0 to 1")
         self.limits = VoiceLimits(
-            max_seconds=number(block, "max_seconds", at, 60.0) or 60.0,
-            max_bytes=int(number(block, "max_bytes", at, 1_048_576)) or 1_048_576,
+            max_seconds=p.value(lambda: number(block, "max_seconds", at, 60.0), 0.0) or 60.0,
+            max_bytes=int(p.value(lambda: number(block, "max_bytes", at, 1_048_576), 0.0))
+            or 1_048_576,
             min_confidence=confidence,
         )
         # channels.<channel>.speech, as the voice channel's: `models: {fa: folder}` and `dir`
         # (installed models, var/models by default), relative to the working directory.
-        self.models = SpeechModels.from_config(spec.get("speech"), base or Path.cwd())
+        folder = base or Path.cwd()
+        self.models = p.value(lambda: SpeechModels.from_config(spec.get("speech"), folder), NONE)
+        p.check()
         self._slots = asyncio.Semaphore(RECOGNITIONS)
 
     def refuse_early(self, seconds: float | None, size: int | None) -> None:

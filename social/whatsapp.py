@@ -15,6 +15,7 @@ import re
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,7 +24,7 @@ from prometheus_client.core import Metric
 
 from gateway import metrics
 from gateway.backends import DeliveryError
-from gateway.config import ConfigError
+from gateway.config import ConfigError, Problems
 from gateway.logs import fields
 from gateway.model import Inbound
 from gateway.results import Rejected, Result, dedupe_key
@@ -79,6 +80,7 @@ class WhatsAppChannel:
     """GET/POST /whatsapp/{line}; prompts as reply buttons, lists, text or a template."""
 
     name = CHANNEL
+    checks_whole_block = True  # check_settings looks up every key, past every mistake
 
     def __init__(self, gateway: Gateway, spec: Mapping[str, Any]):
         self.gateway = gateway
@@ -100,12 +102,14 @@ class WhatsAppChannel:
 
     @staticmethod
     def check_settings(spec: Mapping[str, Any], surveys: Collection[str] | None) -> list[str]:
-        """`seda validate` and `seda run`: the block as the channel reads it at start."""
-        for name, entry in entries(spec, "lines", CHANNEL).items():
-            _line(name, entry)
-        number(spec, "timeout", f"channels.{CHANNEL}", 10.0)
-        VoiceNotes(spec, f"channels.{CHANNEL}")
-        return []
+        """`seda validate` and `seda run`: every mistake of the block as the channel reads it
+        at start (of every line, the timeout, the voice block), one line each."""
+        problems = Problems()
+        for name, entry in entries(spec, "lines", CHANNEL, problems).items():
+            problems.value(partial(_line, name, entry), None)
+        problems.value(partial(number, spec, "timeout", f"channels.{CHANNEL}", 10.0), None)
+        problems.value(partial(VoiceNotes, spec, f"channels.{CHANNEL}"), None)
+        return problems.lines
 
     def invitation_address(self, address: str, line: str | None) -> str:
         """whatsapp:+<number>, as the line's webhooks write the sender; ValueError for anything
@@ -457,25 +461,38 @@ def _message_values(body: Any) -> Iterator[Mapping[str, Any]]:
 
 
 def _line(name: str, entry: Mapping[str, Any]) -> WhatsAppLine:
-    """A line from its config entry."""
+    """A line from its config entry; a ConfigError names every mistake in it."""
     where = f"channels.{CHANNEL}.lines.{name}"
-    graph_base = text(entry, "graph_base", where, default=GRAPH_BASE).rstrip("/")
-    if urlsplit(graph_base).scheme not in ("http", "https"):
-        raise ConfigError(f"{where}.graph_base: an http(s) URL")
-    invitation = entry.get("invitation_template")
-    found: tuple[str, str | None] | None = None
-    if invitation is not None:
-        if not isinstance(invitation, Mapping):
-            raise ConfigError(f"{where}.invitation_template: {{name, language}}")
-        language = invitation.get("language")  # none: the survey's language code
-        template_name = text(invitation, "name", f"{where}.invitation_template")
-        found = (template_name, str(language) if language else None)
-    return WhatsAppLine(
+    p = Problems()
+    graph_base = p.value(lambda: _graph_base(entry, where), "")
+    found = p.value(lambda: _template(entry, where), None)
+    line = WhatsAppLine(
         name=name,
-        phone_number_id=text(entry, "phone_number_id", where),
-        access_token=text(entry, "access_token", where),
-        app_secret=text(entry, "app_secret", where),
-        verify_token=text(entry, "verify_token", where),
+        phone_number_id=p.value(lambda: text(entry, "phone_number_id", where), ""),
+        access_token=p.value(lambda: text(entry, "access_token", where), ""),
+        app_secret=p.value(lambda: text(entry, "app_secret", where), ""),
+        verify_token=p.value(lambda: text(entry, "verify_token", where), ""),
         graph_base=graph_base,
         template=found,
     )
+    p.check()
+    return line
+
+
+def _graph_base(entry: Mapping[str, Any], where: str) -> str:
+    graph_base = text(entry, "graph_base", where, default=GRAPH_BASE).rstrip("/")
+    if urlsplit(graph_base).scheme not in ("http", "https"):
+        raise ConfigError(f"{where}.graph_base: an http(s) URL")
+    return graph_base
+
+
+def _template(entry: Mapping[str, Any], where: str) -> tuple[str, str | None] | None:
+    """invitation_template: (name, language code; None: the survey's language)."""
+    invitation = entry.get("invitation_template")
+    if invitation is None:
+        return None
+    if not isinstance(invitation, Mapping):
+        raise ConfigError(f"{where}.invitation_template: {{name, language}}")
+    language = invitation.get("language")
+    template_name = text(invitation, "name", f"{where}.invitation_template")
+    return (template_name, str(language) if language else None)

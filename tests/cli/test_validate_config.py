@@ -283,3 +283,133 @@ def test_a_value_of_the_wrong_type_is_said_and_the_next_line_checked(tmp_path: P
             "gateway.yaml:8:66: channels.sms.lines.kv.poll_interval: a number of seconds above 0",
         ],
     )
+
+
+def test_every_mistake_in_the_email_block_at_once(tmp_path: Path) -> None:
+    """validate and run said the reply domain only; fixed, the relay's TLS mode; then the
+    unknown key (said beside a mistake only when it was a near miss)."""
+    config(
+        tmp_path,
+        """\
+  email:
+    reply_domain: not a domain
+    token_secret: s3cr3t-s3cr3t-s3cr3t
+    from: Surveys <surveys@example.com>
+    relay: {host: 127.0.0.1, tls: ssl}
+    colour: blue
+""",
+    )
+    refused_alike(
+        tmp_path,
+        [
+            "gateway.yaml:6:5: channels.email.reply_domain: 'not a domain' is not a domain name",
+            "gateway.yaml:9:30: channels.email.relay.tls: starttls, implicit or none",
+            "gateway.yaml:10:5: channels.email.colour: unknown key",
+        ],
+    )
+
+
+def test_every_mistake_in_the_telegram_block_at_once(tmp_path: Path) -> None:
+    """validate and run said the first bot's mode only; then the second bot's secret; then
+    the voice block."""
+    config(
+        tmp_path,
+        """\
+  telegram:
+    bots:
+      shop: {token: '123:s3cr3t', mode: poling}
+      desk: {token: '456:s3cr3t', secret: has space}
+    voice: {min_confidence: 2}
+""",
+    )
+    refused_alike(
+        tmp_path,
+        [
+            "gateway.yaml:7:35: channels.telegram.bots.shop.mode: webhook or polling",
+            "gateway.yaml:8:35: channels.telegram.bots.desk.secret: required for webhooks,"
+            " 1-256 characters of A-Z, a-z, 0-9, _ and -",
+            "gateway.yaml:9:13: channels.telegram.voice.min_confidence: a number from 0 to 1",
+        ],
+    )
+
+
+def test_every_mistake_in_the_whatsapp_block_at_once(tmp_path: Path) -> None:
+    """validate and run said the Graph address only; then the missing secret; then the
+    timeout, which was read after every line."""
+    config(
+        tmp_path,
+        """\
+  whatsapp:
+    timeout: -1
+    lines:
+      shop:
+        phone_number_id: '1234'
+        access_token: s3cr3t
+        verify_token: s3cr3t-verify
+        graph_base: ftp://graph.example
+""",
+    )
+    refused_alike(
+        tmp_path,
+        [
+            "gateway.yaml:6:5: channels.whatsapp.timeout: a number of seconds (0 or more) is"
+            " required",
+            "gateway.yaml:8:7: channels.whatsapp.lines.shop.app_secret: a non-empty string is"
+            " required",
+            "gateway.yaml:12:9: channels.whatsapp.lines.shop.graph_base: an http(s) URL",
+        ],
+    )
+
+
+def test_every_mistake_in_the_ivr_block_at_once(tmp_path: Path) -> None:
+    """validate and run said the number of workers only; then the recordings' days; and the
+    survey that is not there only once the rest was right (at no key)."""
+    config(
+        tmp_path,
+        """\
+  ivr:
+    default_survey: post_call_nsp
+    workers: 0
+    recordings: {keep_days: 0}
+""",
+    )
+    refused_alike(
+        tmp_path,
+        [
+            "gateway.yaml:6:5: channels.ivr.default_survey: no survey 'post_call_nsp' (surveys:"
+            " issue_resolved, post_call_nps, ticket_csat)",
+            "gateway.yaml:7:5: channels.ivr.workers must be between 1 and 64",
+            "gateway.yaml:8:18: channels.ivr.recordings.keep_days must be between 1 and 36500",
+        ],
+    )
+
+
+def test_correct_blocks_of_every_channel_give_no_error(tmp_path: Path) -> None:
+    """The four blocks above, corrected: nothing said, exit 0 (nothing over-reported)."""
+    config(
+        tmp_path,
+        """\
+  email:
+    reply_domain: reply.example.com
+    token_secret: s3cr3t-s3cr3t-s3cr3t
+    from: Surveys <surveys@example.com>
+    relay: {host: 127.0.0.1, tls: none, port: 25}
+  telegram:
+    bots:
+      shop: {token: '123:s3cr3t', mode: polling}
+      desk: {token: '456:s3cr3t', secret: no-space}
+    voice: {min_confidence: 0.5}
+  whatsapp:
+    timeout: 5
+    lines:
+      shop: {phone_number_id: '1234', access_token: s3cr3t, app_secret: s3cr3t,
+             verify_token: s3cr3t-verify, graph_base: 'http://127.0.0.1:9'}
+  ivr:
+    default_survey: post_call_nps
+    workers: 1
+    recordings: {keep_days: 30}
+""",
+    )
+    done = seda(tmp_path, "validate")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "gateway.yaml" not in done.stdout and "0 error(s)" in done.stderr

@@ -18,12 +18,14 @@ import jsonschema
 import pytest
 
 from gateway.config import ConfigError
+from gateway.config_check import check_file
 from gateway.model import Answer, Respondent
 from ivr_flows import recordings
 from ivr_flows.conversation import FRAME_BYTES, SpeechGate
 from ivr_flows.settings import IvrSettings, parse
 from ivr_flows.turns import Expect, Outcome, Turn
 from tests.answer_schema import SCHEMA, assert_valid_answer
+from tests.conftest import write_config
 
 TODAY = date(2026, 11, 23)
 RESPONSE = "01a2099a-5e08-7000-8366-e283a28c7980"
@@ -307,12 +309,24 @@ def test_recordings_are_kept_by_default() -> None:
         ({"max_seconds": 0}, r"channels.ivr.recordings.max_seconds must be between 1 and 600"),
         ({"max_seconds": 601}, r"channels.ivr.recordings.max_seconds must be between 1 and 600"),
         ({"dir": ""}, r"channels.ivr.recordings.dir must be a folder path"),
-        ({"keepdays": 9}, r"channels.ivr.recordings: unknown key 'keepdays' \(enabled, dir"),
     ],
 )
 def test_bad_recording_settings_are_refused(block: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse(_spec(recordings=block))
+
+
+def test_a_misspelt_recordings_key_is_refused_beside_other_mistakes(tmp_path: Path) -> None:
+    """The block's keys are checked as every block's are (gateway/config_check.py): with the
+    key meant, and also when the block has another mistake."""
+    block = {"keepdays": 9, "max_seconds": 0}
+    ivr = {**_spec(recordings=block), "default_survey": "post_call_nps"}
+    path = write_config(tmp_path, channels={"ivr": ivr})
+    problems, _, _ = check_file(path)
+    assert [line.split(": ", 1)[1] for line in problems] == [
+        "channels.ivr.recordings.keepdays: unknown key (did you mean 'keep_days'?)",
+        "channels.ivr.recordings.max_seconds must be between 1 and 600",
+    ]
 
 
 # -- the answer field --------------------------------------------------------------------------

@@ -106,12 +106,40 @@ def _spec(**over: Any) -> dict[str, Any]:
         (_spec(end_key="5"), "end_key"),
         (_spec(max_call="forever"), "duration"),
         (_spec(language="Farsi!"), "language"),
-        (_spec(workers=3, sip={"port": 5071}, worker_port_base=5070), "overlap"),
+        (
+            _spec(workers=3, sip={"port": 5071}, worker_port_base=5070),
+            r"ivr.worker_port_base: worker ports 5070-5072 overlap sip.port 5071",
+        ),
     ],
 )
 def test_bad_settings_are_refused(spec: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse(spec)
+
+
+def test_every_bad_setting_is_said_at_once() -> None:
+    """parse() said the first wrong key only: the operator met the next one after each fix."""
+    spec = _spec(
+        workers=0,
+        context_headers=["X Agent", "X-Queue", "X:Store"],
+        end_key="5",
+        control={"port": 70000, "allow": ["not a net"]},
+        surveys={"50 00": "s", "5000": "a"},
+        recordings={"enabled": "yes", "keep_days": 0},
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse(spec)
+    assert str(caught.value).split("\n") == [
+        "channels.ivr.workers must be between 1 and 64",
+        "channels.ivr.surveys: '50 00' must map a dialled number to a survey id",
+        "channels.ivr.context_headers: 'X Agent' is not a header name",
+        "channels.ivr.context_headers: 'X:Store' is not a header name",
+        "channels.ivr.end_key must be '#', '*' or empty",
+        "channels.ivr.recordings.enabled must be true or false",
+        "channels.ivr.recordings.keep_days must be between 1 and 36500",
+        "channels.ivr.control.port must be between 0 and 65535",
+        "channels.ivr.control.allow: 'not a net' is not a network like 10.0.0.0/8",
+    ]
 
 
 def test_settings_travel_to_the_pool_unchanged() -> None:
