@@ -35,6 +35,13 @@ REFUSED = 403  # answer to REFER and to INVITE with Replaces: no transfers, ever
 RETRY_AFTER = {"Shutting Down": 30, "Rate Limited": 5, "Worker Full": 30}  # seconds, on 503
 POLL_BUSY_MS = 20
 POLL_IDLE_MS = 100
+# pjsua answers an INVITE beyond its own call slots with a stateless `486 Busy Here` before any
+# callback of ours (pjsua_call.c, pjsua_call_on_incoming: alloc_call_id, then
+# pjsip_endpt_respond_stateless), so no Retry-After. It gets more slots than Seda admits calls:
+# the excess call reaches `_admission` and is refused `503` with Retry-After. pjsua lowers a
+# larger maxCalls to the PJSUA_MAX_CALLS it was built with (pjsua_call_subsys_init), 4 in the
+# pjsua2-python wheel: the headroom exists only while max_calls is below that.
+SPARE_CALLS = 4
 
 
 class Events(Protocol):
@@ -380,7 +387,7 @@ class SipAgent:
         config = pj.EpConfig()
         config.uaConfig.threadCnt = 0
         config.uaConfig.mainThreadOnly = False
-        config.uaConfig.maxCalls = self.config.max_calls
+        config.uaConfig.maxCalls = self.config.max_calls + SPARE_CALLS
         config.uaConfig.userAgent = "seda-ivr"
         config.logConfig.level = 1
         config.logConfig.consoleLevel = 1
