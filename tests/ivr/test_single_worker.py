@@ -111,3 +111,25 @@ def test_a_call_beyond_a_lone_workers_capacity_is_told_when_to_retry(
         if '"call refused"' in line
     ]
     assert [(r["status"], r["reason"]) for r in refused] == [(503, "Worker Full")], refused
+
+
+def test_sip_info_application_dtmf_to_a_lone_worker(small: Gateway, sipps: list[Sipp]) -> None:
+    caller = "+98912880"  # no Kamailio to rewrite the INFOs: the worker reads them itself
+    run_all(sipps, Sipp("keypad_info_dtmf.xml", small.sip_port, caller))  # each INFO: 200
+    events = small.wait_events(caller, 3)
+    answers = answers_by_question(events)
+    assert (answers["resolved"]["value"], answers["resolved"]["input_mode"]) == (False, "dtmf")
+    assert (answers["nps"]["raw"], answers["nps"]["attempt"]) == ("9", 1)
+    assert events[-1]["type"] == "response.completed", events
+
+
+def test_sip_info_application_dtmf_not_one_key_is_refused(
+    small: Gateway, sipps: list[Sipp]
+) -> None:
+    caller = "+98912881"  # "12" gets 400 and answers nothing; then 2 and 9 as usual
+    run_all(sipps, Sipp("keypad_info_dtmf_bad.xml", small.sip_port, caller))
+    answers = answers_by_question(small.wait_events(caller, 3))
+    assert (answers["resolved"]["value"], answers["resolved"]["attempt"]) == (False, 1)
+    assert answers["nps"]["raw"] == "9"
+    log = small.log.read_text("utf-8", "replace")
+    assert '"info key refused"' in log and '"reason": "not one key"' in log
