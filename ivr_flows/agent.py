@@ -25,6 +25,7 @@ import pjsua2 as pj
 from gateway.logs import fields
 from ivr_flows import sipmsg
 from ivr_flows.settings import MEDIA_RATE, allowed
+from ivr_flows.tsx import respond as tsx_respond
 
 log = logging.getLogger("seda.ivr.sip")
 
@@ -35,6 +36,13 @@ REFUSED = 403  # answer to REFER and to INVITE with Replaces: no transfers, ever
 RETRY_AFTER = {"Shutting Down": 30, "Rate Limited": 5, "Worker Full": 30}  # seconds, on 503
 POLL_BUSY_MS = 20
 POLL_IDLE_MS = 100
+# pjsua answers an INVITE beyond its own call slots with a stateless `486 Busy Here` before any
+# callback of ours (pjsua_call.c, pjsua_call_on_incoming: alloc_call_id, then
+# pjsip_endpt_respond_stateless), so no Retry-After. It gets more slots than Seda admits calls:
+# the excess call reaches `_admission` and is refused `503` with Retry-After. pjsua lowers a
+# larger maxCalls to the PJSUA_MAX_CALLS it was built with (pjsua_call_subsys_init), 4 in the
+# pjsua2-python wheel: the headroom exists only while max_calls is below that.
+SPARE_CALLS = 4
 
 
 class Events(Protocol):
@@ -182,18 +190,48 @@ class SurveyCall(pj.Call):  # type: ignore[misc]
                 self.agent.events.media_ready(self.handle)
 
     def onDtmfDigit(self, prm: Any) -> None:
-        """Media or SIP thread: RFC 4733 and SIP INFO digits, from one of them only.
+        """Media or SIP thread: RFC 4733 and SIP INFO (dtmf-relay) digits."""
+        self._key(int(prm.method), str(prm.digit))
+
+    def onCallTsxState(self, prm: Any) -> None:
+        """SIP thread: a SIP INFO `application/dtmf` (the key alone), which pjsua neither reads
+        nor answers (its dialog then answers 500): `200` and the key, or `400` when the body
+        is not one key (as Kamailio answers it)."""
+        event = prm.e
+        if event.type != pj.PJSIP_EVENT_TSX_STATE:
+            return
+        state = event.body.tsxState
+        tsx = state.tsx
+        if (
+            tsx.role != pj.PJSIP_ROLE_UAS
+            or tsx.state != pj.PJSIP_TSX_STATE_TRYING
+            or tsx.method != "INFO"
+            or state.type != pj.PJSIP_EVENT_RX_MSG
+        ):
+            return
+        rdata = state.src.rdata
+        key = sipmsg.info_dtmf(rdata.wholeMsg)
+        if key is None:
+            return  # dtmf-relay (pjsua reads it) or another INFO: left to pjsua, as before
+        if not tsx_respond(tsx, rdata, 200 if key else 400):
+            return
+        if key:
+            self._key(pj.PJSUA_DTMF_METHOD_SIP_INFO, key)
+        else:
+            log.warning("info key refused", extra=fields(call=self.handle, reason="not one key"))
+
+    def _key(self, method: int, digit: str) -> None:
+        """A keypad digit by one method (RFC 4733 or SIP INFO), from the first the call used.
 
         Some phones and gateways send every key both ways at once: taking both would count
         each key twice (an NPS "9" then "9" again as the next question's answer)."""
         if not self.admitted:
             return
-        method = int(prm.method)
         with self._dtmf_lock:
             if self.dtmf_method is None:
                 self.dtmf_method = method
         if method == self.dtmf_method:
-            self.agent.events.dtmf(self.handle, str(prm.digit))
+            self.agent.events.dtmf(self.handle, digit)
 
     def onCallTransferRequest(self, prm: Any) -> None:
         """REFER: refused, or any caller could make the survey dial out (toll fraud)."""
@@ -380,7 +418,7 @@ class SipAgent:
         config = pj.EpConfig()
         config.uaConfig.threadCnt = 0
         config.uaConfig.mainThreadOnly = False
-        config.uaConfig.maxCalls = self.config.max_calls
+        config.uaConfig.maxCalls = self.config.max_calls + SPARE_CALLS
         config.uaConfig.userAgent = "seda-ivr"
         config.logConfig.level = 1
         config.logConfig.consoleLevel = 1

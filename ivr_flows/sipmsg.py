@@ -15,7 +15,10 @@ MAX_VALUE = 256  # characters kept of one header value
 MAX_HEADERS = 32  # headers forwarded from one INVITE
 # Headers that carry the call's context besides X- headers (PROTOCOLS.md 5.1).
 CONTEXT_HEADERS = ("user-to-user", "diversion", "history-info", "referred-by")
-_COMPACT = {"f": "from", "t": "to", "i": "call-id", "m": "contact", "l": "content-length"}
+_COMPACT = {
+    "f": "from", "t": "to", "i": "call-id", "m": "contact", "l": "content-length",
+    "c": "content-type",
+}  # fmt: skip
 _URI = re.compile(r"<([^>]*)>|((?:sips?|tel):[^\s;,>]+)", re.IGNORECASE)
 _PHONE = re.compile(r"^\+?[0-9]{3,20}$")
 _VISUAL = re.compile(r"[\s().-]")
@@ -24,6 +27,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # kept as surrogates).
 _NOT_TEXT = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\ufffd\ud800-\udfff]")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!%*_+`'~.-]{1,64}$")
+# SIP INFO with the key alone as its body (no RFC; some PBXes send it), and that key.
+_DTMF_TYPE = re.compile(r"^application/dtmf *(;.*)?$", re.IGNORECASE)
+_ONE_KEY = re.compile(r"^[0-9*#A-Da-d]$")
 _ANONYMOUS = frozenset({"", "anonymous", "restricted", "unknown", "unavailable", "private"})
 
 
@@ -63,6 +69,18 @@ def headers(message: str) -> list[tuple[str, str]]:
         name = name.strip().lower()
         found.append((_COMPACT.get(name, name), value.strip()))
     return found
+
+
+def info_dtmf(message: str) -> str | None:
+    """The key of an INFO whose Content-Type is `application/dtmf` (the body is the key alone):
+    None for another Content-Type, "" when the body is not one key (0-9, *, #, A-D)."""
+    content_type = next((v for n, v in headers(message) if n == "content-type"), "")
+    if not _DTMF_TYPE.match(content_type):
+        return None
+    normal = message.replace("\r\n", "\n")
+    body = normal.split("\n\n", 1)[1] if "\n\n" in normal else ""
+    key = body.strip()
+    return key.upper() if _ONE_KEY.match(key) else ""
 
 
 def request_user(message: str) -> str:

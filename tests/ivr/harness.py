@@ -193,14 +193,15 @@ class Gateway:
         deadline = time.monotonic() + timeout
         found: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
-            found = [e for e in self.events() if _from(e, caller)]
+            found = [e for e in self.events() if from_caller(e, caller)]
             if len(found) >= count:
                 return found
             time.sleep(0.1)
         raise AssertionError(f"{len(found)} of {count} events for {caller}: {found}")
 
 
-def _from(event: dict[str, Any], caller: str) -> bool:
+def from_caller(event: dict[str, Any], caller: str) -> bool:
+    """True when the event is of a respondent whose address starts with tel:<caller>."""
     addresses = event.get("data", {}).get("respondent", {}).get("addresses", [])
     return any(str(a).startswith(f"tel:{caller}") for a in addresses)
 

@@ -43,8 +43,11 @@ class Proc:
 def read_proc(pid: int) -> Proc | None:
     """The process `pid`, or None when there is none."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        # Any process on the machine is read, and its name or arguments need not be UTF-8 (a
+        # SIPp run elsewhere sending a Latin-1 agent name): they are only compared here.
+        stat = Path(f"/proc/{pid}/stat").read_bytes().decode("utf-8", "replace")
+        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        cmdline = arguments.decode("utf-8", "replace")
     except (FileNotFoundError, ProcessLookupError):
         return None
     comm = stat[stat.index("(") + 1 : stat.rindex(")")]

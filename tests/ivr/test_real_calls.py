@@ -86,7 +86,7 @@ def test_two_quick_keys_are_two_keys(gateway: Gateway, sipps: list[Sipp], tmp_pa
 
 
 def test_sip_info_application_dtmf_through_kamailio(gateway: Gateway, sipps: list[Sipp]) -> None:
-    caller = "+98912730"  # pjsua alone answers these INFOs 500 and takes no key
+    caller = "+98912730"  # Kamailio passes these INFOs on as application/dtmf-relay
     run_all(sipps, Sipp("keypad_info_dtmf.xml", gateway.sip_port, caller))
     answers = answers_by_question(gateway.wait_events(caller, 3))
     assert answers["resolved"]["value"] is False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -9,7 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.ivr.harness import Gateway, Sipp, need, sip_request, sip_response
+from tests.ivr.harness import (
+    Gateway,
+    Sipp,
+    answers_by_question,
+    from_caller,
+    need,
+    run_all,
+    sip_request,
+    sip_response,
+)
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +76,60 @@ def test_a_rate_limited_call_is_told_when_to_retry(limited: Gateway) -> None:
         assert caller.wait() == 0, caller.output[-3000:]
     finally:
         caller.kill()
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """One worker, no speech, three calls at most (pjsua itself holds up to four)."""
+    need("sipp", "espeak-ng")
+    workdir: Path = tmp_path_factory.mktemp("ivr-small")
+    running = Gateway(workdir, workers=1)
+    running.extra = {"speech": {}, "calls_per_worker": 3}
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+
+
+def test_a_call_beyond_a_lone_workers_capacity_is_told_when_to_retry(
+    small: Gateway, sipps: list[Sipp]
+) -> None:
+    caller = "+9891287"  # four callers, a quarter second apart, for three places
+    run = Sipp("keypad_or_busy.xml", small.sip_port, caller, calls=4, concurrent=4)
+    (run,) = run_all(sipps, run)  # a 486, or a 503 without Retry-After, fails the run
+    assert run.counts() == (4, 0)
+    for surveyed in ("+98912871", "+98912872", "+98912873"):
+        events = small.wait_events(surveyed, 3)
+        assert answers_by_question(events)["nps"]["raw"] == "9"
+        assert events[-1]["type"] == "response.completed", events
+    refused_caller = [e for e in small.events() if from_caller(e, "+98912874")]
+    assert refused_caller == []  # the fourth caller: no response opened, nothing recorded
+    refused = [
+        json.loads(line)
+        for line in small.log.read_text("utf-8", "replace").splitlines()
+        if '"call refused"' in line
+    ]
+    assert [(r["status"], r["reason"]) for r in refused] == [(503, "Worker Full")], refused
+
+
+def test_sip_info_application_dtmf_to_a_lone_worker(small: Gateway, sipps: list[Sipp]) -> None:
+    caller = "+98912880"  # no Kamailio to rewrite the INFOs: the worker reads them itself
+    run_all(sipps, Sipp("keypad_info_dtmf.xml", small.sip_port, caller))  # each INFO: 200
+    events = small.wait_events(caller, 3)
+    answers = answers_by_question(events)
+    assert (answers["resolved"]["value"], answers["resolved"]["input_mode"]) == (False, "dtmf")
+    assert (answers["nps"]["raw"], answers["nps"]["attempt"]) == ("9", 1)
+    assert events[-1]["type"] == "response.completed", events
+
+
+def test_sip_info_application_dtmf_not_one_key_is_refused(
+    small: Gateway, sipps: list[Sipp]
+) -> None:
+    caller = "+98912881"  # "12" gets 400 and answers nothing; then 2 and 9 as usual
+    run_all(sipps, Sipp("keypad_info_dtmf_bad.xml", small.sip_port, caller))
+    answers = answers_by_question(small.wait_events(caller, 3))
+    assert (answers["resolved"]["value"], answers["resolved"]["attempt"]) == (False, 1)
+    assert answers["nps"]["raw"] == "9"
+    log = small.log.read_text("utf-8", "replace")
+    assert '"info key refused"' in log and '"reason": "not one key"' in log

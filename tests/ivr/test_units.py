@@ -68,6 +68,31 @@ def test_addresses(caller: str, address: str | None) -> None:
     assert sipmsg.address(caller) == address
 
 
+def _info(content_type: str, body: str) -> str:
+    return (
+        "INFO sip:survey@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx\r\n"
+        f"CSeq: 2 INFO\r\n{content_type}\r\nContent-Length: {len(body)}\r\n\r\n{body}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "key"),
+    [
+        ("Content-Type: application/dtmf", "5", "5"),
+        ("content-type: Application/DTMF ; charset=x", "#\r\n", "#"),  # case, params, CRLF
+        ("c: application/dtmf", "b", "B"),  # compact form; A-D as RFC 4733 reports them
+        ("Content-Type: application/dtmf", "12", ""),  # not one key: refused (400)
+        ("Content-Type: application/dtmf", "", ""),
+        ("Content-Type: application/dtmf", "Signal=5", ""),
+        ("Content-Type: application/dtmf-relay", "Signal=5\r\nDuration=160", None),  # pjsua's
+        ("Content-Type: application/media_control+xml", "<x/>", None),
+        ("Content-Length: 0", "", None),  # no Content-Type at all
+    ],
+)
+def test_info_application_dtmf(content_type: str, body: str, key: str | None) -> None:
+    assert sipmsg.info_dtmf(_info(content_type, body)) == key
+
+
 def test_hostile_headers_are_capped_and_refused() -> None:
     message = "INVITE sip:1@h SIP/2.0\r\n" + "".join(f"X-H{i}: a{i}\r\n" for i in range(100))
     invite = sipmsg.parse_invite(message)
