@@ -35,12 +35,14 @@ class SessionCache:
         if len(self._sessions) >= self.limit and key not in self._sessions:
             self._sessions.clear()
             self._open_ids.clear()
+        self._drop_id(key)
         self._sessions[key] = session
         if session is not None:
             self._open_ids[session.response_id] = key
 
     def forget(self, key: Key) -> None:
         """Not known any more: the next step reads the database."""
+        self._drop_id(key)
         self._sessions.pop(key, None)
 
     def forget_response(self, response_id: str) -> None:
@@ -54,11 +56,17 @@ class SessionCache:
         if key is None:
             return None
         session = self._sessions.get(key)
-        if session is None or session.response_id != response_id:
-            del self._open_ids[response_id]  # closed or replaced since
-            return None
-        return session
+        return session if session is not None and session.response_id == response_id else None
 
     def sizes(self) -> dict[str, int]:
         """Entries held: conversations, and response ids of open sessions."""
         return {"sessions": len(self._sessions), "open_response_ids": len(self._open_ids)}
+
+    def _drop_id(self, key: Key) -> None:
+        # A conversation's session closed or replaced takes its response id out of the index.
+        # Kept, every response a conversation ever had would stay until `limit` conversations
+        # filled the cache: a company with fewer customers than that, each answering survey
+        # after survey, never gets there, and the index grew without bound.
+        before = self._sessions.get(key)
+        if before is not None and self._open_ids.get(before.response_id) == key:
+            del self._open_ids[before.response_id]
