@@ -21,6 +21,7 @@ from gateway.model import Event, Inbound, Respondent, iso, storable
 from gateway.quiet import QuietHours
 from gateway.results import EXPIRED, NO_OPEN_SURVEY, Erased, Outcome, Rejected, Result, dedupe_key
 from gateway.session import Session
+from gateway.session_cache import SessionCache
 from gateway.store import DuplicateMessage, SessionRow, StepWrite, Store
 from gateway.store_schema import ERASED_PREFIX, RESPONDENT_PREFIX
 from gateway.turns import Turn, Turns
@@ -28,7 +29,6 @@ from gateway.turns import Turn, Turns
 log = logging.getLogger("seda.router")
 
 RESPONDENT_CACHE = 100_000
-SESSION_CACHE = 200_000
 
 
 class Gateway:
@@ -57,8 +57,7 @@ class Gateway:
         self._secret = secret
         self._turns = Turns()
         self._respondents: dict[str, Respondent] = {}
-        self._sessions: dict[tuple[str, str], Session | None] = {}  # open session per address
-        self._open_ids: dict[str, tuple[str, str]] = {}  # response id -> its key in _sessions
+        self._sessions = SessionCache()  # the open session of each (channel, address)
         self.answers_recorded: dict[tuple[str, str], int] = {}
         # Channels that keep files of their own about answers (call recordings) delete them
         # here when a respondent is erased or retention deletes their responses; each is given
@@ -252,9 +251,9 @@ class Gateway:
             owners = list(dict.fromkeys([*ids, *everyone]))
             forgotten = await self.store.retention.forget(searched.addresses, owners, held)
             for _, channel, stored in held:
-                self._sessions.pop((channel, stored), None)
+                self._sessions.forget((channel, stored))
             for response_id, _, _ in forgotten.responses:
-                self._open_ids.pop(response_id, None)
+                self._sessions.forget_response(response_id)
         asked = self.respondent(address).id
         for spelling in (address, *spelled, *searched.addresses):
             self._respondents.pop(spelling, None)
@@ -361,7 +360,7 @@ class Gateway:
         for row in rows:
             key = (row.channel, row.address)
             if key not in self._sessions:
-                self._remember(key, Session.from_json(row.data))
+                self._sessions.remember(key, Session.from_json(row.data))
 
     async def _expire(self, row: SessionRow) -> bool:
         async with self._lock(row.channel, row.address):
@@ -428,14 +427,12 @@ class Gateway:
         return engine.abandon(survey, session, respondent, self.clock(), self.new_id, reason)
 
     async def _open_session(self, channel: str, address: str) -> Session | None:
-        # This process owns the database (DESIGN section 8 adds a shared store later, and then
-        # this cache goes): open sessions are cached write-through, so a reply needs no read.
         key = (channel, address)
         if key in self._sessions:
-            return self._sessions[key]
+            return self._sessions.get(key)
         row = await self.store.open_session(channel, address)
         session = Session.from_json(row.data) if row is not None else None
-        self._remember(key, session)
+        self._sessions.remember(key, session)
         return session
 
     async def _commit(
@@ -446,18 +443,14 @@ class Gateway:
         try:
             await self.store.commit(write)
         except BaseException:
-            self._sessions.pop(key, None)  # unknown now: the next step reads the database
+            self._sessions.forget(key)  # unknown now: the next step reads the database
             raise
         if after is not None:  # a step without a session leaves the open one as it was
-            self._remember(key, after if after.status == "open" else None)
+            self._sessions.remember(key, after if after.status == "open" else None)
 
-    def _remember(self, key: tuple[str, str], session: Session | None) -> None:
-        if len(self._sessions) >= SESSION_CACHE and key not in self._sessions:
-            self._sessions.clear()  # bounded; a miss costs one read
-            self._open_ids.clear()
-        self._sessions[key] = session
-        if session is not None:
-            self._open_ids[session.response_id] = key
+    def cache_sizes(self) -> dict[str, int]:
+        """Entries in the in-memory caches (for /metrics): each is bounded."""
+        return {"respondents": len(self._respondents), **self._sessions.sizes()}
 
     async def still_asks(self, data: Mapping[str, Any]) -> bool:
         """Whether an `outbound.<channel>` event that asks a question still may: its response
@@ -481,14 +474,7 @@ class Gateway:
         """The open session with this response id if the cache knows it (no read: a channel
         whose replies name the response, as email tokens do, saves a store read); None when the
         response is closed or not cached, which the caller settles with `store.session`."""
-        key = self._open_ids.get(response_id)
-        if key is None:
-            return None
-        session = self._sessions.get(key)
-        if session is None or session.response_id != response_id:
-            del self._open_ids[response_id]  # closed or replaced since
-            return None
-        return session
+        return self._sessions.open_response(response_id)
 
     def _write(
         self,

@@ -92,6 +92,7 @@ async def create_app(config: Config, clock: Clock = system_clock) -> web.Applica
             checks[name] = cast(registry.Health, channel).health
     metrics.add_source(lambda: _live_counters(gateway, forwarder))
     metrics.add_source(lambda: _health_gauges(forwarder, checks))
+    metrics.add_source(lambda: _cache_gauges(gateway))
     for channel in channels.values():  # optional: a channel's own counters
         families = getattr(channel, "metric_families", None)
         if callable(families):
@@ -398,6 +399,11 @@ def _live_counters(gateway: Gateway, forwarder: Forwarder) -> Iterable[Metric]:
         ["backend"],
         {(k,): float(v) for k, v in forwarder.delivered.items()},
     )
+
+
+def _cache_gauges(gateway: Gateway) -> Iterable[Metric]:
+    sizes: dict[tuple[str, ...], float] = {(k,): float(v) for k, v in gateway.cache_sizes().items()}
+    yield gauge_family("seda_cache_entries", "Entries in the in-memory caches", ["cache"], sizes)
 
 
 async def _healthz(request: web.Request) -> web.Response:
