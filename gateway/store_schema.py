@@ -71,14 +71,21 @@ MAX_VARIABLES = 30_000  # bound parameters per statement (SQLite allows 32,766 a
 
 
 def insert_many(conn: sqlite3.Connection, table: str, rows: list[tuple[Any, ...]]) -> None:
-    """One multi-row INSERT per chunk of `rows` into a STEP_INSERTS table, in order."""
+    """Multi-row INSERTs of `rows` into a STEP_INSERTS table, in order, in chunks of a power of
+    two rows (25 rows: 16, 8, 1). Each row count is a statement of its own in the connection's
+    cache of prepared statements (128 by default): a statement for every group size that ever
+    occurred (1 to thousands) would churn it, preparing again the commonest ones, and hold tens
+    of MB of large ones; powers of two make a dozen statements per table."""
     before, after, width = STEP_INSERTS[table]
     one = "(" + ",".join("?" * width) + ")"
-    chunk = MAX_VARIABLES // width
-    for start in range(0, len(rows), chunk):
-        part = rows[start : start + chunk]
-        values = ",".join([one] * len(part))
+    largest = 1 << ((MAX_VARIABLES // width).bit_length() - 1)
+    start = 0
+    while start < len(rows):
+        size = min(largest, 1 << ((len(rows) - start).bit_length() - 1))
+        part = rows[start : start + size]
+        values = ",".join([one] * size)
         conn.execute(f"{before} VALUES {values}{after}", [v for row in part for v in row])
+        start += size
 
 
 def pending_keys(conn: sqlite3.Connection, keys: set[tuple[str, str]]) -> set[tuple[str, str]]:

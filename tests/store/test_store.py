@@ -513,3 +513,30 @@ async def test_one_head_per_order_key_when_a_batch_adds_several_rows(
     await store.mark_delivered([first["a1"], first["b1"]])
     heads = sql(db, "SELECT event_id FROM outbox WHERE backend = 'crm' AND head = 1 ORDER BY seq")
     assert heads == [("a2",), ("b2",), ("c1",)]
+
+
+def test_group_inserts_use_a_dozen_statements_whatever_the_group_sizes() -> None:
+    """Every row count of a multi-row INSERT is a prepared statement of its own in the
+    connection's cache (128 by default): group commits of 1 to 300 steps must not make 300 of
+    them (the cache churns and holds tens of MB), and every row must still go in, in order."""
+    from gateway.store_schema import insert_many
+
+    class Recording:
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self.conn, self.statements = conn, set()
+
+        def execute(self, query: str, values: list[object]) -> sqlite3.Cursor:
+            self.statements.add(query)
+            return self.conn.execute(query, values)
+
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE answers (id, response_id, question_id, data, created_at)")
+    recording = Recording(conn)
+    for size in range(1, 301):
+        rows = [(f"{size}-{i}", "r", "q", "{}", float(i)) for i in range(size)]
+        insert_many(recording, "answers", rows)  # type: ignore[arg-type]
+        stored = conn.execute(
+            "SELECT id FROM answers WHERE id LIKE ? ORDER BY rowid", (f"{size}-%",)
+        ).fetchall()
+        assert [row[0] for row in stored] == [row[0] for row in rows]
+    assert len(recording.statements) <= 9  # 1, 2, 4, ..., 256 rows
