@@ -6,7 +6,6 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -22,18 +21,24 @@ from tests.ivr.harness import (
 )
 
 
-@pytest.fixture(scope="module")
-def lone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    """`seda run` with one worker, no speech, INVITEs allowed from 10.0.0.0/8 only."""
-    need("espeak-ng")
-    workdir: Path = tmp_path_factory.mktemp("ivr-lone")
-    running = Gateway(workdir, workers=1)
-    running.extra = {"allow": ["10.0.0.0/8"], "speech": {}}
+def one_worker(
+    tmp_path_factory: pytest.TempPathFactory, name: str, **extra: object
+) -> Iterator[Gateway]:
+    """`seda run` with one worker and `extra` voice settings, for a module's fixture."""
+    running = Gateway(tmp_path_factory.mktemp(name), workers=1)
+    running.extra = extra
     try:
         running.start()
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="module")
+def lone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """`seda run` with one worker, no speech, INVITEs allowed from 10.0.0.0/8 only."""
+    need("espeak-ng")
+    yield from one_worker(tmp_path_factory, "ivr-lone", allow=["10.0.0.0/8"], speech={})
 
 
 def test_one_worker_listens_on_the_public_port_without_kamailio(lone: Gateway) -> None:
@@ -52,14 +57,7 @@ def test_invite_from_a_network_not_allowed_is_refused(lone: Gateway) -> None:
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """One worker, no speech, from loopback at most one new call per two seconds."""
     need("sipp", "espeak-ng")
-    workdir: Path = tmp_path_factory.mktemp("ivr-limited")
-    running = Gateway(workdir, workers=1)
-    running.extra = {"speech": {}, "rate": 0.5}
-    try:
-        running.start()
-        yield running
-    finally:
-        running.stop()
+    yield from one_worker(tmp_path_factory, "ivr-limited", speech={}, rate=0.5)
 
 
 def test_a_rate_limited_call_is_told_when_to_retry(limited: Gateway) -> None:
@@ -82,14 +80,7 @@ def test_a_rate_limited_call_is_told_when_to_retry(limited: Gateway) -> None:
 def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """One worker, no speech, three calls at most (pjsua itself holds up to four)."""
     need("sipp", "espeak-ng")
-    workdir: Path = tmp_path_factory.mktemp("ivr-small")
-    running = Gateway(workdir, workers=1)
-    running.extra = {"speech": {}, "calls_per_worker": 3}
-    try:
-        running.start()
-        yield running
-    finally:
-        running.stop()
+    yield from one_worker(tmp_path_factory, "ivr-small", speech={}, calls_per_worker=3)
 
 
 def test_a_call_beyond_a_lone_workers_capacity_is_told_when_to_retry(
